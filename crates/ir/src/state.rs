@@ -1,0 +1,174 @@
+//! The guest-state ABI shared by frontends, backends and the runtime.
+//!
+//! Every target's CPU struct is `#[repr(C)]` and starts with a [`CpuHeader`],
+//! so a backend can find the PC, the exit-request word and the softmmu TLB at
+//! fixed offsets without knowing the target. Offsets below are checked by a
+//! unit test against the struct layout.
+
+use std::sync::atomic::AtomicU32;
+
+/// Number of softmmu TLB entries per MMU mode (direct mapped).
+pub const TLB_ENTRIES: usize = 256;
+/// Number of MMU modes (TLBs) a target may use; the mode is part of the TB key.
+pub const MMU_MODES: usize = 4;
+/// Guest page size the softmmu works in.
+pub const PAGE_BITS: u32 = 12;
+pub const PAGE_SIZE: u64 = 1 << PAGE_BITS;
+pub const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
+
+/// Flag bits kept in the low (in-page) bits of a TLB tag. Any of them set makes
+/// the inline comparison fail, so the access takes the slow path. Bits 0-2 are
+/// left clear: the inline check folds the access's alignment bits into them.
+pub mod tlb_flags {
+    /// Entry is empty.
+    pub const INVALID: u64 = 1 << 11;
+    /// Page is MMIO: dispatch to the device.
+    pub const MMIO: u64 = 1 << 10;
+    /// Page holds translated code: writes must invalidate TBs first.
+    pub const CODE: u64 = 1 << 9;
+    /// Page has a debugger watchpoint.
+    pub const WATCH: u64 = 1 << 8;
+}
+
+/// One softmmu TLB entry (32 bytes). A tag is the virtual page address for the
+/// access type, or a value with a flag bit set. `addend` turns a virtual
+/// address on the page into a host pointer: `host = vaddr + addend`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlbEntry {
+    pub addr_read: u64,
+    pub addr_write: u64,
+    pub addr_code: u64,
+    pub addend: u64,
+}
+
+impl TlbEntry {
+    pub const EMPTY: TlbEntry = TlbEntry {
+        addr_read: tlb_flags::INVALID,
+        addr_write: tlb_flags::INVALID,
+        addr_code: tlb_flags::INVALID,
+        addend: 0,
+    };
+}
+
+/// Why a block (or a helper) hands control back to the dispatcher.
+pub mod status {
+    /// Nothing pending: the dispatcher continues at `CpuHeader::pc`.
+    pub const NONE: u32 = 0;
+    /// A guest exception: `cause` and `tval` are in the header and `pc` is
+    /// the faulting instruction.
+    pub const EXCEPTION: u32 = 1;
+    /// The guest waits for an interrupt; `pc` is the instruction after `wfi`.
+    pub const HALT: u32 = 2;
+    /// The exit-request word was set (interrupt, timer, debugger, shutdown).
+    pub const EXIT_REQUEST: u32 = 3;
+    /// Return to the dispatcher to re-evaluate TB-key state; `pc` is set.
+    pub const LOOKUP: u32 = 4;
+}
+
+/// The common head of every target's CPU state.
+#[repr(C)]
+#[derive(Debug)]
+pub struct CpuHeader {
+    /// Guest PC. Up to date only at block exits and before helpers that may
+    /// exit; inside a block the backend knows the PC statically.
+    pub pc: u64,
+    /// Non-zero asks the vCPU to leave translated code at the next block
+    /// entry. Set from other threads (interrupts, timers, debugger, shutdown).
+    pub exit_request: AtomicU32,
+    /// Set by helpers and slow paths to one of [`status`] to make the block exit.
+    pub status: u32,
+    /// Pending exception cause (target-defined encoding) and trap value.
+    pub cause: u64,
+    pub tval: u64,
+    /// Guest instructions executed, counted per block entry.
+    pub icount: u64,
+    /// The softmmu TLBs, one per MMU mode.
+    pub tlb: [[TlbEntry; TLB_ENTRIES]; MMU_MODES],
+}
+
+impl Default for CpuHeader {
+    fn default() -> Self {
+        CpuHeader {
+            pc: 0,
+            exit_request: AtomicU32::new(0),
+            status: status::NONE,
+            cause: 0,
+            tval: 0,
+            icount: 0,
+            tlb: [[TlbEntry::EMPTY; TLB_ENTRIES]; MMU_MODES],
+        }
+    }
+}
+
+impl CpuHeader {
+    /// Empty every TLB entry of every mode.
+    pub fn tlb_flush_all(&mut self) {
+        for mode in self.tlb.iter_mut() {
+            mode.fill(TlbEntry::EMPTY);
+        }
+    }
+
+    /// Empty the entries that map the page of `vaddr` in every mode.
+    pub fn tlb_flush_page(&mut self, vaddr: u64) {
+        let idx = ((vaddr >> PAGE_BITS) as usize) & (TLB_ENTRIES - 1);
+        let page = vaddr & PAGE_MASK;
+        for mode in self.tlb.iter_mut() {
+            let e = &mut mode[idx];
+            if [e.addr_read, e.addr_write, e.addr_code].iter().any(|t| t & PAGE_MASK == page) {
+                *e = TlbEntry::EMPTY;
+            }
+        }
+    }
+}
+
+/// Byte offsets of the header fields, for generated code.
+pub mod offsets {
+    pub const PC: u32 = 0;
+    pub const EXIT_REQUEST: u32 = 8;
+    pub const STATUS: u32 = 12;
+    pub const CAUSE: u32 = 16;
+    pub const TVAL: u32 = 24;
+    pub const ICOUNT: u32 = 32;
+    pub const TLB: u32 = 40;
+    /// Size of one TLB entry and of one mode's TLB, in bytes.
+    pub const TLB_ENTRY_SIZE: u32 = 32;
+    pub const TLB_MODE_SIZE: u32 = TLB_ENTRY_SIZE * super::TLB_ENTRIES as u32;
+    /// Offsets inside a TLB entry.
+    pub const TLB_ADDR_READ: u32 = 0;
+    pub const TLB_ADDR_WRITE: u32 = 8;
+    pub const TLB_ADDR_CODE: u32 = 16;
+    pub const TLB_ADDEND: u32 = 24;
+    /// First byte after the header: where a target's own state may begin.
+    pub const HEADER_END: u32 = TLB + TLB_MODE_SIZE * super::MMU_MODES as u32;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn header_offsets_match_layout() {
+        assert_eq!(offset_of!(CpuHeader, pc) as u32, offsets::PC);
+        assert_eq!(offset_of!(CpuHeader, exit_request) as u32, offsets::EXIT_REQUEST);
+        assert_eq!(offset_of!(CpuHeader, status) as u32, offsets::STATUS);
+        assert_eq!(offset_of!(CpuHeader, cause) as u32, offsets::CAUSE);
+        assert_eq!(offset_of!(CpuHeader, tval) as u32, offsets::TVAL);
+        assert_eq!(offset_of!(CpuHeader, icount) as u32, offsets::ICOUNT);
+        assert_eq!(offset_of!(CpuHeader, tlb) as u32, offsets::TLB);
+        assert_eq!(size_of::<TlbEntry>() as u32, offsets::TLB_ENTRY_SIZE);
+        assert_eq!(size_of::<CpuHeader>() as u32, offsets::HEADER_END);
+    }
+
+    #[test]
+    fn flush_page_only_hits_that_page() {
+        let mut h = CpuHeader::default();
+        let e = TlbEntry { addr_read: 0x8000_0000, addr_write: 0x8000_0000, addr_code: 0x8000_0000, addend: 1 };
+        h.tlb[0][0] = e;
+        h.tlb[1][1] = TlbEntry { addr_read: 0x8000_1000, ..e };
+        h.tlb_flush_page(0x8000_0123);
+        assert_eq!(h.tlb[0][0], TlbEntry::EMPTY);
+        assert_eq!(h.tlb[1][1].addend, 1);
+    }
+}
