@@ -66,6 +66,17 @@ pub mod status {
     pub const LOOKUP: u32 = 4;
 }
 
+/// Bits of [`CpuHeader::flush_request`].
+pub mod flush {
+    /// Flush every TLB entry and the jump cache (satp write, `sfence.vma`,
+    /// privilege-affecting CSR changes).
+    pub const TLB_ALL: u32 = 1 << 0;
+    /// Translated code may be stale (`fence.i`): the accelerator must make
+    /// sure guest stores are visible to later translations (it already
+    /// invalidates on stores to code pages, so this is a synchronisation point).
+    pub const CODE: u32 = 1 << 1;
+}
+
 /// The common head of every target's CPU state.
 #[repr(C)]
 #[derive(Debug)]
@@ -83,6 +94,14 @@ pub struct CpuHeader {
     pub tval: u64,
     /// Guest instructions executed, counted per block entry.
     pub icount: u64,
+    /// The target's current TB flags (privilege, MMU mode, FP state, ...):
+    /// everything besides the PC that translation depends on. Targets keep it
+    /// current whenever that state changes; the dispatcher and jump caches key
+    /// blocks on (pc, flags).
+    pub flags: u32,
+    /// Requests from the target to the accelerator, handled when the block
+    /// exits (see [`flush`]). Targets never touch the TLB themselves.
+    pub flush_request: u32,
     /// The softmmu TLBs, one per MMU mode.
     pub tlb: [[TlbEntry; TLB_ENTRIES]; MMU_MODES],
 }
@@ -96,6 +115,8 @@ impl Default for CpuHeader {
             cause: 0,
             tval: 0,
             icount: 0,
+            flags: 0,
+            flush_request: 0,
             tlb: [[TlbEntry::EMPTY; TLB_ENTRIES]; MMU_MODES],
         }
     }
@@ -130,7 +151,9 @@ pub mod offsets {
     pub const CAUSE: u32 = 16;
     pub const TVAL: u32 = 24;
     pub const ICOUNT: u32 = 32;
-    pub const TLB: u32 = 40;
+    pub const FLAGS: u32 = 40;
+    pub const FLUSH_REQUEST: u32 = 44;
+    pub const TLB: u32 = 48;
     /// Size of one TLB entry and of one mode's TLB, in bytes.
     pub const TLB_ENTRY_SIZE: u32 = 32;
     pub const TLB_MODE_SIZE: u32 = TLB_ENTRY_SIZE * super::TLB_ENTRIES as u32;
@@ -156,6 +179,8 @@ mod tests {
         assert_eq!(offset_of!(CpuHeader, cause) as u32, offsets::CAUSE);
         assert_eq!(offset_of!(CpuHeader, tval) as u32, offsets::TVAL);
         assert_eq!(offset_of!(CpuHeader, icount) as u32, offsets::ICOUNT);
+        assert_eq!(offset_of!(CpuHeader, flags) as u32, offsets::FLAGS);
+        assert_eq!(offset_of!(CpuHeader, flush_request) as u32, offsets::FLUSH_REQUEST);
         assert_eq!(offset_of!(CpuHeader, tlb) as u32, offsets::TLB);
         assert_eq!(size_of::<TlbEntry>() as u32, offsets::TLB_ENTRY_SIZE);
         assert_eq!(size_of::<CpuHeader>() as u32, offsets::HEADER_END);

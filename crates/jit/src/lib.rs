@@ -1,1 +1,1 @@
-
+//! Kite translator.

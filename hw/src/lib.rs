@@ -1,0 +1,1 @@
+//! Kite devices and machines.
