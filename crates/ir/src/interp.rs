@@ -73,13 +73,7 @@ pub fn eval_bin(op: BinOp, ty: Ty, a: u64, b: u64) -> u64 {
                 (sext(a) / sext(b)) as u64
             }
         }
-        BinOp::DivU => {
-            if b == 0 {
-                allones
-            } else {
-                a / b
-            }
-        }
+        BinOp::DivU => a.checked_div(b).unwrap_or(allones),
         BinOp::RemS => {
             if b == 0 {
                 a
@@ -89,13 +83,7 @@ pub fn eval_bin(op: BinOp, ty: Ty, a: u64, b: u64) -> u64 {
                 (sext(a) % sext(b)) as u64
             }
         }
-        BinOp::RemU => {
-            if b == 0 {
-                a
-            } else {
-                a % b
-            }
-        }
+        BinOp::RemU => a.checked_rem(b).unwrap_or(a),
         BinOp::Rotl => match ty {
             Ty::I32 => (a as u32).rotate_left(sh) as u64,
             Ty::I64 => a.rotate_left(sh),

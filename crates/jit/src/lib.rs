@@ -1,21 +1,56 @@
-//! Kite's translator (placeholder API; being implemented).
-use std::sync::Arc;
+//! Kite's translator ("tcg" accelerator): IR -> Cranelift -> native code.
+//!
+//! A guest frontend ([`GuestCpu::translate_block`]) turns a block of guest code into
+//! [`kite_ir::Block`]s; this crate compiles them ([`codegen`]) into a private code cache
+//! ([`codecache`]), keeps a TB cache keyed by (guest physical pc, flags) with a per-vCPU
+//! jump cache and direct block chaining ([`tb`]), implements the softmmu (inline TLB fast
+//! path in generated code, slow path in [`softmmu`]) and runs everything from the
+//! dispatcher loop in [`engine`].
+//!
+//! Invariants and pitfalls:
+//! - One [`Engine`] per vCPU. Generated code bakes in addresses of that engine's private
+//!   context (slow path, chain slots), so code never moves between engines.
+//! - Generated code only runs from inside [`Engine::run`]; while it runs the dispatcher holds
+//!   no Rust reference into the context or the CPU, because slow paths reach both through
+//!   raw pointers.
+//! - Code memory is only reclaimed by a full flush, which happens in the dispatcher (never
+//!   while generated code is on the stack). Invalidated TBs keep their code and chain slots
+//!   until then.
+//! - The host is assumed little-endian with a coherent instruction cache (x86-64); other
+//!   hosts need an icache flush after code is written.
+//! - Two tiers: [`Tier::Interp`] runs blocks through [`kite_ir::interp`] with the same
+//!   softmmu code (the reference for differential tests), [`Tier::Jit`] compiles them. A
+//!   block that fails to compile (a Kite bug) is logged and run by the interpreter.
 
-use kite_core::{ExitCode, GuestCpu, VmControl};
-use kite_memory::PhysMap;
+mod codecache;
+mod codegen;
+mod engine;
+mod softmmu;
+mod tb;
+
+#[cfg(test)]
+mod tests;
+
+pub use engine::Engine;
 
 /// Which executor runs translated blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tier {
+    /// Blocks run through the reference IR interpreter (slow; the differential-test reference).
     Interp,
+    /// Blocks are compiled to native code with Cranelift.
     Jit,
 }
 
+/// Accelerator options.
 #[derive(Clone, Debug)]
 pub struct JitOptions {
     pub tier: Tier,
+    /// One guest instruction per TB (debugging, precise `-d exec` traces).
     pub single_step: bool,
+    /// Size of the code cache; when it is full every TB is flushed and translation restarts.
     pub code_cache_bytes: usize,
+    /// Run the Cranelift verifier on every function (slow; on by default in debug builds).
     pub verify: bool,
 }
 
@@ -25,37 +60,69 @@ impl Default for JitOptions {
     }
 }
 
+/// Errors creating an engine (host problems, never guest behaviour).
 #[derive(Debug, thiserror::Error)]
 pub enum JitError {
     #[error("cannot create the code cache: {0}")]
     CodeCache(String),
+    #[error("cannot set up Cranelift for this host: {0}")]
+    Isa(String),
+    #[error("cannot compile the entry trampoline: {0}")]
+    Trampoline(String),
 }
 
-#[derive(Clone, Debug, Default)]
+/// Why blocks handed control back to the dispatcher.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExitStats {
+    /// A chainable `goto` whose chain slot was not linked yet (or may not be linked).
+    pub goto_unlinked: u64,
+    /// `goto_nochain` exits.
+    pub goto_nochain: u64,
+    /// Indirect jumps.
+    pub indirect: u64,
+    pub exception: u64,
+    pub halt: u64,
+    pub exit_request: u64,
+    pub lookup: u64,
+}
+
+/// Counters of one engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Blocks compiled to native code.
     pub tbs_compiled: u64,
+    /// Blocks translated for the interpreter tier (including compile-error fallbacks).
+    pub tbs_interp: u64,
+    /// Blocks that failed to compile and fell back to the interpreter (Kite bugs).
+    pub compile_fallbacks: u64,
+    /// Total time spent in frontend + Cranelift for compiled blocks.
+    pub compile_ns_total: u64,
+    /// Chain slots linked (a later execution of that exit jumps straight to the next TB).
+    pub chains_linked: u64,
+    /// TB entries made by the dispatcher (everything else entered through a chain).
+    pub dispatches: u64,
+    pub jump_cache_hits: u64,
+    pub jump_cache_misses: u64,
+    /// Memory accesses that took the softmmu slow path (TLB misses, MMIO, misaligned, code pages).
+    pub tlb_slow_path: u64,
+    /// TLB entries filled by the slow path.
+    pub tlb_fills: u64,
+    /// TBs invalidated by stores to code pages.
+    pub tbs_invalidated: u64,
+    /// Whole-cache flushes because the code cache was full.
+    pub full_flushes: u64,
+    pub exits: ExitStats,
+    /// Guest instructions executed (from the header's icount).
+    pub insns: u64,
 }
 
-#[derive(Debug)]
-pub struct Engine<C: GuestCpu> {
-    _mem: Arc<PhysMap>,
-    vm: Arc<VmControl>,
-    _opts: JitOptions,
-    _cpu: std::marker::PhantomData<fn(C)>,
-}
-
-impl<C: GuestCpu> Engine<C> {
-    pub fn new(mem: Arc<PhysMap>, vm: Arc<VmControl>, opts: JitOptions) -> Result<Self, JitError> {
-        Ok(Engine { _mem: mem, vm, _opts: opts, _cpu: std::marker::PhantomData })
-    }
-
-    pub fn run(&mut self, _cpu: &mut C) -> ExitCode {
-        log::error!("translator not implemented yet");
-        self.vm.request_exit(ExitCode::Exit(1));
-        ExitCode::Exit(1)
-    }
-
-    pub fn stats(&self) -> Stats {
-        Stats::default()
+impl Stats {
+    /// Average compile time per compiled TB, in microseconds.
+    pub fn avg_compile_us(&self) -> f64 {
+        if self.tbs_compiled == 0 {
+            0.0
+        } else {
+            self.compile_ns_total as f64 / self.tbs_compiled as f64 / 1000.0
+        }
     }
 }

@@ -1,0 +1,787 @@
+//! IR -> Cranelift.
+//!
+//! Every TB becomes one function with the `tail` calling convention, `fn(cpu) -> u64`,
+//! entered from the dispatcher through a SystemV trampoline. The return value says why
+//! the block left (see [`ret`]): a status code, an exit kind, or the address of the
+//! [`ChainSlot`](crate::tb::ChainSlot) of an unlinked `goto` for the dispatcher to link.
+//! A linked `goto` tail-calls the next TB directly (`return_call_indirect`), so chained
+//! blocks run without returning to the dispatcher.
+//!
+//! Generated code:
+//! - checks `exit_request` and bumps `icount` at entry;
+//! - keeps guest state (`ld_state`/`st_state` beyond the common header) in a small
+//!   straight-line cache of SSA values: loads after a load or store of the same offset
+//!   are forwarded, stores are delayed; dirty values are written back before helpers
+//!   that read or write state or may exit, on every slow path (only there), at branches,
+//!   labels and exits, and the cache is dropped at labels and after state-writing helpers;
+//! - probes the softmmu TLB inline for every guest access and calls the slow path on a
+//!   miss, storing the instruction's pc first (precise exceptions) and checking the
+//!   header status afterwards.
+//!
+//! Division and remainder are guarded so Cranelift's trapping `sdiv`/`udiv` never see a
+//! zero divisor or MIN/-1; results follow the IR (RISC-V) definition.
+
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{self, types, AbiParam, BlockArg, InstBuilder, MemFlagsData, Signature, Value};
+use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use kite_ir::state::{offsets, status, PAGE_MASK};
+use kite_ir::{Access, BinOp, Block, Cond, Exit, Helper, Inst, MemOp, MemSize, Temp, Ty, UnOp};
+
+use crate::softmmu;
+use crate::tb::TbId;
+use crate::JitError;
+
+/// Return values of a TB function (besides the `status` codes 0..=4).
+pub(crate) mod ret {
+    /// `Exit::Indirect`: `pc` is set.
+    pub const INDIRECT: u64 = 16;
+    /// `Exit::GotoNoChain`: `pc` is set.
+    pub const NOCHAIN: u64 = 17;
+    /// A chainable goto without a slot (interpreter tier): `pc` is set.
+    pub const GOTO: u64 = 18;
+    /// Values at or above this are chain-slot addresses (an unlinked goto; `pc` is set).
+    pub const SLOT_MIN: u64 = 4096;
+}
+
+/// Most state values kept in the in-block cache at once.
+const CACHE_MAX: usize = 32;
+
+/// What one TB compilation needs besides the IR.
+#[derive(Debug)]
+pub(crate) struct TbSpec<'a> {
+    pub block: &'a Block,
+    pub mmu: usize,
+    pub tb: TbId,
+    /// Addresses of the chain slots, one per `Exit::Goto` in instruction order.
+    pub slots: &'a [u64],
+    /// The engine context pointer and slow-path function passed to the slow path.
+    pub ctx: u64,
+    pub slow: u64,
+}
+
+/// The Cranelift state reused across compilations.
+pub(crate) struct Codegen {
+    isa: OwnedTargetIsa,
+    ctx: Context,
+    fctx: FunctionBuilderContext,
+    tail_sig: Signature,
+    c_sig: Signature,
+}
+
+impl std::fmt::Debug for Codegen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codegen").field("isa", &self.isa.name()).finish()
+    }
+}
+
+impl Codegen {
+    pub(crate) fn new(verify: bool) -> Result<Codegen, JitError> {
+        let mut fb = settings::builder();
+        let set = |fb: &mut settings::Builder, k: &str, v: &str| fb.set(k, v).map_err(|e| JitError::Isa(e.to_string()));
+        set(&mut fb, "opt_level", "speed")?;
+        set(&mut fb, "enable_verifier", if verify { "true" } else { "false" })?;
+        set(&mut fb, "unwind_info", "false")?;
+        set(&mut fb, "is_pic", "false")?;
+        // Cranelift's x64 tail calls rely on frame pointers.
+        set(&mut fb, "preserve_frame_pointers", "true")?;
+        let ib = cranelift_native::builder().map_err(|e| JitError::Isa(e.to_string()))?;
+        let isa = ib.finish(settings::Flags::new(fb)).map_err(|e| JitError::Isa(e.to_string()))?;
+        let mut tail_sig = Signature::new(CallConv::Tail);
+        tail_sig.params.push(AbiParam::new(types::I64));
+        tail_sig.returns.push(AbiParam::new(types::I64));
+        let mut c_sig = Signature::new(isa.default_call_conv());
+        for _ in 0..5 {
+            c_sig.params.push(AbiParam::new(types::I64));
+        }
+        c_sig.returns.push(AbiParam::new(types::I64));
+        Ok(Codegen { isa, ctx: Context::new(), fctx: FunctionBuilderContext::new(), tail_sig, c_sig })
+    }
+
+    fn finish(&mut self) -> Result<&[u8], String> {
+        let code = self.ctx.compile(&*self.isa, &mut ControlPlane::default()).map_err(|e| format!("{:?}", e.inner))?;
+        if !code.buffer.relocs().is_empty() {
+            return Err("generated code needs relocations".into());
+        }
+        Ok(code.code_buffer())
+    }
+
+    /// The SystemV entry trampoline: `fn(cpu, code) -> u64` calls the tail-callconv TB.
+    pub(crate) fn trampoline(&mut self) -> Result<&[u8], String> {
+        self.ctx.clear();
+        let mut sig = Signature::new(self.isa.default_call_conv());
+        sig.params.push(AbiParam::new(types::I64));
+        sig.params.push(AbiParam::new(types::I64));
+        sig.returns.push(AbiParam::new(types::I64));
+        self.ctx.func.signature = sig;
+        let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+        let st = b.import_signature(self.tail_sig.clone());
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let (cpu, code) = (b.block_params(entry)[0], b.block_params(entry)[1]);
+        let call = b.ins().call_indirect(st, code, &[cpu]);
+        let r = b.inst_results(call)[0];
+        b.ins().return_(&[r]);
+        b.seal_all_blocks();
+        b.finalize(self.isa.frontend_config());
+        self.finish()
+    }
+
+    /// Compile one TB; returns the machine code (valid until the next call).
+    pub(crate) fn compile(&mut self, spec: &TbSpec<'_>) -> Result<&[u8], String> {
+        self.ctx.clear();
+        self.ctx.func.signature = self.tail_sig.clone();
+        let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+        let sig_tail = b.import_signature(self.tail_sig.clone());
+        let sig_c = b.import_signature(self.c_sig.clone());
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let cpu = b.block_params(entry)[0];
+        let vars = spec.block.temps.iter().map(|&t| b.declare_var(clty(t))).collect();
+        let labels = (0..spec.block.nlabels).map(|_| b.create_block()).collect();
+        let mut e = Emit {
+            b,
+            spec,
+            cpu,
+            vars,
+            labels,
+            cache: Vec::new(),
+            sig_tail,
+            sig_c,
+            pc: spec.block.pc,
+            live: true,
+            next_slot: 0,
+        };
+        e.prologue();
+        for (i, inst) in spec.block.insts.iter().enumerate() {
+            e.inst(i, inst);
+        }
+        if e.live {
+            // Validated blocks end in an exit or a branch; be defensive anyway.
+            let pc = e.spec.block.pc;
+            e.leave(pc, status::LOOKUP as u64);
+        }
+        e.b.seal_all_blocks();
+        e.b.finalize(self.isa.frontend_config());
+        self.finish()
+    }
+}
+
+fn clty(t: Ty) -> ir::Type {
+    match t {
+        Ty::I32 => types::I32,
+        Ty::I64 => types::I64,
+    }
+}
+
+fn intcc(c: Cond) -> IntCC {
+    match c {
+        Cond::Eq => IntCC::Equal,
+        Cond::Ne => IntCC::NotEqual,
+        Cond::LtS => IntCC::SignedLessThan,
+        Cond::GeS => IntCC::SignedGreaterThanOrEqual,
+        Cond::LtU => IntCC::UnsignedLessThan,
+        Cond::GeU => IntCC::UnsignedGreaterThanOrEqual,
+        Cond::LeS => IntCC::SignedLessThanOrEqual,
+        Cond::GtS => IntCC::SignedGreaterThan,
+        Cond::LeU => IntCC::UnsignedLessThanOrEqual,
+        Cond::GtU => IntCC::UnsignedGreaterThan,
+    }
+}
+
+fn state_flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Cached {
+    off: u32,
+    ty: Ty,
+    val: Value,
+    dirty: bool,
+}
+
+impl Cached {
+    fn overlaps(&self, off: u32, len: u32) -> bool {
+        let (a0, a1) = (self.off as u64, self.off as u64 + self.ty.bits() as u64 / 8);
+        let (b0, b1) = (off as u64, off as u64 + len as u64);
+        a0 < b1 && b0 < a1
+    }
+}
+
+struct Emit<'a, 'b> {
+    b: FunctionBuilder<'a>,
+    spec: &'b TbSpec<'b>,
+    cpu: Value,
+    vars: Vec<Variable>,
+    labels: Vec<ir::Block>,
+    cache: Vec<Cached>,
+    sig_tail: ir::SigRef,
+    sig_c: ir::SigRef,
+    /// Guest pc of the instruction being emitted.
+    pc: u64,
+    /// Whether the current Cranelift block is open (not yet terminated).
+    live: bool,
+    next_slot: usize,
+}
+
+impl Emit<'_, '_> {
+    fn konst(&mut self, ty: Ty, v: u64) -> Value {
+        self.b.ins().iconst(clty(ty), ty.mask(v) as i64)
+    }
+
+    fn k64(&mut self, v: u64) -> Value {
+        self.b.ins().iconst(types::I64, v as i64)
+    }
+
+    fn hdr_store(&mut self, v: Value, off: u32) {
+        self.b.ins().store(state_flags(), v, self.cpu, off as i32);
+    }
+
+    fn hdr_load(&mut self, ty: ir::Type, off: u32) -> Value {
+        self.b.ins().load(ty, state_flags(), self.cpu, off as i32)
+    }
+
+    fn store_pc(&mut self, pc: u64) {
+        let v = self.k64(pc);
+        self.hdr_store(v, offsets::PC);
+    }
+
+    /// Address base and displacement for state offset `off`.
+    fn state_addr(&mut self, off: u32) -> (Value, i32) {
+        match i32::try_from(off) {
+            Ok(o) => (self.cpu, o),
+            Err(_) => (self.b.ins().iadd_imm_s(self.cpu, off as i64), 0),
+        }
+    }
+
+    fn raw_state_store(&mut self, c: Cached) {
+        let (base, d) = self.state_addr(c.off);
+        self.b.ins().store(state_flags(), c.val, base, d);
+    }
+
+    fn ensure_live(&mut self) {
+        if !self.live {
+            let blk = self.b.create_block();
+            self.b.switch_to_block(blk);
+            self.cache.clear();
+            self.live = true;
+        }
+    }
+
+    fn prologue(&mut self) {
+        let er = self.hdr_load(types::I32, offsets::EXIT_REQUEST);
+        let (xr, body) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(er, xr, &[], body, &[]);
+        self.b.switch_to_block(xr);
+        let pc = self.spec.block.pc;
+        self.store_pc(pc);
+        let r = self.k64(status::EXIT_REQUEST as u64);
+        self.b.ins().return_(&[r]);
+        self.b.switch_to_block(body);
+        if self.spec.block.ninsns > 0 {
+            let ic = self.hdr_load(types::I64, offsets::ICOUNT);
+            let ic = self.b.ins().iadd_imm_s(ic, self.spec.block.ninsns as i64);
+            self.hdr_store(ic, offsets::ICOUNT);
+        }
+    }
+
+    /// Write dirty cached state back; they become clean.
+    fn writeback(&mut self) {
+        for i in 0..self.cache.len() {
+            if self.cache[i].dirty {
+                let c = self.cache[i];
+                self.raw_state_store(c);
+                self.cache[i].dirty = false;
+            }
+        }
+    }
+
+    /// Write dirty cached state back on a side path (the values stay dirty for the main path).
+    fn writeback_side(&mut self) {
+        for i in 0..self.cache.len() {
+            if self.cache[i].dirty {
+                let c = self.cache[i];
+                self.raw_state_store(c);
+            }
+        }
+    }
+
+    /// Drop cache entries overlapping `[off, off+len)` (writing dirty ones back first),
+    /// except an exact (off, ty) match when `keep` is given.
+    fn evict_overlaps(&mut self, off: u32, len: u32, keep: Option<Ty>) {
+        let mut i = 0;
+        while i < self.cache.len() {
+            let c = self.cache[i];
+            if c.overlaps(off, len) && !(c.off == off && Some(c.ty) == keep) {
+                if c.dirty {
+                    self.raw_state_store(c);
+                }
+                self.cache.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn push_cache(&mut self, c: Cached) {
+        if self.cache.len() >= CACHE_MAX {
+            let old = self.cache.remove(0);
+            if old.dirty {
+                self.raw_state_store(old);
+            }
+        }
+        self.cache.push(c);
+    }
+
+    fn ld_state(&mut self, ty: Ty, off: u32) -> Value {
+        let len = ty.bits() / 8;
+        if off >= offsets::HEADER_END {
+            if let Some(c) = self.cache.iter().find(|c| c.off == off && c.ty == ty) {
+                return c.val;
+            }
+            self.evict_overlaps(off, len, None);
+        }
+        let (base, d) = self.state_addr(off);
+        let v = self.b.ins().load(clty(ty), state_flags(), base, d);
+        if off >= offsets::HEADER_END {
+            self.push_cache(Cached { off, ty, val: v, dirty: false });
+        }
+        v
+    }
+
+    fn st_state(&mut self, ty: Ty, off: u32, v: Value) {
+        if off < offsets::HEADER_END {
+            let (base, d) = self.state_addr(off);
+            self.b.ins().store(state_flags(), v, base, d);
+            return;
+        }
+        self.evict_overlaps(off, ty.bits() / 8, Some(ty));
+        if let Some(c) = self.cache.iter_mut().find(|c| c.off == off && c.ty == ty) {
+            c.val = v;
+            c.dirty = true;
+        } else {
+            self.push_cache(Cached { off, ty, val: v, dirty: true });
+        }
+    }
+
+    fn var(&mut self, t: Temp) -> Value {
+        self.b.use_var(self.vars[t.0 as usize])
+    }
+
+    fn def(&mut self, t: Temp, v: Value) {
+        self.b.def_var(self.vars[t.0 as usize], v);
+    }
+
+    fn ty(&self, t: Temp) -> Ty {
+        self.spec.block.ty(t)
+    }
+
+    /// Return to the dispatcher with `pc` stored and return value `r`.
+    fn leave(&mut self, pc: u64, r: u64) {
+        self.writeback();
+        self.store_pc(pc);
+        let r = self.k64(r);
+        self.b.ins().return_(&[r]);
+        self.live = false;
+    }
+
+    /// PC of the next guest instruction after IR index `i` (for stores that end the block).
+    fn next_pc(&self, i: usize) -> u64 {
+        self.spec.block.insts[i + 1..]
+            .iter()
+            .find_map(|x| match x {
+                Inst::InsnStart { pc } => Some(*pc),
+                Inst::Exit(Exit::Goto(p)) | Inst::Exit(Exit::GotoNoChain(p)) => Some(*p),
+                _ => None,
+            })
+            .unwrap_or(self.pc)
+    }
+
+    fn inst(&mut self, i: usize, inst: &Inst) {
+        if !matches!(inst, Inst::SetLabel(_)) {
+            self.ensure_live();
+        }
+        match inst {
+            Inst::InsnStart { pc } => self.pc = *pc,
+            Inst::Const { dst, val } => {
+                let v = self.konst(self.ty(*dst), *val);
+                self.def(*dst, v);
+            }
+            Inst::Mov { dst, src } => {
+                let v = self.var(*src);
+                self.def(*dst, v);
+            }
+            Inst::LdState { dst, off } => {
+                let v = self.ld_state(self.ty(*dst), *off);
+                self.def(*dst, v);
+            }
+            Inst::StState { src, off } => {
+                let v = self.var(*src);
+                self.st_state(self.ty(*src), *off, v);
+            }
+            Inst::Bin { op, dst, a, b } => {
+                let (a, b) = (self.var(*a), self.var(*b));
+                let v = self.bin(*op, self.ty(*dst), a, b);
+                self.def(*dst, v);
+            }
+            Inst::Un { op, dst, src } => {
+                let s = self.var(*src);
+                let v = self.un(*op, self.ty(*src), self.ty(*dst), s);
+                self.def(*dst, v);
+            }
+            Inst::Setcond { cond, dst, a, b } => {
+                let (a, b) = (self.var(*a), self.var(*b));
+                let c = self.b.ins().icmp(intcc(*cond), a, b);
+                let dty = clty(self.ty(*dst));
+                let v = self.b.ins().uextend(dty, c);
+                self.def(*dst, v);
+            }
+            Inst::Select { dst, c, a, b } => {
+                let (c, a, b) = (self.var(*c), self.var(*a), self.var(*b));
+                let v = self.b.ins().select(c, a, b);
+                self.def(*dst, v);
+            }
+            Inst::Load { dst, addr, mop } => {
+                let a = self.var(*addr);
+                let ty = self.ty(*dst);
+                let v = self.mem(a, *mop, Access::Read, None, ty, 0);
+                self.def(*dst, v);
+            }
+            Inst::Store { src, addr, mop } => {
+                let a = self.var(*addr);
+                let s = self.var(*src);
+                let ty = self.ty(*src);
+                let next = self.next_pc(i);
+                self.mem(a, *mop, Access::Write, Some(s), ty, next);
+            }
+            Inst::Call { helper, args, dst } => self.call(helper, args, *dst),
+            Inst::SetLabel(l) => {
+                let blk = self.labels[l.0 as usize];
+                if self.live {
+                    self.writeback();
+                    self.b.ins().jump(blk, &[]);
+                }
+                self.b.switch_to_block(blk);
+                self.cache.clear();
+                self.live = true;
+            }
+            Inst::Br(l) => {
+                self.writeback();
+                let blk = self.labels[l.0 as usize];
+                self.b.ins().jump(blk, &[]);
+                self.live = false;
+            }
+            Inst::BrCond { cond, a, b, target } => {
+                self.writeback();
+                let (a, b) = (self.var(*a), self.var(*b));
+                let c = self.b.ins().icmp(intcc(*cond), a, b);
+                let fall = self.b.create_block();
+                let blk = self.labels[target.0 as usize];
+                self.b.ins().brif(c, blk, &[], fall, &[]);
+                self.b.switch_to_block(fall);
+            }
+            Inst::Exit(e) => self.exit(e),
+        }
+    }
+
+    fn exit(&mut self, e: &Exit) {
+        match *e {
+            Exit::Goto(t) => {
+                self.writeback();
+                let Some(&slot) = self.spec.slots.get(self.next_slot) else {
+                    self.leave(t, ret::GOTO);
+                    return;
+                };
+                self.next_slot += 1;
+                let sa = self.k64(slot);
+                let p = self.b.ins().load(types::I64, state_flags(), sa, 0);
+                let (chain, back) = (self.b.create_block(), self.b.create_block());
+                self.b.ins().brif(p, chain, &[], back, &[]);
+                self.b.switch_to_block(chain);
+                self.b.ins().return_call_indirect(self.sig_tail, p, &[self.cpu]);
+                self.b.switch_to_block(back);
+                self.store_pc(t);
+                self.b.ins().return_(&[sa]);
+                self.live = false;
+            }
+            Exit::GotoNoChain(t) => self.leave(t, ret::NOCHAIN),
+            Exit::Indirect(t) => {
+                self.writeback();
+                let v = self.var(t);
+                self.hdr_store(v, offsets::PC);
+                let r = self.k64(ret::INDIRECT);
+                self.b.ins().return_(&[r]);
+                self.live = false;
+            }
+            Exit::Raise { cause, tval } => {
+                let tv = self.var(tval);
+                let c = self.k64(cause);
+                self.hdr_store(c, offsets::CAUSE);
+                self.hdr_store(tv, offsets::TVAL);
+                let pc = self.pc;
+                self.leave(pc, status::EXCEPTION as u64);
+            }
+            Exit::Halt { next_pc } => self.leave(next_pc, status::HALT as u64),
+        }
+    }
+
+    /// After a call that may have set the header status: exit with it if non-zero.
+    /// `pc_on_exit` is stored first unless the status is `EXCEPTION` (whose pc is the
+    /// faulting instruction, already stored).
+    fn check_status(&mut self, pc_on_exit: Option<u64>) {
+        let st = self.hdr_load(types::I32, offsets::STATUS);
+        let (fail, ok) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(st, fail, &[], ok, &[]);
+        self.b.switch_to_block(fail);
+        let zero = self.b.ins().iconst(types::I32, 0);
+        self.hdr_store(zero, offsets::STATUS);
+        if let Some(next) = pc_on_exit {
+            let is_exc = self.b.ins().icmp_imm_s(IntCC::Equal, st, status::EXCEPTION as i64);
+            let (cur, next) = (self.k64(self.pc), self.k64(next));
+            let pc = self.b.ins().select(is_exc, cur, next);
+            self.hdr_store(pc, offsets::PC);
+        }
+        let r = self.b.ins().uextend(types::I64, st);
+        self.b.ins().return_(&[r]);
+        self.b.switch_to_block(ok);
+    }
+
+    fn call(&mut self, h: &Helper, args: &[Temp], dst: Option<Temp>) {
+        let e = h.effects;
+        if e.may_exit {
+            let pc = self.pc;
+            self.store_pc(pc);
+        }
+        if e.reads_state || e.writes_state || e.may_exit {
+            self.writeback();
+        }
+        let zero = self.k64(0);
+        let mut a = [self.cpu, zero, zero, zero, zero];
+        for (slot, &t) in a[1..].iter_mut().zip(args) {
+            let v = self.var(t);
+            *slot = match self.ty(t) {
+                Ty::I32 => self.b.ins().uextend(types::I64, v),
+                Ty::I64 => v,
+            };
+        }
+        let f = self.k64(h.func as usize as u64);
+        let call = self.b.ins().call_indirect(self.sig_c, f, &a);
+        let r = self.b.inst_results(call)[0];
+        if e.writes_state {
+            self.cache.clear();
+        }
+        if let Some(d) = dst {
+            let v = match self.ty(d) {
+                Ty::I32 => self.b.ins().ireduce(types::I32, r),
+                Ty::I64 => r,
+            };
+            self.def(d, v);
+        }
+        if e.may_exit {
+            self.check_status(None);
+        }
+    }
+
+    /// A guest memory access: inline TLB probe, host access on a hit, slow path otherwise.
+    /// For loads returns the value (of `ty`); for stores `src` has type `ty`.
+    fn mem(&mut self, addr: Value, mop: MemOp, kind: Access, src: Option<Value>, ty: Ty, next_pc: u64) -> Value {
+        let n = mop.size.bytes() as i64;
+        let tlb = offsets::TLB as i64 + (self.spec.mmu as i64 & 3) * offsets::TLB_MODE_SIZE as i64;
+        let tag_off = if kind == Access::Write { offsets::TLB_ADDR_WRITE } else { offsets::TLB_ADDR_READ };
+        let idx = self.b.ins().ushr_imm_s(addr, kite_ir::state::PAGE_BITS as i64);
+        let idx = self.b.ins().band_imm_s(idx, (kite_ir::state::TLB_ENTRIES - 1) as i64);
+        let idx = self.b.ins().ishl_imm_s(idx, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i64);
+        let ent = self.b.ins().iadd(self.cpu, idx);
+        let tag = self.b.ins().load(types::I64, state_flags(), ent, (tlb + tag_off as i64) as i32);
+        let m = self.b.ins().band_imm_s(addr, (PAGE_MASK | (n as u64 - 1)) as i64);
+        let hit = self.b.ins().icmp(IntCC::Equal, m, tag);
+        let (fast, slow, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let out = self.b.append_block_param(merge, clty(ty));
+        self.b.ins().brif(hit, fast, &[], slow, &[]);
+
+        // Fast path: host = vaddr + addend.
+        self.b.switch_to_block(fast);
+        let addend = self.b.ins().load(types::I64, state_flags(), ent, (tlb + offsets::TLB_ADDEND as i64) as i32);
+        let host = self.b.ins().iadd(addr, addend);
+        let mf = MemFlagsData::new().with_notrap();
+        let v = match src {
+            None => {
+                let cty = clty(ty);
+                let ins = self.b.ins();
+                match (mop.size, mop.signed, ty) {
+                    (MemSize::B8, _, Ty::I64) | (MemSize::B4, _, Ty::I32) => ins.load(cty, mf, host, 0),
+                    (MemSize::B8, _, Ty::I32) => {
+                        let v = ins.load(types::I64, mf, host, 0);
+                        self.b.ins().ireduce(types::I32, v)
+                    }
+                    (MemSize::B4, true, _) => ins.sload32(mf, host, 0),
+                    (MemSize::B4, false, _) => ins.uload32(mf, host, 0),
+                    (MemSize::B2, true, _) => ins.sload16(cty, mf, host, 0),
+                    (MemSize::B2, false, _) => ins.uload16(cty, mf, host, 0),
+                    (MemSize::B1, true, _) => ins.sload8(cty, mf, host, 0),
+                    (MemSize::B1, false, _) => ins.uload8(cty, mf, host, 0),
+                }
+            }
+            Some(s) => {
+                match (mop.size, ty) {
+                    (MemSize::B8, Ty::I32) => {
+                        let w = self.b.ins().uextend(types::I64, s);
+                        self.b.ins().store(mf, w, host, 0);
+                    }
+                    (MemSize::B8, Ty::I64) | (MemSize::B4, Ty::I32) => {
+                        self.b.ins().store(mf, s, host, 0);
+                    }
+                    (MemSize::B4, Ty::I64) => {
+                        self.b.ins().istore32(mf, s, host, 0);
+                    }
+                    (MemSize::B2, _) => {
+                        self.b.ins().istore16(mf, s, host, 0);
+                    }
+                    (MemSize::B1, _) => {
+                        self.b.ins().istore8(mf, s, host, 0);
+                    }
+                }
+                s
+            }
+        };
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+
+        // Slow path: precise pc, consistent state, then the helper.
+        self.b.switch_to_block(slow);
+        let pc = self.pc;
+        self.store_pc(pc);
+        self.writeback_side();
+        let ctx = self.k64(self.spec.ctx);
+        let info = self.k64(softmmu::info(mop, kind, self.spec.mmu, self.spec.tb));
+        let val = match (src, ty) {
+            (Some(s), Ty::I32) => self.b.ins().uextend(types::I64, s),
+            (Some(s), Ty::I64) => s,
+            (None, _) => self.k64(0),
+        };
+        let f = self.k64(self.spec.slow);
+        let call = self.b.ins().call_indirect(self.sig_c, f, &[ctx, self.cpu, addr, info, val]);
+        let r = self.b.inst_results(call)[0];
+        self.check_status(src.map(|_| next_pc));
+        let v = match (src, ty) {
+            (Some(s), _) => s,
+            (None, Ty::I32) => self.b.ins().ireduce(types::I32, r),
+            (None, Ty::I64) => r,
+        };
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+        self.b.switch_to_block(merge);
+        out
+    }
+
+    fn bin(&mut self, op: BinOp, ty: Ty, a: Value, b: Value) -> Value {
+        let bits = ty.bits() as i64;
+        let min = 1u64 << (bits - 1);
+        match op {
+            BinOp::Add => self.b.ins().iadd(a, b),
+            BinOp::Sub => self.b.ins().isub(a, b),
+            BinOp::And => self.b.ins().band(a, b),
+            BinOp::Or => self.b.ins().bor(a, b),
+            BinOp::Xor => self.b.ins().bxor(a, b),
+            BinOp::Shl => self.b.ins().ishl(a, b),
+            BinOp::Shr => self.b.ins().ushr(a, b),
+            BinOp::Sar => self.b.ins().sshr(a, b),
+            BinOp::Rotl => self.b.ins().rotl(a, b),
+            BinOp::Rotr => self.b.ins().rotr(a, b),
+            BinOp::Mul => self.b.ins().imul(a, b),
+            BinOp::MulHs => self.b.ins().smulhi(a, b),
+            BinOp::MulHu => self.b.ins().umulhi(a, b),
+            BinOp::MulHsu => {
+                // signed(a) * unsigned(b) = a*b - 2^w * b * [a < 0]: subtract b from the
+                // unsigned high half when a is negative.
+                let hi = self.b.ins().umulhi(a, b);
+                let s = self.b.ins().sshr_imm_s(a, bits - 1);
+                let m = self.b.ins().band(s, b);
+                self.b.ins().isub(hi, m)
+            }
+            BinOp::DivU | BinOp::RemU => {
+                let z = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
+                let one = self.konst(ty, 1);
+                let d = self.b.ins().select(z, one, b);
+                if op == BinOp::DivU {
+                    let q = self.b.ins().udiv(a, d);
+                    let ones = self.konst(ty, u64::MAX);
+                    self.b.ins().select(z, ones, q)
+                } else {
+                    let r = self.b.ins().urem(a, d);
+                    self.b.ins().select(z, a, r)
+                }
+            }
+            BinOp::DivS | BinOp::RemS => {
+                // Divide by 1 instead of 0 or MIN/-1 (which trap), then patch the result:
+                // MIN/1 = MIN and MIN%1 = 0 are already the IR's answers for MIN/-1.
+                let z = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
+                let mn = self.konst(ty, min);
+                let amin = self.b.ins().icmp(IntCC::Equal, a, mn);
+                let ones = self.konst(ty, u64::MAX);
+                let bm1 = self.b.ins().icmp(IntCC::Equal, b, ones);
+                let ov = self.b.ins().band(amin, bm1);
+                let bad = self.b.ins().bor(z, ov);
+                let one = self.konst(ty, 1);
+                let d = self.b.ins().select(bad, one, b);
+                if op == BinOp::DivS {
+                    let q = self.b.ins().sdiv(a, d);
+                    self.b.ins().select(z, ones, q)
+                } else {
+                    let r = self.b.ins().srem(a, d);
+                    self.b.ins().select(z, a, r)
+                }
+            }
+            BinOp::MinS => self.b.ins().smin(a, b),
+            BinOp::MaxS => self.b.ins().smax(a, b),
+            BinOp::MinU => self.b.ins().umin(a, b),
+            BinOp::MaxU => self.b.ins().umax(a, b),
+        }
+    }
+
+    /// Take the low `n` bits of `v` (type `sty`) and extend or truncate them to `dty`.
+    fn low_bits(&mut self, v: Value, sty: Ty, n: u32, signed: bool, dty: Ty) -> Value {
+        let n = n.min(sty.bits());
+        let nty = match n {
+            8 => types::I8,
+            16 => types::I16,
+            32 => types::I32,
+            _ => types::I64,
+        };
+        let low = if n == sty.bits() { v } else { self.b.ins().ireduce(nty, v) };
+        let db = dty.bits();
+        if n == db {
+            low
+        } else if n < db {
+            if signed {
+                self.b.ins().sextend(clty(dty), low)
+            } else {
+                self.b.ins().uextend(clty(dty), low)
+            }
+        } else {
+            self.b.ins().ireduce(clty(dty), low)
+        }
+    }
+
+    fn un(&mut self, op: UnOp, sty: Ty, dty: Ty, v: Value) -> Value {
+        match op {
+            UnOp::Neg => self.b.ins().ineg(v),
+            UnOp::Not => self.b.ins().bnot(v),
+            UnOp::Sext8 => self.low_bits(v, sty, 8, true, dty),
+            UnOp::Sext16 => self.low_bits(v, sty, 16, true, dty),
+            UnOp::Sext32 => self.low_bits(v, sty, 32, true, dty),
+            UnOp::Zext8 => self.low_bits(v, sty, 8, false, dty),
+            UnOp::Zext16 => self.low_bits(v, sty, 16, false, dty),
+            UnOp::Zext32 => self.low_bits(v, sty, 32, false, dty),
+            UnOp::Trunc => self.low_bits(v, sty, sty.bits(), false, dty),
+            UnOp::Clz => self.b.ins().clz(v),
+            UnOp::Ctz => self.b.ins().ctz(v),
+            UnOp::Popcnt => self.b.ins().popcnt(v),
+            UnOp::Bswap => self.b.ins().bswap(v),
+        }
+    }
+}

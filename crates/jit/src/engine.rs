@@ -1,0 +1,564 @@
+//! The execution loop: TB lookup and translation, chaining, exits, interrupts, halts.
+//!
+//! [`Engine::run`] loops: stop if the VM wants to exit; on a set exit-request word clear
+//! it and take a pending interrupt; apply `flush_request`; find the TB for (pc, flags)
+//! through the jump cache, the TB map, or the frontend + Cranelift; link the chain slot
+//! the previous TB left through if it jumped straight here; run the TB; act on why it
+//! returned. The interpreter tier uses the same loop with blocks run by
+//! [`kite_ir::interp::run`].
+//!
+//! Aliasing: generated code and the slow path reach the CPU and the engine context through
+//! raw pointers, so the loop keeps only raw pointers across a TB run and re-borrows briefly
+//! between runs.
+
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kite_core::guest::{FaultKind, TbLimits};
+use kite_core::{ExitCode, GuestCpu, PhysMemory, VmControl};
+use kite_ir::state::{flush, status, MMU_MODES, PAGE_MASK, PAGE_SIZE};
+use kite_ir::{interp, Access, Block, Builder, Exit, Inst};
+use kite_memory::PhysMap;
+
+use crate::codecache::CodeCache;
+use crate::codegen::{ret, Codegen, TbSpec};
+use crate::softmmu::{slow_access, InterpEnv};
+use crate::tb::{ChainSlot, Exec, Tb, TbCache, TbId};
+use crate::{JitError, JitOptions, Stats, Tier};
+
+/// Instructions per TB when not single-stepping.
+const MAX_INSNS: u32 = 512;
+/// How long a halted vCPU sleeps before re-checking for a wake-up on its own.
+const HALT_POLL: Duration = Duration::from_millis(10);
+
+/// What the slow path needs: reached from generated code through a raw pointer.
+pub(crate) struct Ctx<C> {
+    pub mem: Arc<PhysMap>,
+    pub tbs: TbCache,
+    pub stats: Stats,
+    _cpu: std::marker::PhantomData<fn(C)>,
+}
+
+type Trampoline = unsafe extern "C" fn(cpu: *mut u8, code: *const u8) -> u64;
+
+struct Native {
+    cg: Codegen,
+    cache: CodeCache,
+    trampoline: Trampoline,
+}
+
+/// A pending chain link: slot `idx` of TB `src` jumped to (pc, flags).
+#[derive(Clone, Copy, Debug)]
+struct PendingLink {
+    src: TbId,
+    idx: u32,
+    pc: u64,
+    flags: u32,
+}
+
+/// The translating accelerator for one vCPU.
+pub struct Engine<C: GuestCpu> {
+    ctx: NonNull<Ctx<C>>,
+    vm: Arc<VmControl>,
+    opts: JitOptions,
+    native: Option<Native>,
+    pending: Option<PendingLink>,
+}
+
+// SAFETY: the engine exclusively owns its context, code cache and the pointers into them;
+// nothing is shared with other threads (the CPU is passed in by `&mut`).
+unsafe impl<C: GuestCpu> Send for Engine<C> {}
+
+impl<C: GuestCpu> std::fmt::Debug for Engine<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("opts", &self.opts).field("stats", &self.stats()).finish()
+    }
+}
+
+impl<C: GuestCpu> Drop for Engine<C> {
+    fn drop(&mut self) {
+        // SAFETY: `ctx` came from `Box::into_raw` in `new` and is freed only here; no
+        // generated code runs outside `run`.
+        drop(unsafe { Box::from_raw(self.ctx.as_ptr()) });
+    }
+}
+
+/// Result of a block run, normalised (chain-slot addresses become [`ret::GOTO`]).
+#[cfg(test)]
+pub(crate) fn normalise(r: u64) -> u64 {
+    if r >= ret::SLOT_MIN {
+        ret::GOTO
+    } else {
+        r
+    }
+}
+
+impl<C: GuestCpu> Engine<C> {
+    pub fn new(mem: Arc<PhysMap>, vm: Arc<VmControl>, opts: JitOptions) -> Result<Self, JitError> {
+        let native = match opts.tier {
+            Tier::Interp => None,
+            Tier::Jit => {
+                let mut cg = Codegen::new(opts.verify)?;
+                let mut cache = CodeCache::new(opts.code_cache_bytes)?;
+                let code = cg.trampoline().map_err(JitError::Trampoline)?;
+                let p = cache.add(code)?.ok_or_else(|| JitError::CodeCache("too small for the trampoline".into()))?;
+                cache.make_permanent();
+                // SAFETY: `p` is the trampoline just compiled for this host with exactly
+                // this signature (SystemV, two pointer-sized arguments, one u64 result).
+                let trampoline = unsafe { std::mem::transmute::<*const u8, Trampoline>(p) };
+                Some(Native { cg, cache, trampoline })
+            }
+        };
+        let ctx = Box::new(Ctx { mem, tbs: TbCache::new(), stats: Stats::default(), _cpu: std::marker::PhantomData });
+        // SAFETY: `Box::into_raw` never returns null.
+        let ctx = unsafe { NonNull::new_unchecked(Box::into_raw(ctx)) };
+        Ok(Engine { ctx, vm, opts, native, pending: None })
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        // SAFETY: no generated code is running (we hold `&self` outside `run`).
+        unsafe { self.ctx.as_ref() }.stats.clone()
+    }
+
+    fn ctx(&mut self) -> &mut Ctx<C> {
+        // SAFETY: the context is owned by the engine; callers do not keep the reference
+        // across a TB run.
+        unsafe { self.ctx.as_mut() }
+    }
+
+    /// Run the vCPU until the VM asks to exit; returns that code.
+    pub fn run(&mut self, cpu: &mut C) -> ExitCode {
+        let cpu: *mut C = cpu;
+        // SAFETY: the word lives inside `*cpu`, which outlives this call; it is
+        // unregistered before we return.
+        unsafe { self.vm.register(&(*cpu).header().exit_request) };
+        // SAFETY: `cpu` is valid (from `&mut`), no other reference is live here.
+        let ic0 = unsafe { (*cpu).header().icount };
+        let code = self.run_loop(cpu);
+        // SAFETY: as above.
+        let h = unsafe { (*cpu).header() };
+        let ic1 = h.icount;
+        self.vm.unregister(&h.exit_request);
+        self.ctx().stats.insns += ic1.wrapping_sub(ic0);
+        code
+    }
+
+    fn run_loop(&mut self, cpu_ptr: *mut C) -> ExitCode {
+        loop {
+            if let Some(code) = self.vm.exit_requested() {
+                return code;
+            }
+            {
+                // SAFETY: no TB is running; this reference ends before the next one does.
+                let cpu = unsafe { &mut *cpu_ptr };
+                if cpu.header().exit_request.load(Ordering::Acquire) != 0 {
+                    cpu.header().exit_request.store(0, Ordering::Release);
+                    self.handle_flush(cpu);
+                    if cpu.take_interrupt() {
+                        self.log_int("interrupt", cpu);
+                    }
+                }
+                self.handle_flush(cpu);
+            }
+            let Some(id) = self.find_tb(cpu_ptr) else {
+                continue;
+            };
+            self.link_pending(cpu_ptr, id);
+            let r = self.exec(cpu_ptr, id);
+            self.handle_ret(cpu_ptr, r);
+        }
+    }
+
+    fn log_int(&self, what: &str, cpu: &C) {
+        let h = cpu.header();
+        log::info!(target: "int", "{what}: cause={:#x} tval={:#x} -> pc={:#x}", h.cause, h.tval, h.pc);
+    }
+
+    fn handle_flush(&mut self, cpu: &mut C) {
+        let fr = std::mem::take(&mut cpu.header_mut().flush_request);
+        if fr & flush::TLB_ALL != 0 {
+            cpu.header_mut().tlb_flush_all();
+            self.ctx().tbs.on_tlb_flush();
+        }
+        // flush::CODE needs nothing more: stores to code pages already invalidate.
+    }
+
+    fn raise(&mut self, cpu: &mut C, cause: u64, tval: u64) {
+        let h = cpu.header_mut();
+        h.cause = cause;
+        h.tval = tval;
+        self.ctx().stats.exits.exception += 1;
+        self.pending = None;
+        self.log_int("exception", cpu);
+        cpu.take_exception();
+    }
+
+    /// Find or make the TB for the current pc and flags. `None` if fetching raised an
+    /// exception (already taken) or translation failed (the VM was asked to exit).
+    fn find_tb(&mut self, cpu_ptr: *mut C) -> Option<TbId> {
+        // SAFETY: no TB is running.
+        let cpu = unsafe { &mut *cpu_ptr };
+        let pc = cpu.header().pc;
+        let flags = cpu.tb_flags();
+        let ctx = self.ctx();
+        if let Some(id) = ctx.tbs.jc_probe(pc, flags) {
+            ctx.stats.jump_cache_hits += 1;
+            return Some(id);
+        }
+        ctx.stats.jump_cache_misses += 1;
+        let mmu = cpu.mmu_index(flags).min(MMU_MODES - 1);
+        let mem = ctx.mem.clone();
+        let phys = match cpu.translate_addr(pc, Access::Exec, mmu, &*mem) {
+            Ok(p) => p,
+            Err(f) => {
+                self.raise(cpu, f.cause, f.tval);
+                return None;
+            }
+        };
+        if mem.ram_ptr(phys).is_none() {
+            kite_core::guest_error!("instruction fetch from non-RAM address {phys:#x} (pc {pc:#x})");
+            let f = cpu.fault_for(FaultKind::AccessFault, Access::Exec, pc);
+            self.raise(cpu, f.cause, f.tval);
+            return None;
+        }
+        if let Some(id) = self.ctx().tbs.lookup(phys, flags) {
+            let page2 = self.ctx().tbs.get(id).and_then(|t| t.phys_page2);
+            let ok = match page2 {
+                None => true,
+                Some(p2) => {
+                    let next = (pc & PAGE_MASK).wrapping_add(PAGE_SIZE);
+                    matches!(cpu.translate_addr(next, Access::Exec, mmu, &*mem), Ok(p) if p & PAGE_MASK == p2)
+                }
+            };
+            if ok {
+                self.ctx().tbs.jc_set(pc, flags, id);
+                return Some(id);
+            }
+            // The second page is mapped differently now: drop that TB.
+            self.ctx().tbs.invalidate_one(id);
+        }
+        self.translate(cpu, pc, flags, phys, mmu, &mem, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn translate(
+        &mut self,
+        cpu: &mut C,
+        pc: u64,
+        flags: u32,
+        phys: u64,
+        mmu: usize,
+        mem: &PhysMap,
+        may_flush: bool,
+    ) -> Option<TbId> {
+        let t0 = Instant::now();
+        let limits = TbLimits { max_insns: if self.opts.single_step { 1 } else { MAX_INSNS } };
+        // The code bytes: the rest of pc's page, and (only if an instruction crosses into
+        // it) the start of the next page.
+        let (p0, left0) = mem.ram_ptr(phys)?;
+        let avail0 = left0.min(PAGE_SIZE - (pc & !PAGE_MASK));
+        let page1 = (pc & PAGE_MASK).wrapping_add(PAGE_SIZE);
+        let mut second: Option<Option<(*const u8, u64, u64)>> = None;
+        let mut block;
+        loop {
+            let mut wants_second = false;
+            let sec = second;
+            let mut byte = |a: u64| -> Option<u8> {
+                let off = a.wrapping_sub(pc);
+                if off < avail0 {
+                    // SAFETY: `off < avail0 <= left0` bytes of RAM from `p0`.
+                    return Some(unsafe { p0.add(off as usize).read() });
+                }
+                let off1 = a.wrapping_sub(page1);
+                if off1 >= PAGE_SIZE {
+                    return None;
+                }
+                match sec {
+                    None => {
+                        wants_second = true;
+                        None
+                    }
+                    Some(None) => None,
+                    // SAFETY: `off1 < left` bytes of RAM from `p`.
+                    Some(Some((p, left, _))) => (off1 < left).then(|| unsafe { p.add(off1 as usize).read() }),
+                }
+            };
+            let mut fetch = |a: u64| -> Option<u16> { Some(byte(a)? as u16 | (byte(a.wrapping_add(1))? as u16) << 8) };
+            let mut b = Builder::new(pc);
+            cpu.translate_block(pc, flags, limits, &mut fetch, &mut b);
+            block = b.finish();
+            if wants_second && second.is_none() {
+                let s = match cpu.translate_addr(page1, Access::Exec, mmu, mem) {
+                    Ok(p1) => mem.ram_ptr(p1).map(|(p, left)| (p as *const u8, left.min(PAGE_SIZE), p1 & PAGE_MASK)),
+                    Err(_) => None,
+                };
+                second = Some(s);
+                continue;
+            }
+            break;
+        }
+        if let Err(e) = block.validate() {
+            log::error!("frontend produced an invalid block at pc {pc:#x}: {e}\n{block}");
+            self.vm.request_exit(ExitCode::Exit(1));
+            return None;
+        }
+        let crosses = (pc & !PAGE_MASK) + block.size as u64 > PAGE_SIZE;
+        let page2 = match second {
+            Some(Some((_, _, p1))) if crosses => Some(p1),
+            _ => None,
+        };
+        if log::log_enabled!(target: "in_asm", log::Level::Info) {
+            self.log_in_asm(cpu, &block, p0, avail0, second.flatten());
+        }
+        if log::log_enabled!(target: "op", log::Level::Info) {
+            log::info!(target: "op", "{block}");
+        }
+        match self.install(cpu, block, phys, page2, flags, mmu) {
+            Ok(id) => {
+                let dt = t0.elapsed().as_nanos() as u64;
+                let ctx = self.ctx();
+                ctx.stats.compile_ns_total += dt;
+                ctx.tbs.jc_set(pc, flags, id);
+                log::debug!("TB {pc:#x} (phys {phys:#x}) translated in {:.1} us", dt as f64 / 1000.0);
+                Some(id)
+            }
+            Err(()) if may_flush => {
+                self.full_flush();
+                self.translate(cpu, pc, flags, phys, mmu, mem, false)
+            }
+            Err(()) => {
+                log::error!("TB at {pc:#x} does not fit in an empty code cache");
+                self.vm.request_exit(ExitCode::Exit(1));
+                None
+            }
+        }
+    }
+
+    fn log_in_asm(&self, cpu: &C, block: &Block, p0: *mut u8, avail0: u64, second: Option<(*const u8, u64, u64)>) {
+        let mut bytes = Vec::with_capacity(block.size as usize);
+        for i in 0..block.size as u64 {
+            let b = if i < avail0 {
+                // SAFETY: within the `avail0` RAM bytes from `p0`.
+                unsafe { p0.add(i as usize).read() }
+            } else {
+                match second {
+                    // SAFETY: within the `left` RAM bytes from `p`.
+                    Some((p, left, _)) if i - avail0 < left => unsafe { p.add((i - avail0) as usize).read() },
+                    _ => break,
+                }
+            };
+            bytes.push(b);
+        }
+        let mut off = 0;
+        let mut text = String::new();
+        while off < bytes.len() {
+            let (s, len) = cpu.disassemble(block.pc.wrapping_add(off as u64), &bytes[off..]);
+            text.push_str(&format!("  {:#x}: {s}\n", block.pc.wrapping_add(off as u64)));
+            if len == 0 {
+                break;
+            }
+            off += len;
+        }
+        log::info!(target: "in_asm", "IN: {:#x}\n{text}", block.pc);
+    }
+
+    /// Compile (or keep for the interpreter) `block` and add it to the TB cache.
+    /// `Err(())` means the code cache is full.
+    pub(crate) fn install(
+        &mut self,
+        cpu: &mut C,
+        block: Block,
+        phys: u64,
+        page2: Option<u64>,
+        flags: u32,
+        mmu: usize,
+    ) -> Result<TbId, ()> {
+        let ctx_ptr = self.ctx.as_ptr();
+        let id = self.ctx().tbs.next_id();
+        let ngoto = block.insts.iter().filter(|i| matches!(i, Inst::Exit(Exit::Goto(_)))).count();
+        let mut exec = None;
+        let mut slots = TbCache::new_slots(id, 0);
+        if let Some(n) = self.native.as_mut() {
+            slots = TbCache::new_slots(id, ngoto);
+            let addrs: Vec<u64> = slots.iter().map(|s| s as *const ChainSlot as u64).collect();
+            let spec = TbSpec {
+                block: &block,
+                mmu,
+                tb: id,
+                slots: &addrs,
+                ctx: ctx_ptr as u64,
+                slow: slow_access::<C> as unsafe extern "C" fn(*mut Ctx<C>, *mut u8, u64, u64, u64) -> u64 as usize
+                    as u64,
+            };
+            // A Cranelift panic is a Kite bug, not the guest's: contain it and fall back
+            // to the interpreter for this block.
+            let cg = &mut n.cg;
+            let compiled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cg.compile(&spec).map(|c| c.to_vec())))
+                    .unwrap_or_else(|_| Err("Cranelift panicked".into()));
+            match compiled {
+                Ok(code) => match n.cache.add(&code) {
+                    Ok(Some(p)) => exec = Some(Exec::Native(p)),
+                    Ok(None) => return Err(()),
+                    Err(e) => log::error!("code cache: {e}"),
+                },
+                Err(e) => log::error!("Cranelift failed on the block at {:#x} (a Kite bug): {e}\n{block}", block.pc),
+            }
+        }
+        let has_native = self.native.is_some();
+        let stats = &mut self.ctx().stats;
+        let exec = match exec {
+            Some(e) => {
+                stats.tbs_compiled += 1;
+                e
+            }
+            None => {
+                if has_native {
+                    stats.compile_fallbacks += 1;
+                }
+                stats.tbs_interp += 1;
+                Exec::Interp(Arc::new(block.clone()))
+            }
+        };
+        let tb = Tb { vpc: block.pc, flags, mmu, phys_pc: phys, phys_page2: page2, exec, slots, incoming: Vec::new() };
+        let (got, new_page) = self.ctx().tbs.insert(tb);
+        debug_assert_eq!(got, id);
+        if new_page {
+            // Existing TLB write entries for the page must learn it holds code now.
+            cpu.header_mut().tlb_flush_all();
+        }
+        Ok(id)
+    }
+
+    fn full_flush(&mut self) {
+        log::debug!("code cache full: flushing every TB");
+        let ctx = self.ctx();
+        ctx.tbs.clear();
+        ctx.stats.full_flushes += 1;
+        if let Some(n) = self.native.as_mut() {
+            n.cache.reset();
+        }
+        self.pending = None;
+    }
+
+    fn link_pending(&mut self, cpu_ptr: *mut C, dst: TbId) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        if self.opts.single_step {
+            return;
+        }
+        // SAFETY: no TB is running.
+        let cpu = unsafe { &*cpu_ptr };
+        if cpu.header().pc != p.pc || cpu.tb_flags() != p.flags {
+            return;
+        }
+        let ctx = self.ctx();
+        let (Some(s), Some(d)) = (ctx.tbs.get(p.src), ctx.tbs.get(dst)) else {
+            return;
+        };
+        // Same-page links survive TLB flushes; others depend on the current mapping.
+        let fragile = (s.vpc & PAGE_MASK) != (p.pc & PAGE_MASK) || d.phys_page2.is_some() || d.vpc != p.pc;
+        if ctx.tbs.link(p.src, p.idx, dst, fragile) {
+            ctx.stats.chains_linked += 1;
+        }
+    }
+
+    /// Run TB `id` once; returns its raw exit value.
+    pub(crate) fn exec(&mut self, cpu_ptr: *mut C, id: TbId) -> u64 {
+        let ctx = self.ctx();
+        ctx.stats.dispatches += 1;
+        let Some(tb) = ctx.tbs.get(id) else {
+            return status::LOOKUP as u64;
+        };
+        let (native, interp_block, mmu) = match &tb.exec {
+            Exec::Native(p) => (Some(*p), None, tb.mmu),
+            Exec::Interp(b) => (None, Some(b.clone()), tb.mmu),
+        };
+        {
+            // SAFETY: no TB is running.
+            let cpu = unsafe { &*cpu_ptr };
+            if log::log_enabled!(target: "exec", log::Level::Info) {
+                log::info!(target: "exec", "Trace {:#x} [flags {:#x}]", cpu.header().pc, cpu.tb_flags());
+            }
+            if log::log_enabled!(target: "cpu", log::Level::Info) {
+                log::info!(target: "cpu", "{}", cpu.dump_state());
+            }
+        }
+        match (native, interp_block, self.native.as_ref()) {
+            (Some(code), _, Some(n)) => {
+                // SAFETY: `code` is a TB compiled by this engine for `C`; the CPU and context
+                // pointers are valid and no Rust reference to either is live during the call.
+                unsafe { (n.trampoline)(cpu_ptr as *mut u8, code) }
+            }
+            (_, Some(block), _) => {
+                // SAFETY: `C` is `#[repr(C)]` with the header first (GuestCpu contract);
+                // the byte view is the only live access to the CPU during the run.
+                let state = unsafe { std::slice::from_raw_parts_mut(cpu_ptr as *mut u8, std::mem::size_of::<C>()) };
+                let mut env = InterpEnv { ctx: self.ctx.as_ptr(), mmu, tb: id };
+                match interp::run(&block, state, &mut env) {
+                    interp::Outcome::Goto { chain: true, .. } => ret::GOTO,
+                    interp::Outcome::Goto { chain: false, .. } => ret::NOCHAIN,
+                    interp::Outcome::Indirect { .. } => ret::INDIRECT,
+                    interp::Outcome::Status(s) => s as u64,
+                }
+            }
+            _ => status::LOOKUP as u64,
+        }
+    }
+
+    fn handle_ret(&mut self, cpu_ptr: *mut C, r: u64) {
+        // SAFETY: the TB has returned; no other reference to the CPU is live.
+        let cpu = unsafe { &mut *cpu_ptr };
+        let exits = &mut self.ctx().stats.exits;
+        match r {
+            _ if r >= ret::SLOT_MIN => {
+                exits.goto_unlinked += 1;
+                // SAFETY: generated code returns the address of one of its own chain
+                // slots, which stay allocated until a full flush (not before this point).
+                let slot = unsafe { &*(r as *const ChainSlot) };
+                self.pending =
+                    Some(PendingLink { src: slot.owner, idx: slot.index, pc: cpu.header().pc, flags: cpu.tb_flags() });
+            }
+            ret::GOTO => exits.goto_unlinked += 1,
+            ret::INDIRECT => exits.indirect += 1,
+            ret::NOCHAIN => exits.goto_nochain += 1,
+            _ if r == status::NONE as u64 => {}
+            _ if r == status::LOOKUP as u64 => exits.lookup += 1,
+            _ if r == status::EXIT_REQUEST as u64 => exits.exit_request += 1,
+            _ if r == status::EXCEPTION as u64 => {
+                let (c, t) = (cpu.header().cause, cpu.header().tval);
+                self.raise(cpu, c, t);
+            }
+            _ if r == status::HALT as u64 => {
+                exits.halt += 1;
+                self.halt(cpu_ptr);
+            }
+            _ => log::error!("TB returned an unknown exit value {r:#x}"),
+        }
+    }
+
+    /// Sleep in `wfi` until an interrupt is pending, the vCPU is kicked, or the VM exits.
+    fn halt(&mut self, cpu_ptr: *mut C) {
+        loop {
+            if self.vm.exit_requested().is_some() {
+                return;
+            }
+            // SAFETY: no TB is running; shared access only while sleeping.
+            let cpu = unsafe { &*cpu_ptr };
+            let idle = || !cpu.has_wakeup() && cpu.header().exit_request.load(Ordering::Acquire) == 0;
+            if !idle() {
+                break;
+            }
+            self.vm.wait(HALT_POLL, idle);
+        }
+        // SAFETY: as above, now exclusive again.
+        let cpu = unsafe { &mut *cpu_ptr };
+        if cpu.take_interrupt() {
+            self.log_int("interrupt", cpu);
+        }
+    }
+}

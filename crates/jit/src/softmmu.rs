@@ -1,0 +1,299 @@
+//! The softmmu slow path, shared by generated code and the interpreter tier.
+//!
+//! Generated code probes `header.tlb[mmu]` inline and calls [`slow_access`] when the tag
+//! does not match (TLB miss, flag bits such as MMIO/CODE, misalignment, page crossing).
+//! The slow path translates the address through the target, looks it up in the
+//! [`PhysMap`], fills the TLB for RAM pages, performs the access, and on a fault records
+//! `status`/`cause`/`tval` in the header for the generated code to act on.
+//!
+//! A store to a page holding translated code invalidates that page's TBs first; if the
+//! running TB was among them the header status becomes `LOOKUP` so the block exits right
+//! after the store.
+//!
+//! `info` (the constant passed by generated code) packs: bits 0-5 `MemOp::encode`,
+//! bits 6-7 the MMU index, bits 8.. the running TB id plus one (0 = none).
+
+use kite_core::guest::FaultKind;
+use kite_core::{Fault, GuestCpu};
+use kite_ir::interp::{extend_load, Env};
+use kite_ir::state::{status, tlb_flags, CpuHeader, TlbEntry, PAGE_MASK, PAGE_SIZE, TLB_ENTRIES};
+use kite_ir::{Access, MemOp, Ty};
+use kite_memory::{Hit, PhysMap};
+
+use crate::engine::Ctx;
+use crate::tb::{TbId, NO_TB};
+
+/// Build the `info` word for [`slow_access`].
+pub(crate) fn info(mop: MemOp, kind: Access, mmu: usize, tb: TbId) -> u64 {
+    let tb1 = if tb == NO_TB { 0 } else { tb as u64 + 1 };
+    mop.encode(kind) as u64 | ((mmu as u64 & 3) << 6) | (tb1 << 8)
+}
+
+/// The slow path called by generated code. Returns the loaded value extended to 64 bits
+/// per the `MemOp` (0 for stores and on a fault; the caller checks the header status).
+///
+/// # Safety
+/// `ctx` must point at the engine context that compiled the calling code, `cpu` at the
+/// `C` being run; no Rust reference to either may be live (the dispatcher guarantees it).
+pub(crate) unsafe extern "C" fn slow_access<C: GuestCpu>(
+    ctx: *mut Ctx<C>,
+    cpu: *mut u8,
+    vaddr: u64,
+    info: u64,
+    val: u64,
+) -> u64 {
+    // SAFETY: per this function's contract both pointers are valid and unaliased for the
+    // duration of the call.
+    let (ctx, cpu) = unsafe { (&mut *ctx, &mut *(cpu as *mut C)) };
+    access(ctx, cpu, vaddr, info, val).unwrap_or(0)
+}
+
+fn raise<C: GuestCpu>(cpu: &mut C, f: Fault) {
+    let h = cpu.header_mut();
+    h.status = status::EXCEPTION;
+    h.cause = f.cause;
+    h.tval = f.tval;
+}
+
+/// Perform one guest access through the slow path. `None` after recording a fault.
+pub(crate) fn access<C: GuestCpu>(ctx: &mut Ctx<C>, cpu: &mut C, vaddr: u64, info: u64, val: u64) -> Option<u64> {
+    ctx.stats.tlb_slow_path += 1;
+    let (mop, kind) = MemOp::decode((info & 0x3f) as u32);
+    let mmu = ((info >> 6) & 3) as usize;
+    let cur = match info >> 8 {
+        0 => NO_TB,
+        n => (n - 1) as TbId,
+    };
+    let n = mop.size.bytes() as u64;
+    if vaddr & (n - 1) != 0 {
+        if mop.aligned {
+            let f = cpu.fault_for(FaultKind::Misaligned, kind, vaddr);
+            raise(cpu, f);
+            return None;
+        }
+        if (vaddr & !PAGE_MASK) + n > PAGE_SIZE {
+            return cross_page(ctx, cpu, vaddr, n, kind, mmu, cur, val).map(|raw| extend_load(raw, mop, Ty::I64));
+        }
+    }
+    single(ctx, cpu, vaddr, n, kind, mmu, cur, val).map(|raw| extend_load(raw, mop, Ty::I64))
+}
+
+/// An access that straddles two pages: check both translations first so a fault leaves
+/// no partial store, then go byte by byte.
+#[allow(clippy::too_many_arguments)]
+fn cross_page<C: GuestCpu>(
+    ctx: &mut Ctx<C>,
+    cpu: &mut C,
+    vaddr: u64,
+    n: u64,
+    kind: Access,
+    mmu: usize,
+    cur: TbId,
+    val: u64,
+) -> Option<u64> {
+    let second = (vaddr | !PAGE_MASK).wrapping_add(1);
+    for a in [vaddr, second] {
+        if let Err(f) = cpu.translate_addr(a, kind, mmu, &*ctx.mem) {
+            raise(cpu, f);
+            return None;
+        }
+    }
+    let mut raw = 0u64;
+    for i in 0..n {
+        let b = single(ctx, cpu, vaddr.wrapping_add(i), 1, kind, mmu, cur, val >> (8 * i))?;
+        raw |= (b & 0xff) << (8 * i);
+    }
+    Some(raw)
+}
+
+/// An access that stays within one page. Returns the raw value (zero-extended).
+#[allow(clippy::too_many_arguments)]
+fn single<C: GuestCpu>(
+    ctx: &mut Ctx<C>,
+    cpu: &mut C,
+    vaddr: u64,
+    n: u64,
+    kind: Access,
+    mmu: usize,
+    cur: TbId,
+    val: u64,
+) -> Option<u64> {
+    let mem: &PhysMap = &ctx.mem;
+    let paddr = match cpu.translate_addr(vaddr, kind, mmu, mem) {
+        Ok(p) => p,
+        Err(f) => {
+            raise(cpu, f);
+            return None;
+        }
+    };
+    match mem.lookup(paddr) {
+        Some(Hit::Ram { ptr, left, ram }) if left >= n => {
+            let ppage = paddr & PAGE_MASK;
+            if kind == Access::Write && ctx.tbs.is_code_page(ppage) {
+                let (k, hit_cur) = ctx.tbs.invalidate_page(ppage, cur);
+                ctx.stats.tbs_invalidated += k;
+                if hit_cur {
+                    cpu.header_mut().status = status::LOOKUP;
+                }
+            }
+            // SAFETY: `ptr` points at `left >= n` bytes of guest RAM, which is only ever
+            // accessed through raw pointers; unaligned accesses are explicit.
+            let raw = unsafe {
+                match (kind, n) {
+                    (Access::Write, 1) => {
+                        ptr.write(val as u8);
+                        0
+                    }
+                    (Access::Write, 2) => {
+                        (ptr as *mut u16).write_unaligned((val as u16).to_le());
+                        0
+                    }
+                    (Access::Write, 4) => {
+                        (ptr as *mut u32).write_unaligned((val as u32).to_le());
+                        0
+                    }
+                    (Access::Write, _) => {
+                        (ptr as *mut u64).write_unaligned(val.to_le());
+                        0
+                    }
+                    (_, 1) => ptr.read() as u64,
+                    (_, 2) => u16::from_le((ptr as *const u16).read_unaligned()) as u64,
+                    (_, 4) => u32::from_le((ptr as *const u32).read_unaligned()) as u64,
+                    (_, _) => u64::from_le((ptr as *const u64).read_unaligned()),
+                }
+            };
+            // Only cache whole RAM pages (a region ending mid-page must keep faulting
+            // beyond its end).
+            let whole = ram.base() <= ppage && ppage + PAGE_SIZE <= ram.base() + ram.size();
+            if whole && kind != Access::Exec && cpu.tlb_cacheable(paddr, mmu) {
+                let code = ctx.tbs.is_code_page(ppage);
+                // Host address of the page start (the offset into the page is below `ptr`).
+                let host_page = (ptr as u64).wrapping_sub(paddr & !PAGE_MASK);
+                fill(cpu.header_mut(), mmu, vaddr, host_page, kind, code);
+                ctx.stats.tlb_fills += 1;
+            }
+            Some(raw)
+        }
+        Some(Hit::Mmio { dev, offset, region }) if offset + n <= region.size => {
+            if kind == Access::Write {
+                dev.write(offset, n as u32, val & mask(n));
+                Some(0)
+            } else {
+                Some(dev.read(offset, n as u32) & mask(n))
+            }
+        }
+        _ => {
+            let f = cpu.fault_for(FaultKind::AccessFault, kind, vaddr);
+            raise(cpu, f);
+            None
+        }
+    }
+}
+
+fn mask(n: u64) -> u64 {
+    if n >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    }
+}
+
+fn tag_page(t: u64) -> Option<u64> {
+    (t & tlb_flags::INVALID == 0).then_some(t & PAGE_MASK)
+}
+
+/// Record the translation of `vaddr`'s page for `kind` in TLB `mmu`. An entry that maps
+/// the same page the same way keeps its other tags; anything else is replaced.
+fn fill(h: &mut CpuHeader, mmu: usize, vaddr: u64, host_page: u64, kind: Access, code: bool) {
+    let vpage = vaddr & PAGE_MASK;
+    let addend = host_page.wrapping_sub(vpage);
+    let idx = ((vaddr >> kite_ir::state::PAGE_BITS) as usize) & (TLB_ENTRIES - 1);
+    let Some(e) = h.tlb.get_mut(mmu).map(|t| &mut t[idx]) else {
+        return;
+    };
+    let same =
+        e.addend == addend && [e.addr_read, e.addr_write, e.addr_code].iter().any(|&t| tag_page(t) == Some(vpage));
+    if !same {
+        *e = TlbEntry::EMPTY;
+        e.addend = addend;
+    }
+    match kind {
+        Access::Read => e.addr_read = vpage,
+        Access::Write => e.addr_write = vpage | if code { tlb_flags::CODE } else { 0 },
+        Access::Exec => e.addr_code = vpage,
+    }
+}
+
+/// Inline-TLB probe in Rust (the interpreter tier's fast path; same test as generated code).
+fn probe(h: &CpuHeader, mmu: usize, vaddr: u64, n: u64, kind: Access) -> Option<*mut u8> {
+    let idx = ((vaddr >> kite_ir::state::PAGE_BITS) as usize) & (TLB_ENTRIES - 1);
+    let e = h.tlb.get(mmu)?.get(idx)?;
+    let tag = if kind == Access::Write { e.addr_write } else { e.addr_read };
+    (vaddr & (PAGE_MASK | (n - 1)) == tag).then(|| vaddr.wrapping_add(e.addend) as *mut u8)
+}
+
+/// The interpreter tier's memory: the TLB probe, then the same slow path as compiled code.
+pub(crate) struct InterpEnv<C: GuestCpu> {
+    pub ctx: *mut Ctx<C>,
+    pub mmu: usize,
+    pub tb: TbId,
+}
+
+impl<C: GuestCpu> InterpEnv<C> {
+    fn go(&mut self, state: &mut [u8], vaddr: u64, mop: MemOp, kind: Access, val: u64) -> Option<u64> {
+        debug_assert!(state.len() >= std::mem::size_of::<C>());
+        // SAFETY: the interpreter hands us the byte view of the running `C` (the engine
+        // built `state` from it), so the pointer is a valid, exclusive `C`.
+        let cpu = unsafe { &mut *(state.as_mut_ptr() as *mut C) };
+        let n = mop.size.bytes() as u64;
+        if let Some(host) = probe(cpu.header(), self.mmu, vaddr, n, kind) {
+            // SAFETY: a TLB hit means `host` is inside a whole RAM page that the slow path
+            // validated, and the access is naturally aligned, so it stays in the page.
+            let raw = unsafe {
+                match (kind, n) {
+                    (Access::Write, 1) => {
+                        host.write(val as u8);
+                        0
+                    }
+                    (Access::Write, 2) => {
+                        (host as *mut u16).write_unaligned((val as u16).to_le());
+                        0
+                    }
+                    (Access::Write, 4) => {
+                        (host as *mut u32).write_unaligned((val as u32).to_le());
+                        0
+                    }
+                    (Access::Write, _) => {
+                        (host as *mut u64).write_unaligned(val.to_le());
+                        0
+                    }
+                    (_, 1) => host.read() as u64,
+                    (_, 2) => u16::from_le((host as *const u16).read_unaligned()) as u64,
+                    (_, 4) => u32::from_le((host as *const u32).read_unaligned()) as u64,
+                    (_, _) => u64::from_le((host as *const u64).read_unaligned()),
+                }
+            };
+            return Some(extend_load(raw, mop, Ty::I64));
+        }
+        // SAFETY: the engine context outlives the block run and no other reference to it
+        // is live while the interpreter runs.
+        let ctx = unsafe { &mut *self.ctx };
+        access(ctx, cpu, vaddr, info(mop, kind, self.mmu, self.tb), val)
+    }
+}
+
+impl<C: GuestCpu> Env for InterpEnv<C> {
+    fn load(&mut self, state: &mut [u8], vaddr: u64, mop: MemOp) -> Option<u64> {
+        self.go(state, vaddr, mop, Access::Read, 0)
+    }
+
+    fn store(&mut self, state: &mut [u8], vaddr: u64, val: u64, mop: MemOp) -> bool {
+        self.go(state, vaddr, mop, Access::Write, val).is_some()
+    }
+}
+
+impl<C: GuestCpu> std::fmt::Debug for InterpEnv<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InterpEnv").field("mmu", &self.mmu).field("tb", &self.tb).finish()
+    }
+}

@@ -1,0 +1,322 @@
+//! Translation blocks: the TB cache, the per-vCPU jump cache, chain slots and
+//! invalidation bookkeeping.
+//!
+//! - TBs live in a slab indexed by [`TbId`]; the map finds them by (physical pc, flags).
+//! - Every `Exit::Goto` of a compiled TB owns a [`ChainSlot`] at a fixed heap address that
+//!   the generated code reads: non-zero means "tail-call this code". The dispatcher links a
+//!   slot after it looked the target up; the target records the link in `incoming` so an
+//!   invalidation can unlink it.
+//! - Links that depend on the current virtual-to-physical mapping (target on another page
+//!   than the source TB, or a target spanning two pages) are "fragile" and are cut on every
+//!   TLB flush; same-page links stay valid because the source TB was itself found through
+//!   the current mapping.
+//! - `pages` maps each physical page holding code to its TBs; a store to such a page
+//!   invalidates them all and drops the page from the set.
+//! - Invalidated TBs keep their chain slots (moved to `graveyard`) until a full flush,
+//!   because the generated code that references them may still be the one running.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kite_ir::state::PAGE_MASK;
+use kite_ir::Block;
+
+pub(crate) type TbId = u32;
+pub(crate) const NO_TB: TbId = u32::MAX;
+
+/// Jump cache size (entries, power of two).
+pub(crate) const JC_SIZE: usize = 4096;
+
+/// One chainable exit. `target` must stay the first field: generated code loads it.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct ChainSlot {
+    /// Host code address to tail-call, or 0 (return to the dispatcher).
+    pub target: AtomicU64,
+    /// The TB `target` belongs to, or [`NO_TB`].
+    pub linked: std::cell::Cell<TbId>,
+    pub owner: TbId,
+    pub index: u32,
+}
+
+/// How a TB runs.
+#[derive(Debug)]
+pub(crate) enum Exec {
+    Native(*const u8),
+    Interp(std::sync::Arc<Block>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Tb {
+    pub vpc: u64,
+    pub flags: u32,
+    /// The data MMU index the code was compiled for.
+    pub mmu: usize,
+    pub phys_pc: u64,
+    /// Physical address of the second page, for a block whose last instruction crosses a page.
+    pub phys_page2: Option<u64>,
+    pub exec: Exec,
+    pub slots: Box<[ChainSlot]>,
+    /// Slots of other TBs linked to this one: (source TB, slot index).
+    pub incoming: Vec<(TbId, u32)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct JcEntry {
+    pc: u64,
+    flags: u32,
+    tb: TbId,
+}
+
+const JC_EMPTY: JcEntry = JcEntry { pc: 0, flags: 0, tb: NO_TB };
+
+#[derive(Debug)]
+pub(crate) struct TbCache {
+    slab: Vec<Option<Tb>>,
+    free: Vec<TbId>,
+    map: HashMap<(u64, u32), TbId>,
+    pages: HashMap<u64, Vec<TbId>>,
+    jc: Box<[JcEntry]>,
+    fragile: Vec<(TbId, u32, TbId)>,
+    graveyard: Vec<Box<[ChainSlot]>>,
+}
+
+fn jc_index(pc: u64) -> usize {
+    ((pc >> 1) ^ (pc >> 13)) as usize & (JC_SIZE - 1)
+}
+
+impl TbCache {
+    pub(crate) fn new() -> TbCache {
+        TbCache {
+            slab: Vec::new(),
+            free: Vec::new(),
+            map: HashMap::new(),
+            pages: HashMap::new(),
+            jc: vec![JC_EMPTY; JC_SIZE].into_boxed_slice(),
+            fragile: Vec::new(),
+            graveyard: Vec::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, id: TbId) -> Option<&Tb> {
+        self.slab.get(id as usize).and_then(|t| t.as_ref())
+    }
+
+    /// The id the next [`TbCache::insert`] will use (generated code embeds it).
+    pub(crate) fn next_id(&self) -> TbId {
+        self.free.last().copied().unwrap_or(self.slab.len() as TbId)
+    }
+
+    /// Allocate `n` unlinked chain slots for the TB that will get `owner`.
+    pub(crate) fn new_slots(owner: TbId, n: usize) -> Box<[ChainSlot]> {
+        (0..n)
+            .map(|i| ChainSlot {
+                target: AtomicU64::new(0),
+                linked: std::cell::Cell::new(NO_TB),
+                owner,
+                index: i as u32,
+            })
+            .collect()
+    }
+
+    /// Insert a TB (its id must be [`TbCache::next_id`]). Returns whether a page got its
+    /// first code (the caller must then make existing TLB write entries for it take the
+    /// slow path).
+    pub(crate) fn insert(&mut self, tb: Tb) -> (TbId, bool) {
+        let id = self.next_id();
+        let mut new_page = false;
+        for page in std::iter::once(tb.phys_pc & PAGE_MASK).chain(tb.phys_page2) {
+            let list = self.pages.entry(page).or_insert_with(|| {
+                new_page = true;
+                Vec::new()
+            });
+            list.push(id);
+        }
+        self.map.insert((tb.phys_pc, tb.flags), id);
+        if self.free.last() == Some(&id) {
+            self.free.pop();
+            self.slab[id as usize] = Some(tb);
+        } else {
+            self.slab.push(Some(tb));
+        }
+        (id, new_page)
+    }
+
+    pub(crate) fn lookup(&self, phys_pc: u64, flags: u32) -> Option<TbId> {
+        self.map.get(&(phys_pc, flags)).copied()
+    }
+
+    pub(crate) fn jc_probe(&self, pc: u64, flags: u32) -> Option<TbId> {
+        let e = self.jc[jc_index(pc)];
+        (e.tb != NO_TB && e.pc == pc && e.flags == flags).then_some(e.tb)
+    }
+
+    pub(crate) fn jc_set(&mut self, pc: u64, flags: u32, tb: TbId) {
+        self.jc[jc_index(pc)] = JcEntry { pc, flags, tb };
+    }
+
+    pub(crate) fn is_code_page(&self, page: u64) -> bool {
+        self.pages.contains_key(&page)
+    }
+
+    /// After a TLB flush: clear the jump cache and cut the links that depended on the old
+    /// mapping.
+    pub(crate) fn on_tlb_flush(&mut self) {
+        self.jc.fill(JC_EMPTY);
+        for (src, idx, dst) in std::mem::take(&mut self.fragile) {
+            self.unlink(src, idx, dst);
+        }
+    }
+
+    fn unlink(&mut self, src: TbId, idx: u32, dst: TbId) {
+        if let Some(slot) = self.get(src).and_then(|t| t.slots.get(idx as usize)) {
+            if slot.linked.get() == dst {
+                slot.target.store(0, Ordering::Relaxed);
+                slot.linked.set(NO_TB);
+            }
+        }
+    }
+
+    /// Point slot `idx` of `src` at `dst`. `fragile` links are cut at the next TLB flush.
+    /// Returns false if either TB is gone or `dst` has no native code.
+    pub(crate) fn link(&mut self, src: TbId, idx: u32, dst: TbId, fragile: bool) -> bool {
+        let Some(Exec::Native(code)) = self.get(dst).map(|t| &t.exec) else {
+            return false;
+        };
+        let code = *code as u64;
+        let Some(slot) = self.get(src).and_then(|t| t.slots.get(idx as usize)) else {
+            return false;
+        };
+        if slot.linked.get() != NO_TB {
+            return false;
+        }
+        slot.target.store(code, Ordering::Relaxed);
+        slot.linked.set(dst);
+        if let Some(Some(t)) = self.slab.get_mut(dst as usize) {
+            t.incoming.push((src, idx));
+        }
+        if fragile {
+            self.fragile.push((src, idx, dst));
+        }
+        true
+    }
+
+    /// Invalidate every TB on physical page `page`; returns how many and whether `current`
+    /// was among them.
+    pub(crate) fn invalidate_page(&mut self, page: u64, current: TbId) -> (u64, bool) {
+        let Some(list) = self.pages.remove(&page) else {
+            return (0, false);
+        };
+        let mut hit_current = false;
+        let mut n = 0;
+        for id in list {
+            if self.invalidate(id) {
+                n += 1;
+                hit_current |= id == current;
+            }
+        }
+        (n, hit_current)
+    }
+
+    /// Invalidate one TB (its second page changed mapping).
+    pub(crate) fn invalidate_one(&mut self, id: TbId) {
+        self.invalidate(id);
+    }
+
+    fn invalidate(&mut self, id: TbId) -> bool {
+        let Some(tb) = self.slab.get_mut(id as usize).and_then(|t| t.take()) else {
+            return false;
+        };
+        if self.map.get(&(tb.phys_pc, tb.flags)) == Some(&id) {
+            self.map.remove(&(tb.phys_pc, tb.flags));
+        }
+        for page in std::iter::once(tb.phys_pc & PAGE_MASK).chain(tb.phys_page2) {
+            if let Some(list) = self.pages.get_mut(&page) {
+                list.retain(|&t| t != id);
+                if list.is_empty() {
+                    self.pages.remove(&page);
+                }
+            }
+        }
+        for &(src, idx) in &tb.incoming {
+            self.unlink(src, idx, id);
+        }
+        // Our own outgoing links: forget them in their targets.
+        for slot in tb.slots.iter() {
+            let dst = slot.linked.get();
+            if dst != NO_TB {
+                if let Some(Some(t)) = self.slab.get_mut(dst as usize) {
+                    t.incoming.retain(|&(s, i)| !(s == id && i == slot.index));
+                }
+                slot.target.store(0, Ordering::Relaxed);
+                slot.linked.set(NO_TB);
+            }
+        }
+        for e in self.jc.iter_mut() {
+            if e.tb == id {
+                *e = JC_EMPTY;
+            }
+        }
+        self.fragile.retain(|&(s, _, d)| s != id && d != id);
+        self.graveyard.push(tb.slots);
+        self.free.push(id);
+        true
+    }
+
+    /// Forget every TB (the code cache is being reset).
+    pub(crate) fn clear(&mut self) {
+        self.slab.clear();
+        self.free.clear();
+        self.map.clear();
+        self.pages.clear();
+        self.jc.fill(JC_EMPTY);
+        self.fragile.clear();
+        self.graveyard.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tb(pc: u64, code: usize, nslots: usize, owner: TbId) -> Tb {
+        Tb {
+            vpc: pc,
+            flags: 0,
+            mmu: 0,
+            phys_pc: pc,
+            phys_page2: None,
+            exec: Exec::Native(code as *const u8),
+            slots: TbCache::new_slots(owner, nslots),
+            incoming: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn link_and_invalidate_unlinks() {
+        let mut c = TbCache::new();
+        let (a, new_a) = c.insert(tb(0x1000, 0x100, 1, 0));
+        let (b, new_b) = c.insert(tb(0x1040, 0x200, 1, 1));
+        let (d, new_d) = c.insert(tb(0x2000, 0x300, 0, 2));
+        assert!(new_a && !new_b && new_d);
+        assert!(c.link(a, 0, b, false));
+        assert!(c.link(b, 0, d, true));
+        assert_eq!(c.get(a).unwrap().slots[0].target.load(Ordering::Relaxed), 0x200);
+        c.jc_set(0x1040, 0, b);
+        assert_eq!(c.jc_probe(0x1040, 0), Some(b));
+        assert_eq!(c.jc_probe(0x1040, 1), None);
+        // A store to page 0x1000 kills a and b.
+        let (n, cur) = c.invalidate_page(0x1000, b);
+        assert_eq!((n, cur), (2, true));
+        assert_eq!(c.lookup(0x1040, 0), None);
+        assert_eq!(c.jc_probe(0x1040, 0), None);
+        assert!(!c.is_code_page(0x1000));
+        assert!(c.get(d).unwrap().incoming.is_empty());
+        // Ids are reused.
+        let (e, _) = c.insert(tb(0x1000, 0x400, 1, b));
+        assert!(e == a || e == b);
+        assert!(c.link(e, 0, d, true));
+        c.on_tlb_flush();
+        assert_eq!(c.get(e).unwrap().slots[0].target.load(Ordering::Relaxed), 0, "fragile link cut");
+    }
+}

@@ -1,0 +1,419 @@
+//! Differential tests: every block runs through the interpreter tier and the JIT on
+//! identical CPU state and memory; state bytes (header with TLB, registers, scratch),
+//! RAM, the MMIO log and the exit values must match. Each block runs twice so the second
+//! run exercises the inline TLB fast path the first run filled.
+
+use std::sync::Arc;
+
+use kite_core::VmControl;
+use kite_ir::state::{offsets, status};
+use kite_ir::{BinOp, Block, Builder, Cond, Effects, Exit, Helper, MemOp, MemSize, Ty, UnOp};
+
+use super::mock::*;
+use crate::engine::normalise;
+use crate::{Engine, JitOptions, Tier};
+
+const CODE_PHYS: u64 = 0x3000_0000;
+
+type Outcome = (Vec<u64>, Vec<u8>, Vec<u8>, Vec<(bool, u64, u32, u64)>);
+
+fn init(cpu: &mut MockCpu) {
+    for (i, r) in cpu.regs.iter_mut().enumerate() {
+        *r = (i as u64).wrapping_mul(0x0101_0101_0101_0101) ^ 0x8000_0000_0000_0010;
+    }
+    for (i, s) in cpu.scratch.iter_mut().enumerate() {
+        *s = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    cpu.regs[1] = RAM_BASE + 0x100;
+    cpu.regs[2] = MMIO_BASE + 0x10;
+}
+
+fn run_tier(tier: Tier, block: &Block, setup: &dyn Fn(&mut MockCpu)) -> Outcome {
+    let (mem, dev) = machine();
+    let vm = Arc::new(VmControl::new());
+    let opts = JitOptions { tier, verify: true, ..JitOptions::default() };
+    let mut e = Engine::<MockCpu>::new(mem.clone(), vm.clone(), opts).unwrap();
+    let mut cpu = MockCpu::new(vm);
+    init(&mut cpu);
+    setup(&mut cpu);
+    let id = e.install(&mut cpu, block.clone(), CODE_PHYS, None, 0, 0).unwrap();
+    let st = e.stats();
+    if tier == Tier::Jit {
+        assert_eq!((st.tbs_compiled, st.compile_fallbacks), (1, 0), "block did not compile:\n{block}");
+    }
+    let mut outs = Vec::new();
+    for _ in 0..2 {
+        outs.push(normalise(e.exec(&mut *cpu as *mut MockCpu, id)));
+        // The header status must never leak out of a block.
+        assert_eq!(cpu.h.status, 0, "status left set by {tier:?}:\n{block}");
+    }
+    let log = dev.log.lock().unwrap().clone();
+    (outs, cpu.state_bytes(), ram_bytes(&mem), log)
+}
+
+fn check_with(block: &Block, setup: &dyn Fn(&mut MockCpu)) -> Outcome {
+    block.validate().unwrap_or_else(|e| panic!("invalid test block: {e}\n{block}"));
+    let a = run_tier(Tier::Interp, block, setup);
+    let b = run_tier(Tier::Jit, block, setup);
+    assert_eq!(a.0, b.0, "exit values differ for\n{block}");
+    if a.1 != b.1 {
+        let i = a.1.iter().zip(&b.1).position(|(x, y)| x != y).unwrap();
+        panic!("state differs at byte {i:#x} (interp {:#x}, jit {:#x}) for\n{block}", a.1[i], b.1[i]);
+    }
+    assert!(a.2 == b.2, "RAM differs for\n{block}");
+    assert_eq!(a.3, b.3, "MMIO log differs for\n{block}");
+    a
+}
+
+fn check(block: &Block) -> Outcome {
+    check_with(block, &|_| {})
+}
+
+const BINOPS: [BinOp; 22] = [
+    BinOp::Add,
+    BinOp::Sub,
+    BinOp::And,
+    BinOp::Or,
+    BinOp::Xor,
+    BinOp::Shl,
+    BinOp::Shr,
+    BinOp::Sar,
+    BinOp::Mul,
+    BinOp::MulHs,
+    BinOp::MulHu,
+    BinOp::MulHsu,
+    BinOp::DivS,
+    BinOp::DivU,
+    BinOp::RemS,
+    BinOp::RemU,
+    BinOp::Rotl,
+    BinOp::Rotr,
+    BinOp::MinS,
+    BinOp::MaxS,
+    BinOp::MinU,
+    BinOp::MaxU,
+];
+
+const UNOPS: [UnOp; 13] = [
+    UnOp::Neg,
+    UnOp::Not,
+    UnOp::Sext8,
+    UnOp::Sext16,
+    UnOp::Sext32,
+    UnOp::Zext8,
+    UnOp::Zext16,
+    UnOp::Zext32,
+    UnOp::Trunc,
+    UnOp::Clz,
+    UnOp::Ctz,
+    UnOp::Popcnt,
+    UnOp::Bswap,
+];
+
+const CONDS: [Cond; 10] =
+    [Cond::Eq, Cond::Ne, Cond::LtS, Cond::GeS, Cond::LtU, Cond::GeU, Cond::LeS, Cond::GtS, Cond::LeU, Cond::GtU];
+
+fn edge_values(ty: Ty) -> Vec<u64> {
+    let v = [
+        0u64,
+        1,
+        2,
+        7,
+        u64::MAX,
+        u64::MAX - 6,
+        1 << 63,
+        (1 << 63) - 1,
+        0x8000_0000,
+        0x7fff_ffff,
+        0xffff_ffff,
+        31,
+        32,
+        63,
+        64,
+        0x1234_5678_9abc_def0,
+    ];
+    let mut out: Vec<u64> = v.iter().map(|&x| ty.mask(x)).collect();
+    out.dedup();
+    out
+}
+
+/// Scratch layout for the generated tests: inputs at 0.., outputs at 16...
+fn val_off(i: usize) -> u32 {
+    SCRATCH + 8 * i as u32
+}
+fn out_off(k: usize) -> u32 {
+    SCRATCH + 8 * (16 + k as u32)
+}
+
+fn setup_values(vals: Vec<u64>) -> impl Fn(&mut MockCpu) {
+    move |cpu: &mut MockCpu| {
+        for (i, v) in vals.iter().enumerate() {
+            cpu.scratch[i] = *v;
+        }
+    }
+}
+
+#[test]
+fn every_binop_on_both_types_with_edge_values() {
+    for ty in [Ty::I32, Ty::I64] {
+        let vals = edge_values(ty);
+        for op in BINOPS {
+            // Operands from state (computed at run time) ...
+            let mut b = Builder::new(0x1000);
+            b.insn_start(0x1000);
+            let mut k = 0;
+            for i in 0..vals.len() {
+                for j in 0..vals.len() {
+                    let x = b.ld_state(ty, val_off(i));
+                    let y = b.ld_state(ty, val_off(j));
+                    let r = b.bin(op, x, y);
+                    b.st_state(r, out_off(k));
+                    k += 1;
+                }
+            }
+            b.exit(Exit::Goto(0x1004));
+            b.set_extent(1, 4);
+            check_with(&b.finish(), &setup_values(vals.clone()));
+            // ... and from constants (what Cranelift may fold).
+            let mut b = Builder::new(0x1000);
+            b.insn_start(0x1000);
+            let mut k = 0;
+            for &x in &vals {
+                for &y in &vals {
+                    let x = b.const_(ty, x);
+                    let y = b.const_(ty, y);
+                    let r = b.bin(op, x, y);
+                    b.st_state(r, out_off(k));
+                    k += 1;
+                }
+            }
+            b.exit(Exit::Goto(0x1004));
+            check(&b.finish());
+        }
+    }
+}
+
+#[test]
+fn every_unop_with_every_type_pair() {
+    for sty in [Ty::I32, Ty::I64] {
+        let vals = edge_values(sty);
+        for op in UNOPS {
+            let ext = matches!(
+                op,
+                UnOp::Sext8 | UnOp::Sext16 | UnOp::Sext32 | UnOp::Zext8 | UnOp::Zext16 | UnOp::Zext32 | UnOp::Trunc
+            );
+            for dty in [Ty::I32, Ty::I64] {
+                if !ext && dty != sty {
+                    continue;
+                }
+                let mut b = Builder::new(0x1000);
+                b.insn_start(0x1000);
+                for (i, &v) in vals.iter().enumerate() {
+                    let x = b.ld_state(sty, val_off(i));
+                    let r = b.ext(op, dty, x);
+                    b.st_state(r, out_off(2 * i));
+                    let c = b.const_(sty, v);
+                    let r = b.ext(op, dty, c);
+                    b.st_state(r, out_off(2 * i + 1));
+                }
+                b.exit(Exit::Goto(0x1004));
+                check_with(&b.finish(), &setup_values(vals.clone()));
+            }
+        }
+    }
+}
+
+#[test]
+fn setcond_select_and_brcond_on_both_types() {
+    for ty in [Ty::I32, Ty::I64] {
+        let vals = edge_values(ty);
+        for cond in CONDS {
+            let mut b = Builder::new(0x1000);
+            b.insn_start(0x1000);
+            let mut k = 0;
+            for i in 0..vals.len() {
+                for j in 0..vals.len() {
+                    let x = b.ld_state(ty, val_off(i));
+                    let y = b.ld_state(ty, val_off(j));
+                    let dst = b.temp(if k % 2 == 0 { Ty::I64 } else { Ty::I32 });
+                    b.push(kite_ir::Inst::Setcond { cond, dst, a: x, b: y });
+                    b.st_state(dst, out_off(k));
+                    // Select on a computed condition, and a branch on the same comparison.
+                    let s = b.select(x, y, x);
+                    b.st_state(s, out_off(300 + (k % 100)));
+                    k += 1;
+                }
+            }
+            // A brcond ladder: count how many pairs satisfy the condition.
+            let cnt = b.const64(0);
+            let one = b.const64(1);
+            for i in 0..vals.len() {
+                let x = b.ld_state(ty, val_off(i));
+                let y = b.ld_state(ty, val_off((i * 5 + 3) % vals.len()));
+                let skip = b.label();
+                b.brcond(cond, x, y, skip);
+                let c2 = b.bin(BinOp::Add, cnt, one);
+                b.mov(cnt, c2);
+                b.set_label(skip);
+            }
+            b.st_state(cnt, reg(9));
+            b.exit(Exit::Goto(0x1004));
+            check_with(&b.finish(), &setup_values(vals.clone()));
+        }
+    }
+}
+
+/// Addresses for memory tests: (vaddr, description).
+fn mem_addrs() -> Vec<u64> {
+    vec![
+        RAM_BASE + 0x200,        // aligned RAM
+        RAM_BASE + 0x201,        // misaligned by 1
+        RAM_BASE + 0x203,        // misaligned by 3
+        RAM_BASE + 0x1000 - 2,   // crosses a page (for sizes > 2)
+        RAM_BASE + 0x1000 - 1,   // crosses a page (for sizes > 1)
+        RAM_BASE + RAM_SIZE - 2, // crosses the end of RAM
+        MMIO_BASE + 0x20,        // device
+        MMIO_BASE + 0x21,        // misaligned device access
+        0x5000_0000,             // hole: access fault
+        FAULT_VA + 0x10,         // page fault
+    ]
+}
+
+#[test]
+fn loads_and_stores_of_every_size_and_address_kind() {
+    for size in [MemSize::B1, MemSize::B2, MemSize::B4, MemSize::B8] {
+        for signed in [false, true] {
+            for aligned in [false, true] {
+                for addr in mem_addrs() {
+                    for ty in [Ty::I32, Ty::I64] {
+                        let mop = MemOp { size, signed, aligned };
+                        // Load: a dirty register before it must be visible even on a fault.
+                        let mut b = Builder::new(0x1000);
+                        b.insn_start(0x1000);
+                        let v = b.const64(0xabcd);
+                        b.st_state(v, reg(3));
+                        b.insn_start(0x1004);
+                        let a = b.const64(addr);
+                        let x = b.load(ty, a, mop);
+                        b.st_state(x, reg(4));
+                        b.insn_start(0x1008);
+                        let y = b.load(ty, a, mop);
+                        b.st_state(y, reg(5));
+                        b.exit(Exit::Goto(0x100c));
+                        b.set_extent(3, 12);
+                        check(&b.finish());
+                        // Store, then read back through a different size.
+                        let mut b = Builder::new(0x1000);
+                        b.insn_start(0x1000);
+                        let v = b.ld_state(ty, reg(6));
+                        let a = b.const64(addr);
+                        b.st_state(a, reg(7));
+                        b.store(v, a, mop);
+                        b.insn_start(0x1004);
+                        let y = b.load(Ty::I64, a, MemOp::new(MemSize::B8, false));
+                        b.st_state(y, reg(8));
+                        b.exit(Exit::Goto(0x1008));
+                        b.set_extent(2, 8);
+                        check(&b.finish());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn faults_are_precise_and_flush_cached_state() {
+    let mut b = Builder::new(0x1000);
+    b.insn_start(0x1000);
+    let v = b.const64(0x77);
+    b.st_state(v, reg(3));
+    b.insn_start(0x1004);
+    let a = b.const64(FAULT_VA);
+    b.load(Ty::I64, a, MemOp::new(MemSize::B4, false));
+    b.exit(Exit::Goto(0x1008));
+    let out = check(&b.finish());
+    assert_eq!(out.0, vec![status::EXCEPTION as u64; 2]);
+    let rd = |off: u32| u64::from_le_bytes(out.1[off as usize..off as usize + 8].try_into().unwrap());
+    assert_eq!(rd(offsets::PC), 0x1004);
+    assert_eq!(rd(offsets::CAUSE), 13);
+    assert_eq!(rd(offsets::TVAL), FAULT_VA);
+    assert_eq!(rd(reg(3)), 0x77);
+}
+
+// Helpers, one per Effects combination; each does only what it declares.
+fn st(cpu: *mut u8) -> &'static mut MockCpu {
+    // SAFETY: helpers are only called with the MockCpu being run.
+    unsafe { &mut *(cpu as *mut MockCpu) }
+}
+unsafe extern "C" fn h_pure(_c: *mut u8, a: u64, b: u64, c: u64, d: u64) -> u64 {
+    a.wrapping_mul(3).wrapping_add(b ^ c).wrapping_sub(d)
+}
+unsafe extern "C" fn h_read(c: *mut u8, a: u64, _: u64, _: u64, _: u64) -> u64 {
+    st(c).regs[3].wrapping_add(a)
+}
+unsafe extern "C" fn h_write(c: *mut u8, a: u64, _: u64, _: u64, _: u64) -> u64 {
+    st(c).regs[4] = a.wrapping_add(1);
+    0
+}
+unsafe extern "C" fn h_rw(c: *mut u8, a: u64, _: u64, _: u64, _: u64) -> u64 {
+    let s = st(c);
+    s.regs[5] = s.regs[5].wrapping_add(a);
+    s.regs[5]
+}
+unsafe extern "C" fn h_exit(c: *mut u8, a: u64, b: u64, _: u64, _: u64) -> u64 {
+    if a == 1 {
+        let s = st(c);
+        s.h.status = status::EXCEPTION;
+        s.h.cause = 77;
+        s.h.tval = b;
+    }
+    a
+}
+unsafe extern "C" fn h_all(c: *mut u8, a: u64, _: u64, _: u64, _: u64) -> u64 {
+    let s = st(c);
+    s.regs[6] = s.regs[3] ^ a;
+    if a == 2 {
+        s.h.status = status::HALT;
+        s.h.pc = 0x4444;
+    }
+    s.regs[6]
+}
+
+const fn eff(reads_state: bool, writes_state: bool, may_exit: bool) -> Effects {
+    Effects { reads_state, writes_state, may_exit }
+}
+
+static HELPERS: [Helper; 8] = [
+    Helper { name: "pure", func: h_pure, nargs: 4, ret: Some(Ty::I64), effects: Effects::PURE },
+    Helper { name: "read", func: h_read, nargs: 1, ret: Some(Ty::I64), effects: eff(true, false, false) },
+    Helper { name: "write", func: h_write, nargs: 1, ret: None, effects: eff(false, true, false) },
+    Helper { name: "rw", func: h_rw, nargs: 1, ret: Some(Ty::I32), effects: eff(true, true, false) },
+    Helper { name: "exit", func: h_exit, nargs: 2, ret: Some(Ty::I64), effects: eff(false, false, true) },
+    Helper { name: "read_exit", func: h_read, nargs: 1, ret: Some(Ty::I64), effects: eff(true, false, true) },
+    Helper { name: "write_exit", func: h_write, nargs: 1, ret: None, effects: eff(false, true, true) },
+    Helper { name: "all", func: h_all, nargs: 1, ret: Some(Ty::I64), effects: Effects::ALL },
+];
+
+fn helper_table() -> Vec<&'static Helper> {
+    HELPERS.iter().collect()
+}
+
+#[test]
+fn ir_files() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ir");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    let mut n = 0;
+    for p in names.iter().filter(|p| p.extension().is_some_and(|e| e == "ir")) {
+        let text = std::fs::read_to_string(p).unwrap();
+        let block = kite_ir::text::parse(&text, &helper_table()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let out = check(&block);
+        // An `# expect: N` line pins the first exit value.
+        if let Some(l) = text.lines().find_map(|l| l.trim().strip_prefix("# expect:")) {
+            assert_eq!(out.0[0], l.trim().parse::<u64>().unwrap(), "{}", p.display());
+        }
+        n += 1;
+    }
+    assert!(n >= 8, "IR test files missing");
+}

@@ -1,0 +1,220 @@
+//! Engine tests with the mock guest, on both tiers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kite_core::{ExitCode, PhysMemory, VmControl};
+
+use super::mock::*;
+use crate::{Engine, JitOptions, Stats, Tier};
+
+fn load_program(mem: &kite_memory::PhysMap, at: u64, prog: &[u32]) {
+    let bytes: Vec<u8> = prog.iter().flat_map(|w| w.to_le_bytes()).collect();
+    assert!(mem.write_ram(at, &bytes));
+}
+
+fn run(
+    tier: Tier,
+    opts: JitOptions,
+    prog: &[u32],
+    setup: &dyn Fn(&mut MockCpu, &kite_memory::PhysMap),
+) -> (ExitCode, Stats) {
+    let (mem, _dev) = machine();
+    load_program(&mem, RAM_BASE, prog);
+    let vm = Arc::new(VmControl::new());
+    let mut e = Engine::<MockCpu>::new(mem.clone(), vm.clone(), JitOptions { tier, ..opts }).unwrap();
+    let mut cpu = MockCpu::new(vm);
+    cpu.h.pc = RAM_BASE;
+    cpu.regs[7] = RAM_BASE;
+    setup(&mut cpu, &mem);
+    let code = e.run(&mut cpu);
+    (code, e.stats())
+}
+
+const TIERS: [Tier; 2] = [Tier::Interp, Tier::Jit];
+
+#[test]
+fn counting_loop_chains_in_the_jit() {
+    // r1 = 0; r2 = 1000; loop: r1 += 1; bne r1, r2, loop; ecall (exit code r1)
+    let prog = [insn(1, 1, 0, 0), insn(1, 2, 0, 1000), insn(2, 1, 1, 1), insn(5, 1, 2, -1), insn(7, 0, 0, 0)];
+    for tier in TIERS {
+        let (code, st) = run(tier, JitOptions::default(), &prog, &|_, _| {});
+        assert_eq!(code, ExitCode::Exit(1000), "{tier:?}");
+        assert_eq!(st.insns, 2 + 2 * 1000 + 1, "{tier:?}: {st:?}");
+        if tier == Tier::Jit {
+            assert!(st.chains_linked >= 1, "{st:?}");
+            assert!(st.dispatches < 20, "the loop must run chained: {st:?}");
+            assert_eq!(st.compile_fallbacks, 0);
+        } else {
+            assert!(st.dispatches > 1000);
+        }
+    }
+}
+
+#[test]
+fn self_modifying_code_is_seen() {
+    // 0x00: li r1, 1        <- overwritten with `li r1, 2` by the store at 0x1c
+    // 0x04: addi r4, r4, 1
+    // 0x08: li r2, 2
+    // 0x0c: bne r4, r2, +3  (-> 0x18)
+    // 0x10: ecall           (exit code r1)
+    // 0x18: lw r3, 0x800(r7)
+    // 0x1c: sw r3, 0(r7)
+    // 0x20: j -8            (-> 0x00)
+    let prog = [
+        insn(1, 1, 0, 1),
+        insn(2, 4, 4, 1),
+        insn(1, 2, 0, 2),
+        insn(5, 4, 2, 3),
+        insn(7, 0, 0, 0),
+        0,
+        insn(4, 3, 7, 0x800),
+        insn(3, 3, 7, 0),
+        insn(6, 0, 0, -8),
+    ];
+    for tier in TIERS {
+        let (code, st) = run(tier, JitOptions::default(), &prog, &|_, mem| {
+            assert!(mem.write_ram(RAM_BASE + 0x800, &insn(1, 1, 0, 2).to_le_bytes()));
+        });
+        assert_eq!(code, ExitCode::Exit(2), "{tier:?}: {st:?}");
+        assert!(st.tbs_invalidated >= 1, "{st:?}");
+        assert!(st.exits.lookup >= 1, "the storing TB invalidated itself: {st:?}");
+    }
+}
+
+#[test]
+fn tlb_fast_path_serves_repeated_accesses() {
+    // Data on another page than the code (a store to a code page would invalidate it).
+    // r1 = 0; r2 = 500; loop: ld r3, 0x2100(r7); sd r3, 0x2108(r7); r1 += 1; bne r1, r2, loop; ecall
+    let prog = [
+        insn(1, 1, 0, 0),
+        insn(1, 2, 0, 500),
+        insn(0x0b, 3, 7, 0x2100),
+        insn(0x0a, 3, 7, 0x2108),
+        insn(2, 1, 1, 1),
+        insn(5, 1, 2, -3),
+        insn(7, 0, 0, 0),
+    ];
+    let (code, st) = run(Tier::Jit, JitOptions::default(), &prog, &|_, _| {});
+    assert_eq!(code, ExitCode::Exit(500));
+    assert!(st.tlb_slow_path <= 8, "1000 accesses should hit the TLB: {st:?}");
+    assert!(st.tlb_fills >= 2, "{st:?}");
+}
+
+#[test]
+fn exit_request_stops_a_block_jumping_to_itself() {
+    let prog = [insn(6, 0, 0, 0)];
+    for tier in TIERS {
+        let (mem, _dev) = machine();
+        load_program(&mem, RAM_BASE, &prog);
+        let vm = Arc::new(VmControl::new());
+        let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
+        let mut cpu = MockCpu::new(vm.clone());
+        cpu.h.pc = RAM_BASE;
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            vm.request_exit(ExitCode::Exit(7));
+        });
+        let t0 = Instant::now();
+        assert_eq!(e.run(&mut cpu), ExitCode::Exit(7));
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        t.join().unwrap();
+        let st = e.stats();
+        assert!(st.insns > 1000, "{st:?}");
+        if tier == Tier::Jit {
+            assert_eq!(st.exits.exit_request, 1, "{st:?}");
+        }
+    }
+}
+
+#[test]
+fn full_code_cache_flushes_and_keeps_running() {
+    // 3000 single-instruction TBs (single-step) in a 64 KiB cache: several full flushes.
+    let mut prog: Vec<u32> = (0..3000).map(|_| insn(2, 1, 1, 1)).collect();
+    prog.push(insn(7, 0, 0, 0));
+    let opts = JitOptions { single_step: true, code_cache_bytes: 64 * 1024, verify: false, ..JitOptions::default() };
+    let (code, st) = run(Tier::Jit, opts, &prog, &|_, _| {});
+    assert_eq!(code, ExitCode::Exit(3000));
+    assert!(st.full_flushes >= 1, "{st:?}");
+    assert_eq!(st.compile_fallbacks, 0);
+}
+
+#[test]
+fn faults_reach_the_target() {
+    // Jump into a hole: instruction access fault (cause 1) -> exit code 201.
+    let prog = [insn(1, 5, 0, 0x5000), insn(2, 5, 5, 0), insn(8, 0, 5, 0)];
+    for tier in TIERS {
+        let (code, _) = run(tier, JitOptions::default(), &prog, &|_, _| {});
+        assert_eq!(code, ExitCode::Exit(201), "{tier:?}");
+    }
+    // A load from a page-faulting address: cause 13 -> 213.
+    let prog = [insn(0x0b, 3, 6, 0)];
+    for tier in TIERS {
+        let (code, _) = run(tier, JitOptions::default(), &prog, &|cpu, _| cpu.regs[6] = FAULT_VA);
+        assert_eq!(code, ExitCode::Exit(213), "{tier:?}");
+    }
+}
+
+#[test]
+fn wfi_sleeps_until_an_interrupt() {
+    // wfi; ecall (exit code r1 = 9).
+    let prog = [insn(1, 1, 0, 9), insn(9, 0, 0, 0), insn(7, 0, 0, 0)];
+    for tier in TIERS {
+        let (mem, _dev) = machine();
+        load_program(&mem, RAM_BASE, &prog);
+        let vm = Arc::new(VmControl::new());
+        let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
+        let mut cpu = MockCpu::new(vm.clone());
+        cpu.h.pc = RAM_BASE;
+        let irq = cpu.irq.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            irq.store(true, std::sync::atomic::Ordering::SeqCst);
+            vm.kick_all();
+        });
+        assert_eq!(e.run(&mut cpu), ExitCode::Exit(9));
+        t.join().unwrap();
+        assert_eq!(cpu.regs[15], 1, "the interrupt was taken");
+        assert_eq!(e.stats().exits.halt, 1);
+    }
+}
+
+/// Not a correctness test: prints compile time per TB and execution speed
+/// (`cargo test -p kite-jit -- --ignored --nocapture measure`).
+#[test]
+#[ignore]
+fn measure() {
+    let opts = JitOptions { verify: false, ..JitOptions::default() };
+    // Compile-heavy: 3000 single-instruction TBs.
+    let mut prog: Vec<u32> = (0..3000).map(|i| insn(2, 1 + (i % 4), 1, 1)).collect();
+    prog.push(insn(7, 0, 0, 0));
+    let (_, st) = run(Tier::Jit, JitOptions { single_step: true, ..opts.clone() }, &prog, &|_, _| {});
+    println!("single-insn TBs: {} compiled, {:.1} us/TB", st.tbs_compiled, st.avg_compile_us());
+    // 8-instruction loop body with memory, run 2M times.
+    let prog = [
+        insn(1, 1, 0, 0),
+        insn(1, 2, 0, 0x7fff),
+        insn(2, 2, 2, 0x7fff),
+        insn(0x0b, 3, 7, 0x2100),
+        insn(0x0c, 3, 1, 0),
+        insn(0x0a, 3, 7, 0x2108),
+        insn(2, 4, 4, 3),
+        insn(2, 1, 1, 1),
+        insn(5, 1, 2, -5),
+        insn(7, 0, 0, 0),
+    ];
+    for tier in TIERS {
+        let t0 = Instant::now();
+        let (_, st) = run(tier, opts.clone(), &prog, &|cpu, _| cpu.regs[2] = 0);
+        let dt = t0.elapsed().as_secs_f64();
+        let blocks = 0xfffe_u64 as f64;
+        println!(
+            "{tier:?}: {} insns in {dt:.3} s = {:.1} M insns/s, {:.2} M blocks/s, {} TBs at {:.1} us/TB",
+            st.insns,
+            st.insns as f64 / dt / 1e6,
+            blocks / dt / 1e6,
+            st.tbs_compiled,
+            st.avg_compile_us()
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! A mock guest for tests: a 4-byte-instruction toy ISA, identity ("bare") address
+//! translation except for a faulting window, RAM plus a logging MMIO device.
+//!
+//! Encoding (little-endian u32): op[7:0] rd[11:8] rs[15:12] imm[31:16] (signed).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use kite_core::guest::{FaultKind, TbLimits};
+use kite_core::{Fault, GuestCpu, MmioDevice, PhysMemory, VmControl};
+use kite_ir::state::{offsets, CpuHeader, PAGE_MASK};
+use kite_ir::{Access, BinOp, Builder, Cond, Exit, MemOp, MemSize, Ty};
+use kite_memory::PhysMap;
+
+pub const RAM_BASE: u64 = 0x1000_0000;
+pub const RAM_SIZE: u64 = 0x10000;
+pub const MMIO_BASE: u64 = 0x2000_0000;
+/// Virtual addresses at or above this fault with a page fault (cause 13/15/12).
+pub const FAULT_VA: u64 = 0xf000_0000_0000;
+/// Cause of `ecall`: the mock exits the VM with r1 as the code.
+pub const ECALL: u64 = 100;
+
+#[repr(C)]
+pub struct MockCpu {
+    pub h: CpuHeader,
+    pub regs: [u64; 16],
+    pub scratch: [u64; 512],
+    pub vm: Arc<VmControl>,
+    pub irq: Arc<AtomicBool>,
+    pub traps: Vec<(u64, u64, u64)>,
+}
+
+pub const REGS: u32 = offsets::HEADER_END;
+pub const SCRATCH: u32 = offsets::HEADER_END + 16 * 8;
+/// Bytes of the CPU that tests compare (header, registers, scratch).
+pub const STATE_BYTES: usize = (offsets::HEADER_END + 16 * 8 + 512 * 8) as usize;
+
+pub fn reg(i: u32) -> u32 {
+    REGS + 8 * i
+}
+
+impl MockCpu {
+    pub fn new(vm: Arc<VmControl>) -> Box<MockCpu> {
+        Box::new(MockCpu {
+            h: CpuHeader::default(),
+            regs: [0; 16],
+            scratch: [0; 512],
+            vm,
+            irq: Arc::new(AtomicBool::new(false)),
+            traps: Vec::new(),
+        })
+    }
+
+    pub fn state_bytes(&self) -> Vec<u8> {
+        // SAFETY: MockCpu is repr(C) and its first STATE_BYTES bytes are plain integers.
+        unsafe { std::slice::from_raw_parts(self as *const MockCpu as *const u8, STATE_BYTES) }.to_vec()
+    }
+}
+
+// SAFETY: repr(C) with the header first.
+unsafe impl GuestCpu for MockCpu {
+    fn header(&self) -> &CpuHeader {
+        &self.h
+    }
+    fn header_mut(&mut self) -> &mut CpuHeader {
+        &mut self.h
+    }
+    fn mmu_index(&self, flags: u32) -> usize {
+        flags as usize & 3
+    }
+    fn translate_addr(&mut self, vaddr: u64, access: Access, _mmu: usize, _mem: &dyn PhysMemory) -> Result<u64, Fault> {
+        if vaddr >= FAULT_VA {
+            let cause = match access {
+                Access::Read => 13,
+                Access::Write => 15,
+                Access::Exec => 12,
+            };
+            return Err(Fault { cause, tval: vaddr });
+        }
+        Ok(vaddr)
+    }
+    fn fault_for(&self, kind: FaultKind, access: Access, vaddr: u64) -> Fault {
+        let cause = match (kind, access) {
+            (FaultKind::Misaligned, Access::Read) => 4,
+            (FaultKind::Misaligned, Access::Write) => 6,
+            (FaultKind::Misaligned, Access::Exec) => 0,
+            (FaultKind::AccessFault, Access::Read) => 5,
+            (FaultKind::AccessFault, Access::Write) => 7,
+            (FaultKind::AccessFault, Access::Exec) => 1,
+        };
+        Fault { cause, tval: vaddr }
+    }
+    fn translate_block(
+        &self,
+        pc: u64,
+        _flags: u32,
+        limits: TbLimits,
+        fetch: &mut dyn FnMut(u64) -> Option<u16>,
+        b: &mut Builder,
+    ) {
+        let mut cur = pc;
+        let mut n = 0;
+        loop {
+            let word = match (fetch(cur), fetch(cur.wrapping_add(2))) {
+                (Some(lo), Some(hi)) => lo as u32 | (hi as u32) << 16,
+                _ => {
+                    b.insn_start(cur);
+                    let t = b.const64(cur);
+                    b.exit(Exit::Raise { cause: 12, tval: t });
+                    b.set_extent(n + 1, (cur - pc) as u32 + 4);
+                    return;
+                }
+            };
+            b.insn_start(cur);
+            n += 1;
+            let next = cur.wrapping_add(4);
+            let (op, rd, rs, imm) =
+                (word & 0xff, (word >> 8) & 15, (word >> 12) & 15, (word >> 16) as i16 as i64 as u64);
+            let mut done = true;
+            match op {
+                0x01 => {
+                    let v = b.const64(imm);
+                    b.st_state(v, reg(rd));
+                    done = false;
+                }
+                0x02 | 0x0c => {
+                    let s = b.ld_state(Ty::I64, reg(rs));
+                    let k = if op == 0x02 { b.const64(imm) } else { b.ld_state(Ty::I64, reg(rd)) };
+                    let v = b.bin(BinOp::Add, s, k);
+                    b.st_state(v, reg(rd));
+                    done = false;
+                }
+                0x03 | 0x04 | 0x0a | 0x0b => {
+                    let base = b.ld_state(Ty::I64, reg(rs));
+                    let k = b.const64(imm);
+                    let a = b.bin(BinOp::Add, base, k);
+                    let size = if op <= 0x04 { MemSize::B4 } else { MemSize::B8 };
+                    if op == 0x03 || op == 0x0a {
+                        let v = b.ld_state(Ty::I64, reg(rd));
+                        b.store(v, a, MemOp::new(size, false));
+                    } else {
+                        let v = b.load(Ty::I64, a, MemOp::new(size, true));
+                        b.st_state(v, reg(rd));
+                    }
+                    done = false;
+                }
+                0x05 => {
+                    let x = b.ld_state(Ty::I64, reg(rd));
+                    let y = b.ld_state(Ty::I64, reg(rs));
+                    let l = b.label();
+                    b.brcond(Cond::Ne, x, y, l);
+                    b.exit(Exit::Goto(next));
+                    b.set_label(l);
+                    b.exit(Exit::Goto(cur.wrapping_add(imm.wrapping_mul(4))));
+                }
+                0x06 => b.exit(Exit::Goto(cur.wrapping_add(imm.wrapping_mul(4)))),
+                0x07 => {
+                    let z = b.const64(0);
+                    b.exit(Exit::Raise { cause: ECALL, tval: z });
+                }
+                0x08 => {
+                    let t = b.ld_state(Ty::I64, reg(rs));
+                    b.exit(Exit::Indirect(t));
+                }
+                0x09 => b.exit(Exit::Halt { next_pc: next }),
+                _ => {
+                    let t = b.const64(word as u64);
+                    b.exit(Exit::Raise { cause: 2, tval: t });
+                }
+            }
+            if !done && (n >= limits.max_insns || next & PAGE_MASK != pc & PAGE_MASK) {
+                b.exit(Exit::Goto(next));
+                done = true;
+            }
+            if done {
+                b.set_extent(n, (next - pc) as u32);
+                return;
+            }
+            cur = next;
+        }
+    }
+    fn take_exception(&mut self) {
+        self.traps.push((self.h.cause, self.h.tval, self.h.pc));
+        if self.h.cause == ECALL {
+            self.vm.request_exit(kite_core::ExitCode::Exit(self.regs[1] as i32));
+        } else {
+            self.vm.request_exit(kite_core::ExitCode::Exit(200 + self.h.cause as i32));
+        }
+    }
+    fn take_interrupt(&mut self) -> bool {
+        if self.irq.swap(false, Ordering::SeqCst) {
+            self.regs[15] += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn has_wakeup(&self) -> bool {
+        self.irq.load(Ordering::SeqCst)
+    }
+    fn dump_state(&self) -> String {
+        format!("pc={:#x} regs={:x?}", self.h.pc, self.regs)
+    }
+    fn disassemble(&self, _pc: u64, bytes: &[u8]) -> (String, usize) {
+        if bytes.len() < 4 {
+            return ("?".into(), bytes.len());
+        }
+        (format!("op {:#04x}", bytes[0]), 4)
+    }
+}
+
+/// Encode a toy instruction.
+pub fn insn(op: u32, rd: u32, rs: u32, imm: i16) -> u32 {
+    op | rd << 8 | rs << 12 | (imm as u16 as u32) << 16
+}
+
+/// An MMIO device that logs every access and reads back a function of the offset.
+#[derive(Debug, Default)]
+pub struct LogDev {
+    pub log: Mutex<Vec<(bool, u64, u32, u64)>>,
+}
+
+impl MmioDevice for LogDev {
+    fn read(&self, offset: u64, size: u32) -> u64 {
+        let v = 0x1122_3344_5566_7788u64.rotate_left(offset as u32 * 8) ^ offset;
+        self.log.lock().unwrap().push((false, offset, size, v));
+        v
+    }
+    fn write(&self, offset: u64, size: u32, value: u64) {
+        self.log.lock().unwrap().push((true, offset, size, value));
+    }
+}
+
+/// RAM at RAM_BASE (filled with a byte pattern) and the log device at MMIO_BASE.
+pub fn machine() -> (Arc<PhysMap>, Arc<LogDev>) {
+    let mut m = PhysMap::new();
+    let ram = m.add_ram("ram", RAM_BASE, RAM_SIZE).unwrap();
+    let pat: Vec<u8> = (0..RAM_SIZE).map(|i| (i * 7 + (i >> 8)) as u8).collect();
+    assert!(ram.write(RAM_BASE, &pat));
+    let dev = Arc::new(LogDev::default());
+    m.add_mmio("log", MMIO_BASE, 0x1000, dev.clone()).unwrap();
+    (Arc::new(m), dev)
+}
+
+pub fn ram_bytes(m: &PhysMap) -> Vec<u8> {
+    let mut v = vec![0u8; RAM_SIZE as usize];
+    assert!(m.read_ram(RAM_BASE, &mut v));
+    v
+}
