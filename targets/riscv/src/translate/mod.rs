@@ -1,0 +1,193 @@
+//! Translation of guest code into Kite IR: the block loop
+//! ([`translate_block`]) and one `match` on [`Op`] dispatching to one function
+//! per instruction, grouped by extension.
+//!
+//! Conventions: guest registers are read with `LdState` at
+//! [`offsets::x`] (x0 reads as the constant 0) and written with `StState`
+//! (writes to x0 are dropped, but the instruction's other effects such as a
+//! load's fault still happen). Every instruction starts with `InsnStart`.
+//! A block ends at a control-flow instruction, at a CSR access that writes or
+//! reads a counter, before the next 4 KiB page, or after `max_insns`.
+
+mod rv64a;
+mod rv64i;
+mod rv64m;
+mod system;
+mod zicsr;
+mod zifencei;
+
+use kite_core::guest::TbLimits;
+use kite_ir::state::PAGE_MASK;
+use kite_ir::{Builder, Exit, Temp, Ty};
+
+use crate::cpu::{cause, offsets, tbflags};
+use crate::decode::{decode, Op, Reg};
+
+/// Caps the IR size of one block (a guest cannot make translation unbounded).
+const MAX_IR_INSTS: usize = 2048;
+
+/// Per-instruction translation context.
+pub(crate) struct Ctx<'a> {
+    pub b: &'a mut Builder,
+    pub pc: u64,
+    /// Instruction length in bytes (2 or 4).
+    pub len: u64,
+    /// Raw instruction bits (the parcel for a compressed instruction): the
+    /// tval of an illegal-instruction trap.
+    pub insn: u32,
+    /// Privilege level from the TB flags.
+    pub privilege: u64,
+}
+
+/// Whether the instruction ended the block (it emitted its own exits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Next,
+    End,
+}
+
+impl Ctx<'_> {
+    pub fn next_pc(&self) -> u64 {
+        self.pc.wrapping_add(self.len)
+    }
+    /// Read integer register `r` (x0 is the constant 0).
+    pub fn gpr(&mut self, r: Reg) -> Temp {
+        if r == 0 {
+            self.b.const64(0)
+        } else {
+            self.b.ld_state(Ty::I64, offsets::x(r))
+        }
+    }
+    /// Write integer register `r` (writes to x0 are dropped).
+    pub fn set_gpr(&mut self, r: Reg, v: Temp) {
+        if r != 0 {
+            self.b.st_state(v, offsets::x(r));
+        }
+    }
+    /// `x[r] + imm` as an address.
+    pub fn addr(&mut self, r: Reg, imm: i64) -> Temp {
+        let base = self.gpr(r);
+        if imm == 0 {
+            base
+        } else {
+            let k = self.b.const64(imm as u64);
+            self.b.bin(kite_ir::BinOp::Add, base, k)
+        }
+    }
+    /// End the block raising `cause` with a constant `tval`.
+    pub fn raise(&mut self, cause: u64, tval: u64) -> Flow {
+        let t = self.b.const64(tval);
+        self.b.exit(Exit::Raise { cause, tval: t });
+        Flow::End
+    }
+    /// Illegal instruction: tval = the instruction bits.
+    pub fn illegal(&mut self) -> Flow {
+        self.raise(cause::ILLEGAL_INSN, self.insn as u64)
+    }
+    /// The instruction as a 64-bit constant (helper argument for traps).
+    pub fn insn_const(&mut self) -> Temp {
+        self.b.const64(self.insn as u64)
+    }
+}
+
+/// Emit IR for one decoded instruction.
+pub(crate) fn translate_op(ctx: &mut Ctx, op: &Op) -> Flow {
+    match *op {
+        Op::Illegal => ctx.illegal(),
+        Op::Lui { rd, imm } => rv64i::lui(ctx, rd, imm),
+        Op::Auipc { rd, imm } => rv64i::auipc(ctx, rd, imm),
+        Op::Jal { rd, imm } => rv64i::jal(ctx, rd, imm),
+        Op::Jalr { rd, rs1, imm } => rv64i::jalr(ctx, rd, rs1, imm),
+        Op::Branch { cond, rs1, rs2, imm } => rv64i::branch(ctx, cond, rs1, rs2, imm),
+        Op::Load { width, unsigned, rd, rs1, imm } => rv64i::load(ctx, width, unsigned, rd, rs1, imm),
+        Op::Store { width, rs1, rs2, imm } => rv64i::store(ctx, width, rs1, rs2, imm),
+        Op::AluImm { op, word, rd, rs1, imm } => {
+            let b = ctx.b.const64(imm as u64);
+            rv64i::alu(ctx, op, word, rd, rs1, b)
+        }
+        Op::Alu { op, word, rd, rs1, rs2 } => {
+            let b = ctx.gpr(rs2);
+            if rv64m::is_m(op) {
+                rv64m::muldiv(ctx, op, word, rd, rs1, b)
+            } else {
+                rv64i::alu(ctx, op, word, rd, rs1, b)
+            }
+        }
+        Op::Fence { .. } => Flow::Next, // single-threaded TCG-style execution: a no-op
+        Op::FenceI => zifencei::fence_i(ctx),
+        Op::Ecall => system::ecall(ctx),
+        Op::Ebreak => system::ebreak(ctx),
+        Op::Mret => system::xret(ctx, false),
+        Op::Sret => system::xret(ctx, true),
+        Op::Wfi => system::wfi(ctx),
+        Op::SfenceVma { .. } => system::sfence_vma(ctx),
+        Op::Csr { op, imm, rd, src, csr } => zicsr::csr(ctx, op, imm, rd, src, csr),
+        Op::Lr { width, rd, rs1, .. } => rv64a::lr(ctx, width, rd, rs1),
+        Op::Sc { width, rd, rs1, rs2, .. } => rv64a::sc(ctx, width, rd, rs1, rs2),
+        Op::Amo { op, width, rd, rs1, rs2, .. } => rv64a::amo(ctx, op, width, rd, rs1, rs2),
+    }
+}
+
+/// Translate the block at `pc` (see `GuestCpu::translate_block`).
+pub fn translate_block(
+    pc: u64,
+    tb_flags: u32,
+    limits: TbLimits,
+    fetch: &mut dyn FnMut(u64) -> Option<u16>,
+    b: &mut Builder,
+) {
+    let privilege = (tb_flags & tbflags::PRIV_MASK) as u64;
+    let max = limits.max_insns.max(1);
+    let page = pc & PAGE_MASK;
+    let mut cur = pc;
+    let mut n = 0u32;
+    loop {
+        // Fetch. A failing fetch of the first instruction raises the
+        // instruction access fault (tval = the missing parcel); later in the
+        // block, stop before the instruction so it starts the next block.
+        let lo = fetch(cur);
+        let hi_addr = cur.wrapping_add(2);
+        let fetched = match lo {
+            Some(lo) if lo & 3 != 3 => Ok((lo as u32, 2u64)),
+            Some(lo) => fetch(hi_addr).map(|hi| (lo as u32 | (hi as u32) << 16, 4)).ok_or(hi_addr),
+            None => Err(cur),
+        };
+        let (insn, len) = match fetched {
+            Ok(v) => v,
+            Err(bad) if n == 0 => {
+                b.insn_start(cur);
+                let t = b.const64(bad);
+                b.exit(Exit::Raise { cause: cause::INSN_ACCESS, tval: t });
+                n = 1;
+                break;
+            }
+            Err(_) => {
+                b.exit(Exit::Goto(cur));
+                break;
+            }
+        };
+        b.insn_start(cur);
+        n += 1;
+        let (op, _) = decode(insn);
+        let mut ctx = Ctx { b, pc: cur, len, insn, privilege };
+        let flow = translate_op(&mut ctx, &op);
+        cur = cur.wrapping_add(len);
+        if flow == Flow::End {
+            break;
+        }
+        if n >= max || cur & PAGE_MASK != page || b.len() > MAX_IR_INSTS {
+            b.exit(Exit::Goto(cur));
+            break;
+        }
+    }
+    b.set_extent(n, cur.wrapping_sub(pc) as u32);
+}
+
+#[cfg(test)]
+mod tests_amo;
+#[cfg(test)]
+mod tests_int;
+#[cfg(test)]
+mod tests_rvc;
+#[cfg(test)]
+mod tests_sys;
