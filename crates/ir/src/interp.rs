@@ -188,6 +188,9 @@ pub fn run(block: &Block, state: &mut [u8], env: &mut dyn Env) -> Outcome {
     let ty = |t: Temp| block.ty(t);
     let mut pc = block.pc;
     let mut ip = 0usize;
+    // Guest instructions started so far; on an early exit the rest are un-counted.
+    let mut started = 0u32;
+    let unexec = |started: u32| block.ninsns.saturating_sub(started.saturating_sub(1)) as u64;
     // Instruction count is added at block entry, as the JIT does.
     let ic = rd(state, offsets::ICOUNT, Ty::I64).wrapping_add(block.ninsns as u64);
     wr(state, offsets::ICOUNT, Ty::I64, ic);
@@ -195,7 +198,10 @@ pub fn run(block: &Block, state: &mut [u8], env: &mut dyn Env) -> Outcome {
         let inst = &block.insts[ip];
         ip += 1;
         match inst {
-            Inst::InsnStart { pc: p } => pc = *p,
+            Inst::InsnStart { pc: p } => {
+                pc = *p;
+                started += 1;
+            }
             Inst::Const { dst, val } => vals[dst.0 as usize] = ty(*dst).mask(*val),
             Inst::Mov { dst, src } => vals[dst.0 as usize] = vals[src.0 as usize],
             Inst::LdState { dst, off } => vals[dst.0 as usize] = rd(state, *off, ty(*dst)),
@@ -216,20 +222,21 @@ pub fn run(block: &Block, state: &mut [u8], env: &mut dyn Env) -> Outcome {
                 wr(state, offsets::PC, Ty::I64, pc);
                 match env.load(state, vals[addr.0 as usize], *mop) {
                     Some(raw) => vals[dst.0 as usize] = extend_load(raw, *mop, ty(*dst)),
-                    None => return leave_with_status(state, pc),
+                    None => return leave_with_status(state, pc, unexec(started), 0),
                 }
             }
             Inst::Store { src, addr, mop } => {
                 wr(state, offsets::PC, Ty::I64, pc);
                 let v = vals[src.0 as usize];
                 if !env.store(state, vals[addr.0 as usize], v, *mop) {
-                    return leave_with_status(state, pc);
+                    return leave_with_status(state, pc, unexec(started), 0);
                 }
                 // A store may have invalidated translated code (a
                 // self-modifying guest): the runtime flags it through status.
                 let st = rd(state, offsets::STATUS, Ty::I32) as u32;
                 if st != status::NONE {
-                    return leave_with_status(state, next_insn_pc(block, ip).unwrap_or(pc));
+                    let rem = unexec(started);
+                    return leave_with_status(state, next_insn_pc(block, ip).unwrap_or(pc), rem, rem.saturating_sub(1));
                 }
             }
             Inst::Call { helper, args, dst } => {
@@ -247,6 +254,8 @@ pub fn run(block: &Block, state: &mut [u8], env: &mut dyn Env) -> Outcome {
                     vals[d.0 as usize] = rty.mask(r);
                 }
                 if helper.effects.may_exit && rd(state, offsets::STATUS, Ty::I32) != 0 {
+                    let rem = unexec(started);
+                    uncount(state, rem);
                     return Outcome::Status(take_status(state));
                 }
             }
@@ -273,6 +282,7 @@ pub fn run(block: &Block, state: &mut [u8], env: &mut dyn Env) -> Outcome {
                         Outcome::Indirect { pc: v }
                     }
                     Exit::Raise { cause, tval } => {
+                        uncount(state, unexec(started));
                         wr(state, offsets::PC, Ty::I64, pc);
                         wr(state, offsets::CAUSE, Ty::I64, *cause);
                         wr(state, offsets::TVAL, Ty::I64, vals[tval.0 as usize]);
@@ -303,9 +313,20 @@ fn take_status(state: &mut [u8]) -> u32 {
     s
 }
 
-fn leave_with_status(state: &mut [u8], pc: u64) -> Outcome {
+fn uncount(state: &mut [u8], n: u64) {
+    let ic = rd(state, offsets::ICOUNT, Ty::I64).wrapping_sub(n);
+    wr(state, offsets::ICOUNT, Ty::I64, ic);
+}
+
+/// Leave after a memory access set a status: an exception un-counts `rem_exc`
+/// instructions (the faulting one and the rest), any other status `rem_other`
+/// (the access completed) and resumes at `pc`.
+fn leave_with_status(state: &mut [u8], pc: u64, rem_exc: u64, rem_other: u64) -> Outcome {
     let s = take_status(state);
-    if s != status::EXCEPTION {
+    if s == status::EXCEPTION {
+        uncount(state, rem_exc);
+    } else {
+        uncount(state, rem_other);
         wr(state, offsets::PC, Ty::I64, pc);
     }
     Outcome::Status(if s == 0 { status::LOOKUP } else { s })
@@ -471,5 +492,34 @@ mod tests {
         assert_eq!(rd(&st, offsets::PC, Ty::I64), 0x1004);
         assert_eq!(rd(&st, offsets::CAUSE, Ty::I64), 5);
         assert_eq!(rd(&st, offsets::TVAL, Ty::I64), 0xdead_0000);
+    }
+
+    #[test]
+    fn early_exit_uncounts_unexecuted_instructions() {
+        // Three instructions; the second faults: only the first completed.
+        let mut b = Builder::new(0x1000);
+        b.insn_start(0x1000);
+        b.insn_start(0x1004);
+        let bad = b.const64(0xdead_0000);
+        b.load(Ty::I64, bad, MemOp::new(MemSize::B8, false));
+        b.insn_start(0x1008);
+        b.exit(Exit::Goto(0x100c));
+        b.set_extent(3, 12);
+        let blk = b.finish();
+        let mut st = state();
+        let mut mem = FlatMemory::new(0, 0x1000);
+        assert_eq!(run(&blk, &mut st, &mut mem), Outcome::Status(status::EXCEPTION));
+        assert_eq!(rd(&st, offsets::ICOUNT, Ty::I64), 1);
+        // An ecall-like raise at the third instruction: two completed.
+        let mut b = Builder::new(0x1000);
+        b.insn_start(0x1000);
+        b.insn_start(0x1004);
+        b.insn_start(0x1008);
+        let z = b.const64(0);
+        b.exit(Exit::Raise { cause: 11, tval: z });
+        b.set_extent(3, 12);
+        let mut st = state();
+        run(&b.finish(), &mut st, &mut mem);
+        assert_eq!(rd(&st, offsets::ICOUNT, Ty::I64), 2);
     }
 }

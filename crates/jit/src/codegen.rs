@@ -154,6 +154,7 @@ impl Codegen {
             sig_tail,
             sig_c,
             pc: spec.block.pc,
+            started: 0,
             live: true,
             next_slot: 0,
         };
@@ -225,6 +226,8 @@ struct Emit<'a, 'b> {
     sig_c: ir::SigRef,
     /// Guest pc of the instruction being emitted.
     pc: u64,
+    /// Guest instructions started so far (the current one included).
+    started: u32,
     /// Whether the current Cranelift block is open (not yet terminated).
     live: bool,
     next_slot: usize,
@@ -408,7 +411,10 @@ impl Emit<'_, '_> {
             self.ensure_live();
         }
         match inst {
-            Inst::InsnStart { pc } => self.pc = *pc,
+            Inst::InsnStart { pc } => {
+                self.pc = *pc;
+                self.started += 1;
+            }
             Inst::Const { dst, val } => {
                 let v = self.konst(self.ty(*dst), *val);
                 self.def(*dst, v);
@@ -520,6 +526,11 @@ impl Emit<'_, '_> {
                 self.live = false;
             }
             Exit::Raise { cause, tval } => {
+                let rem = self.unexecuted();
+                if rem > 0 {
+                    let rem = self.k64(rem as u64);
+                    self.uncount(rem);
+                }
                 let tv = self.var(tval);
                 let c = self.k64(cause);
                 self.hdr_store(c, offsets::CAUSE);
@@ -529,6 +540,19 @@ impl Emit<'_, '_> {
             }
             Exit::Halt { next_pc } => self.leave(next_pc, status::HALT as u64),
         }
+    }
+
+    /// Instructions of this block not executed when it leaves at the current
+    /// instruction: the current one and all after it (see `docs/ir.md`, icount).
+    fn unexecuted(&self) -> u32 {
+        self.spec.block.ninsns.saturating_sub(self.started.saturating_sub(1))
+    }
+
+    /// `icount -= n` (icount was advanced by the whole block at entry).
+    fn uncount(&mut self, n: Value) {
+        let ic = self.hdr_load(types::I64, offsets::ICOUNT);
+        let ic = self.b.ins().isub(ic, n);
+        self.hdr_store(ic, offsets::ICOUNT);
     }
 
     /// After a call that may have set the header status: exit with it if non-zero.
@@ -541,6 +565,14 @@ impl Emit<'_, '_> {
         self.b.switch_to_block(fail);
         let zero = self.b.ins().iconst(types::I32, 0);
         self.hdr_store(zero, offsets::STATUS);
+        // Un-count what did not run: an exception leaves before the current
+        // instruction; a store that ends the block leaves after it.
+        let rem = self.unexecuted() as u64;
+        let rem_after = if pc_on_exit.is_some() { rem.saturating_sub(1) } else { rem };
+        let is_exc_rem = self.b.ins().icmp_imm_s(IntCC::Equal, st, status::EXCEPTION as i64);
+        let (ra, rb) = (self.k64(rem), self.k64(rem_after));
+        let n = self.b.ins().select(is_exc_rem, ra, rb);
+        self.uncount(n);
         if let Some(next) = pc_on_exit {
             let is_exc = self.b.ins().icmp_imm_s(IntCC::Equal, st, status::EXCEPTION as i64);
             let (cur, next) = (self.k64(self.pc), self.k64(next));

@@ -11,14 +11,11 @@
 //! Not yet: the MMU (satp accepts only Bare; `translate_addr` is the place for
 //! Sv39/48/57 and PMP), F/D (misa and mstatus.FS say absent), bitmanip.
 //!
-//! Pitfall for accelerators: `header.icount` is advanced by the whole block at
-//! block entry. When a block leaves early, the instructions that did not run
-//! must be subtracted to keep `cycle`/`instret` exact: after an exception,
-//! the faulting instruction and those after it (count the block's
-//! `InsnStart`s from `header.pc` on); after another mid-block exit (e.g. a
-//! store that hit translated code), those from the resume pc on. CSR helpers
-//! rely on this: a counter-reading instruction always ends its block, so the
-//! helper subtracts exactly one (itself) from `icount`.
+//! Counters: `header.icount` is advanced by the whole block at block entry,
+//! and the IR un-counts the instructions that did not run when a block leaves
+//! early (`docs/ir.md`), so it is exact at every block exit. CSR helpers rely
+//! on this: a counter-reading instruction always ends its block, so the helper
+//! subtracts exactly one (itself) from `icount`.
 //!
 //! Boot: `RiscvCpu::new(hartid)`, then `set_pc(entry)` (or `header.pc = ..`)
 //! and `set_x(10, hartid)`, `set_x(11, dtb)` as firmware expects.

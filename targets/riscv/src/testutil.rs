@@ -140,8 +140,8 @@ impl Machine {
         blk
     }
 
-    /// Run one block. On an exception, un-count the instructions that did
-    /// not retire (the faulting one and those after it).
+    /// Run one block. (The IR un-counts instructions that did not retire
+    /// when a block leaves early; see `docs/ir.md`.)
     pub fn step(&mut self) -> Outcome {
         let blk = self.translate();
         let cpu: *mut RiscvCpu = &mut *self.cpu;
@@ -151,16 +151,6 @@ impl Machine {
         let state = unsafe { std::slice::from_raw_parts_mut(cpu as *mut u8, size_of::<RiscvCpu>()) };
         let out = interp::run(&blk, state, &mut self.mem);
         self.blocks += 1;
-        if out == Outcome::Status(status::EXCEPTION) {
-            let pc = self.cpu.header.pc;
-            let starts: Vec<u64> = blk
-                .insts
-                .iter()
-                .filter_map(|i| if let Inst::InsnStart { pc } = i { Some(*pc) } else { None })
-                .collect();
-            let idx = starts.iter().position(|&p| p == pc).expect("faulting pc is in the block");
-            self.cpu.header.icount -= (starts.len() - idx) as u64;
-        }
         out
     }
 

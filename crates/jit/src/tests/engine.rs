@@ -40,7 +40,8 @@ fn counting_loop_chains_in_the_jit() {
     for tier in TIERS {
         let (code, st) = run(tier, JitOptions::default(), &prog, &|_, _| {});
         assert_eq!(code, ExitCode::Exit(1000), "{tier:?}");
-        assert_eq!(st.insns, 2 + 2 * 1000 + 1, "{tier:?}: {st:?}");
+        // The trapping ecall does not complete, so it is not counted.
+        assert_eq!(st.insns, 2 + 2 * 1000, "{tier:?}: {st:?}");
         if tier == Tier::Jit {
             assert!(st.chains_linked >= 1, "{st:?}");
             assert!(st.dispatches < 20, "the loop must run chained: {st:?}");
