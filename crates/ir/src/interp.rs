@@ -371,7 +371,8 @@ impl Env for FlatMemory {
                 Some(u64::from_le_bytes(b))
             }
             _ => {
-                Self::fault(state, self.fault_cause.0, vaddr);
+                let cause = if mop.rmw { self.fault_cause.1 } else { self.fault_cause.0 };
+                Self::fault(state, cause, vaddr);
                 None
             }
         }

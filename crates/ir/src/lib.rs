@@ -207,20 +207,43 @@ pub struct MemOp {
     /// The access must be naturally aligned; a misaligned address raises the
     /// target's misaligned exception instead of being split (atomics).
     pub aligned: bool,
+    /// A load that is the read half of an atomic read-modify-write: it needs
+    /// write permission and faults as a store would (RISC-V AMOs report
+    /// store/AMO causes).
+    pub rmw: bool,
 }
 
 impl MemOp {
     pub const fn new(size: MemSize, signed: bool) -> MemOp {
-        MemOp { size, signed, aligned: false }
+        MemOp { size, signed, aligned: false, rmw: false }
     }
     pub const fn aligned(mut self) -> MemOp {
         self.aligned = true;
         self
     }
+    pub const fn rmw(mut self) -> MemOp {
+        self.rmw = true;
+        self
+    }
+    /// The permission an access of `kind` with this op needs (and the fault
+    /// class it raises): rmw loads count as writes.
+    pub fn perm(self, kind: Access) -> Access {
+        if self.rmw {
+            Access::Write
+        } else {
+            kind
+        }
+    }
+    /// Bits used by [`MemOp::encode`].
+    pub const ENCODED_BITS: u32 = 7;
     /// Pack into a small integer (bits 0-1 log2 size, bit 2 signed, bit 3 aligned,
-    /// bits 4-5 access kind); this is the form passed to slow-path helpers.
+    /// bits 4-5 access kind, bit 6 rmw); this is the form passed to slow-path helpers.
     pub fn encode(self, kind: Access) -> u32 {
-        self.size.log2() | (self.signed as u32) << 2 | (self.aligned as u32) << 3 | (kind as u32) << 4
+        self.size.log2()
+            | (self.signed as u32) << 2
+            | (self.aligned as u32) << 3
+            | (kind as u32) << 4
+            | (self.rmw as u32) << 6
     }
     pub fn decode(v: u32) -> (MemOp, Access) {
         let size = MemSize::from_bytes(1 << (v & 3)).expect("2-bit log2 size");
@@ -229,7 +252,7 @@ impl MemOp {
             1 => Access::Write,
             _ => Access::Exec,
         };
-        (MemOp { size, signed: v & 4 != 0, aligned: v & 8 != 0 }, kind)
+        (MemOp { size, signed: v & 4 != 0, aligned: v & 8 != 0, rmw: v & 64 != 0 }, kind)
     }
 }
 
@@ -672,9 +695,12 @@ mod tests {
         for size in [MemSize::B1, MemSize::B2, MemSize::B4, MemSize::B8] {
             for signed in [false, true] {
                 for aligned in [false, true] {
-                    for kind in [Access::Read, Access::Write, Access::Exec] {
-                        let m = MemOp { size, signed, aligned };
-                        assert_eq!(MemOp::decode(m.encode(kind)), (m, kind));
+                    for rmw in [false, true] {
+                        for kind in [Access::Read, Access::Write, Access::Exec] {
+                            let m = MemOp { size, signed, aligned, rmw };
+                            assert_eq!(MemOp::decode(m.encode(kind)), (m, kind));
+                            assert!(m.encode(kind) < 1 << MemOp::ENCODED_BITS);
+                        }
                     }
                 }
             }

@@ -105,7 +105,13 @@ impl fmt::Display for Label {
 }
 
 fn mop_suffix(m: MemOp) -> String {
-    format!("{}{}{}", m.size.bytes(), if m.signed { "s" } else { "" }, if m.aligned { "a" } else { "" })
+    format!(
+        "{}{}{}{}",
+        m.size.bytes(),
+        if m.signed { "s" } else { "" },
+        if m.aligned { "a" } else { "" },
+        if m.rmw { "w" } else { "" }
+    )
 }
 
 impl Block {
@@ -218,7 +224,7 @@ impl Parser<'_> {
         let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
         let rest = &s[digits.len()..];
         let size = digits.parse().ok().and_then(MemSize::from_bytes).ok_or_else(|| self.err(format!("bad memop `{s}`")))?;
-        Ok(MemOp { size, signed: rest.contains('s'), aligned: rest.contains('a') })
+        Ok(MemOp { size, signed: rest.contains('s'), aligned: rest.contains('a'), rmw: rest.contains('w') })
     }
 
     fn args<'a>(&self, s: &'a str, n: usize) -> Result<Vec<&'a str>, IrError> {
@@ -386,7 +392,7 @@ mod tests {
         b.brcond(Cond::LtU, x, y, l);
         let c = b.setcond(Cond::GeS, v, x);
         let s = b.select(c, v, x);
-        let m = b.load(Ty::I64, s, MemOp::new(MemSize::B4, true).aligned());
+        let m = b.load(Ty::I64, s, MemOp::new(MemSize::B4, true).aligned().rmw());
         b.store(m, s, MemOp::new(MemSize::B2, false));
         b.st_state(s, 0x158);
         b.exit(Exit::Raise { cause: 2, tval: m });

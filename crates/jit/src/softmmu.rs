@@ -10,8 +10,8 @@
 //! running TB was among them the header status becomes `LOOKUP` so the block exits right
 //! after the store.
 //!
-//! `info` (the constant passed by generated code) packs: bits 0-5 `MemOp::encode`,
-//! bits 6-7 the MMU index, bits 8.. the running TB id plus one (0 = none).
+//! `info` (the constant passed by generated code) packs: bits 0-6 `MemOp::encode`,
+//! bits 7-8 the MMU index, bits 9.. the running TB id plus one (0 = none).
 
 use kite_core::guest::FaultKind;
 use kite_core::{Fault, GuestCpu};
@@ -26,7 +26,7 @@ use crate::tb::{TbId, NO_TB};
 /// Build the `info` word for [`slow_access`].
 pub(crate) fn info(mop: MemOp, kind: Access, mmu: usize, tb: TbId) -> u64 {
     let tb1 = if tb == NO_TB { 0 } else { tb as u64 + 1 };
-    mop.encode(kind) as u64 | ((mmu as u64 & 3) << 6) | (tb1 << 8)
+    mop.encode(kind) as u64 | ((mmu as u64 & 3) << MemOp::ENCODED_BITS) | (tb1 << (MemOp::ENCODED_BITS + 2))
 }
 
 /// The slow path called by generated code. Returns the loaded value extended to 64 bits
@@ -58,24 +58,34 @@ fn raise<C: GuestCpu>(cpu: &mut C, f: Fault) {
 /// Perform one guest access through the slow path. `None` after recording a fault.
 pub(crate) fn access<C: GuestCpu>(ctx: &mut Ctx<C>, cpu: &mut C, vaddr: u64, info: u64, val: u64) -> Option<u64> {
     ctx.stats.tlb_slow_path += 1;
-    let (mop, kind) = MemOp::decode((info & 0x3f) as u32);
-    let mmu = ((info >> 6) & 3) as usize;
-    let cur = match info >> 8 {
+    let (mop, kind) = MemOp::decode((info & ((1 << MemOp::ENCODED_BITS) - 1)) as u32);
+    let mmu = ((info >> MemOp::ENCODED_BITS) & 3) as usize;
+    let perm = mop.perm(kind);
+    let cur = match info >> (MemOp::ENCODED_BITS + 2) {
         0 => NO_TB,
         n => (n - 1) as TbId,
     };
     let n = mop.size.bytes() as u64;
     if vaddr & (n - 1) != 0 {
         if mop.aligned {
-            let f = cpu.fault_for(FaultKind::Misaligned, kind, vaddr);
+            let f = cpu.fault_for(FaultKind::Misaligned, perm, vaddr);
             raise(cpu, f);
             return None;
         }
         if (vaddr & !PAGE_MASK) + n > PAGE_SIZE {
-            return cross_page(ctx, cpu, vaddr, n, kind, mmu, cur, val).map(|raw| extend_load(raw, mop, Ty::I64));
+            return cross_page(ctx, cpu, vaddr, n, Op { kind, perm }, mmu, cur, val)
+                .map(|raw| extend_load(raw, mop, Ty::I64));
         }
     }
-    single(ctx, cpu, vaddr, n, kind, mmu, cur, val).map(|raw| extend_load(raw, mop, Ty::I64))
+    single(ctx, cpu, vaddr, n, Op { kind, perm }, mmu, cur, val).map(|raw| extend_load(raw, mop, Ty::I64))
+}
+
+/// What an access does (`kind`) and what permission it needs (`perm`): they differ
+/// for the read half of an atomic read-modify-write.
+#[derive(Clone, Copy, Debug)]
+struct Op {
+    kind: Access,
+    perm: Access,
 }
 
 /// An access that straddles two pages: check both translations first so a fault leaves
@@ -86,21 +96,21 @@ fn cross_page<C: GuestCpu>(
     cpu: &mut C,
     vaddr: u64,
     n: u64,
-    kind: Access,
+    op: Op,
     mmu: usize,
     cur: TbId,
     val: u64,
 ) -> Option<u64> {
     let second = (vaddr | !PAGE_MASK).wrapping_add(1);
     for a in [vaddr, second] {
-        if let Err(f) = cpu.translate_addr(a, kind, mmu, &*ctx.mem) {
+        if let Err(f) = cpu.translate_addr(a, op.perm, mmu, &*ctx.mem) {
             raise(cpu, f);
             return None;
         }
     }
     let mut raw = 0u64;
     for i in 0..n {
-        let b = single(ctx, cpu, vaddr.wrapping_add(i), 1, kind, mmu, cur, val >> (8 * i))?;
+        let b = single(ctx, cpu, vaddr.wrapping_add(i), 1, op, mmu, cur, val >> (8 * i))?;
         raw |= (b & 0xff) << (8 * i);
     }
     Some(raw)
@@ -113,13 +123,14 @@ fn single<C: GuestCpu>(
     cpu: &mut C,
     vaddr: u64,
     n: u64,
-    kind: Access,
+    op: Op,
     mmu: usize,
     cur: TbId,
     val: u64,
 ) -> Option<u64> {
+    let Op { kind, perm } = op;
     let mem: &PhysMap = &ctx.mem;
-    let paddr = match cpu.translate_addr(vaddr, kind, mmu, mem) {
+    let paddr = match cpu.translate_addr(vaddr, perm, mmu, mem) {
         Ok(p) => p,
         Err(f) => {
             raise(cpu, f);
@@ -169,7 +180,7 @@ fn single<C: GuestCpu>(
                 let code = ctx.tbs.is_code_page(ppage);
                 // Host address of the page start (the offset into the page is below `ptr`).
                 let host_page = (ptr as u64).wrapping_sub(paddr & !PAGE_MASK);
-                fill(cpu.header_mut(), mmu, vaddr, host_page, kind, code);
+                fill(cpu.header_mut(), mmu, vaddr, host_page, perm, code);
                 ctx.stats.tlb_fills += 1;
             }
             Some(raw)
@@ -183,7 +194,7 @@ fn single<C: GuestCpu>(
             }
         }
         _ => {
-            let f = cpu.fault_for(FaultKind::AccessFault, kind, vaddr);
+            let f = cpu.fault_for(FaultKind::AccessFault, perm, vaddr);
             raise(cpu, f);
             None
         }
@@ -246,7 +257,7 @@ impl<C: GuestCpu> InterpEnv<C> {
         // built `state` from it), so the pointer is a valid, exclusive `C`.
         let cpu = unsafe { &mut *(state.as_mut_ptr() as *mut C) };
         let n = mop.size.bytes() as u64;
-        if let Some(host) = probe(cpu.header(), self.mmu, vaddr, n, kind) {
+        if let Some(host) = probe(cpu.header(), self.mmu, vaddr, n, mop.perm(kind)) {
             // SAFETY: a TLB hit means `host` is inside a whole RAM page that the slow path
             // validated, and the access is naturally aligned, so it stays in the page.
             let raw = unsafe {

@@ -285,8 +285,9 @@ fn loads_and_stores_of_every_size_and_address_kind() {
         for signed in [false, true] {
             for aligned in [false, true] {
                 for addr in mem_addrs() {
-                    for ty in [Ty::I32, Ty::I64] {
-                        let mop = MemOp { size, signed, aligned };
+                    for (ty, rmw) in [(Ty::I32, false), (Ty::I64, false), (Ty::I64, true)] {
+                        // rmw: the read half of an AMO (write permission, store faults).
+                        let mop = MemOp { size, signed, aligned, rmw };
                         // Load: a dirty register before it must be visible even on a fault.
                         let mut b = Builder::new(0x1000);
                         b.insn_start(0x1000);

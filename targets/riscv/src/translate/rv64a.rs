@@ -9,8 +9,8 @@
 //! read-modify-write IR op. Misaligned SC/AMO raise store/AMO-address-
 //! misaligned (6) from an explicit check, since the load half would otherwise
 //! report a load fault; misaligned LR raises load-address-misaligned (4)
-//! through the aligned memory op. Known gap until that atomic op exists: an
-//! access fault on the load half of an AMO reports the load cause (5), not 7.
+//! through the aligned memory op. The read half of an AMO or SC is an `rmw`
+//! load, so it needs write permission and faults with the store/AMO cause (7).
 
 use kite_ir::{BinOp, Cond, Exit, MemOp, Temp, Ty};
 
@@ -54,7 +54,7 @@ pub(super) fn sc(ctx: &mut Ctx, width: Width, rd: Reg, rs1: Reg, rs2: Reg) -> Fl
     let result = ctx.b.const64(1);
     let fail = ctx.b.label();
     ctx.b.brcond(Cond::Ne, addr, res, fail);
-    let cur = ctx.b.load(Ty::I64, addr, mop(width));
+    let cur = ctx.b.load(Ty::I64, addr, mop(width).rmw());
     let reserved = ctx.b.ld_state(Ty::I64, offsets::RES_VAL);
     ctx.b.brcond(Cond::Ne, cur, reserved, fail);
     ctx.b.store(src, addr, mop(width));
@@ -71,7 +71,7 @@ pub(super) fn amo(ctx: &mut Ctx, op: AmoOp, width: Width, rd: Reg, rs1: Reg, rs2
     let src = ctx.gpr(rs2);
     let word = width == Width::W;
     let (ty, src) = if word { (Ty::I32, trunc32(ctx, src)) } else { (Ty::I64, src) };
-    let old = ctx.b.load(ty, addr, mop(width));
+    let old = ctx.b.load(ty, addr, mop(width).rmw());
     let new = match op {
         AmoOp::Swap => src,
         AmoOp::Add => ctx.b.bin(BinOp::Add, old, src),
