@@ -79,16 +79,20 @@ pub unsafe trait GuestCpu: Send + 'static {
     fn fault_for(&self, kind: FaultKind, access: Access, vaddr: u64) -> Fault;
 
     /// Emit IR for the block at virtual `pc` under `tb_flags`. `fetch` reads
-    /// a 16-bit parcel of guest code at a virtual address (`None` if it is not
-    /// executable, e.g. the second half of an instruction that crosses into an
-    /// unmapped page). The block must end with an exit and must not cross a
-    /// page boundary except for the tail of its last instruction.
+    /// a 16-bit parcel of guest code at a virtual address, or returns the
+    /// fault that fetching it raises (e.g. the second half of an instruction
+    /// that crosses into an unmapped page: the target's page-fault or
+    /// access-fault cause with tval = that address). A fault on the first
+    /// instruction becomes an `Exit::Raise` of that fault; later in the block
+    /// the target ends the block before the instruction. The block must end
+    /// with an exit and must not cross a page boundary except for the tail of
+    /// its last instruction.
     fn translate_block(
         &self,
         pc: u64,
         tb_flags: u32,
         limits: TbLimits,
-        fetch: &mut dyn FnMut(u64) -> Option<u16>,
+        fetch: &mut dyn FnMut(u64) -> Result<u16, Fault>,
         b: &mut Builder,
     );
 

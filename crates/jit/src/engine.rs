@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kite_core::guest::{FaultKind, TbLimits};
-use kite_core::{ExitCode, GuestCpu, PhysMemory, VmControl};
+use kite_core::{ExitCode, Fault, GuestCpu, PhysMemory, VmControl};
 use kite_ir::state::{flush, status, MMU_MODES, PAGE_MASK, PAGE_SIZE};
 use kite_ir::{interp, Access, Block, Builder, Exit, Inst};
 use kite_memory::PhysMap;
@@ -261,39 +261,48 @@ impl<C: GuestCpu> Engine<C> {
         let (p0, left0) = mem.ram_ptr(phys)?;
         let avail0 = left0.min(PAGE_SIZE - (pc & !PAGE_MASK));
         let page1 = (pc & PAGE_MASK).wrapping_add(PAGE_SIZE);
-        let mut second: Option<Option<(*const u8, u64, u64)>> = None;
+        // The second page: not looked at yet, or its mapping (or fetch fault).
+        let mut second: Option<Result<(*const u8, u64, u64), Fault>> = None;
         let mut block;
         loop {
             let mut wants_second = false;
             let sec = second;
-            let mut byte = |a: u64| -> Option<u8> {
+            let access_fault = |a: u64| cpu.fault_for(FaultKind::AccessFault, Access::Exec, a);
+            let mut byte = |a: u64| -> Result<u8, Fault> {
                 let off = a.wrapping_sub(pc);
                 if off < avail0 {
                     // SAFETY: `off < avail0 <= left0` bytes of RAM from `p0`.
-                    return Some(unsafe { p0.add(off as usize).read() });
+                    return Ok(unsafe { p0.add(off as usize).read() });
                 }
                 let off1 = a.wrapping_sub(page1);
                 if off1 >= PAGE_SIZE {
-                    return None;
+                    return Err(access_fault(a));
                 }
                 match sec {
                     None => {
+                        // Translate again once the second page has been looked up.
                         wants_second = true;
-                        None
+                        Err(access_fault(a))
                     }
-                    Some(None) => None,
+                    Some(Err(f)) => Err(Fault { tval: a, ..f }),
                     // SAFETY: `off1 < left` bytes of RAM from `p`.
-                    Some(Some((p, left, _))) => (off1 < left).then(|| unsafe { p.add(off1 as usize).read() }),
+                    Some(Ok((p, left, _))) if off1 < left => Ok(unsafe { p.add(off1 as usize).read() }),
+                    Some(Ok(_)) => Err(access_fault(a)),
                 }
             };
-            let mut fetch = |a: u64| -> Option<u16> { Some(byte(a)? as u16 | (byte(a.wrapping_add(1))? as u16) << 8) };
+            let mut fetch = |a: u64| -> Result<u16, Fault> {
+                Ok(byte(a)? as u16 | (byte(a.wrapping_add(1))? as u16) << 8)
+            };
             let mut b = Builder::new(pc);
             cpu.translate_block(pc, flags, limits, &mut fetch, &mut b);
             block = b.finish();
             if wants_second && second.is_none() {
                 let s = match cpu.translate_addr(page1, Access::Exec, mmu, mem) {
-                    Ok(p1) => mem.ram_ptr(p1).map(|(p, left)| (p as *const u8, left.min(PAGE_SIZE), p1 & PAGE_MASK)),
-                    Err(_) => None,
+                    Ok(p1) => mem
+                        .ram_ptr(p1)
+                        .map(|(p, left)| (p as *const u8, left.min(PAGE_SIZE), p1 & PAGE_MASK))
+                        .ok_or_else(|| cpu.fault_for(FaultKind::AccessFault, Access::Exec, page1)),
+                    Err(f) => Err(f),
                 };
                 second = Some(s);
                 continue;
@@ -307,11 +316,11 @@ impl<C: GuestCpu> Engine<C> {
         }
         let crosses = (pc & !PAGE_MASK) + block.size as u64 > PAGE_SIZE;
         let page2 = match second {
-            Some(Some((_, _, p1))) if crosses => Some(p1),
+            Some(Ok((_, _, p1))) if crosses => Some(p1),
             _ => None,
         };
         if log::log_enabled!(target: "in_asm", log::Level::Info) {
-            self.log_in_asm(cpu, &block, p0, avail0, second.flatten());
+            self.log_in_asm(cpu, &block, p0, avail0, second.and_then(Result::ok));
         }
         if log::log_enabled!(target: "op", log::Level::Info) {
             log::info!(target: "op", "{block}");

@@ -380,7 +380,7 @@ unsafe impl GuestCpu for RiscvCpu {
         pc: u64,
         tb_flags: u32,
         limits: TbLimits,
-        fetch: &mut dyn FnMut(u64) -> Option<u16>,
+        fetch: &mut dyn FnMut(u64) -> Result<u16, kite_core::Fault>,
         b: &mut Builder,
     ) {
         translate::translate_block(pc, tb_flags, limits, fetch, b);

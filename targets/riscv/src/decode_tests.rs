@@ -332,8 +332,8 @@ fn random_words_decode_and_translate() {
         let pc = 0x8000_0000u64 + ((x >> 8) & 0xffe);
         let mut fetch = |a: u64| {
             let off = a.wrapping_sub(pc) as usize / 2;
-            let w = *words.get(off / 2)?;
-            Some(if off % 2 == 0 { w as u16 } else { (w >> 16) as u16 })
+            let w = *words.get(off / 2).ok_or(kite_core::Fault { cause: 1, tval: a })?;
+            Ok(if off % 2 == 0 { w as u16 } else { (w >> 16) as u16 })
         };
         let mut b = kite_ir::Builder::new(pc);
         crate::translate::translate_block(pc, flags, kite_core::guest::TbLimits { max_insns: 16 }, &mut fetch, &mut b);

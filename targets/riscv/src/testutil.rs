@@ -37,9 +37,9 @@ impl TestMem {
         let off = vaddr.checked_sub(RAM_BASE)?;
         (off.checked_add(n)? <= self.bytes.len() as u64).then_some(off as usize)
     }
-    pub fn fetch(&self, vaddr: u64) -> Option<u16> {
-        let o = self.range(vaddr, 2)?;
-        Some(u16::from_le_bytes([self.bytes[o], self.bytes[o + 1]]))
+    pub fn fetch(&self, vaddr: u64) -> Result<u16, kite_core::Fault> {
+        let o = self.range(vaddr, 2).ok_or(kite_core::Fault { cause: crate::cpu::cause::INSN_ACCESS, tval: vaddr })?;
+        Ok(u16::from_le_bytes([self.bytes[o], self.bytes[o + 1]]))
     }
     pub fn read(&self, vaddr: u64, n: usize) -> u64 {
         let o = self.range(vaddr, n as u64).expect("test address in RAM");

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use kite_core::VmControl;
+use kite_core::{PhysMemory, VmControl};
 use kite_ir::state::{offsets, status};
 use kite_ir::{BinOp, Block, Builder, Cond, Effects, Exit, Helper, MemOp, MemSize, Ty, UnOp};
 
@@ -48,6 +48,14 @@ fn run_tier(tier: Tier, block: &Block, setup: &dyn Fn(&mut MockCpu)) -> Outcome 
         assert_eq!(cpu.h.status, 0, "status left set by {tier:?}:\n{block}");
     }
     let log = dev.log.lock().unwrap().clone();
+    // TLB addends hold host addresses, which differ between the two machines: compare
+    // them relative to where each machine's RAM is mapped.
+    let host_ram = mem.ram_ptr(RAM_BASE).unwrap().0 as u64;
+    for mode in cpu.h.tlb.iter_mut() {
+        for e in mode.iter_mut().filter(|e| **e != kite_ir::state::TlbEntry::EMPTY) {
+            e.addend = e.addend.wrapping_sub(host_ram.wrapping_sub(RAM_BASE));
+        }
+    }
     (outs, cpu.state_bytes(), ram_bytes(&mem), log)
 }
 

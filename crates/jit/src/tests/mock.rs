@@ -95,14 +95,14 @@ unsafe impl GuestCpu for MockCpu {
         pc: u64,
         _flags: u32,
         limits: TbLimits,
-        fetch: &mut dyn FnMut(u64) -> Option<u16>,
+        fetch: &mut dyn FnMut(u64) -> Result<u16, Fault>,
         b: &mut Builder,
     ) {
         let mut cur = pc;
         let mut n = 0;
         loop {
             let word = match (fetch(cur), fetch(cur.wrapping_add(2))) {
-                (Some(lo), Some(hi)) => lo as u32 | (hi as u32) << 16,
+                (Ok(lo), Ok(hi)) => lo as u32 | (hi as u32) << 16,
                 _ => {
                     b.insn_start(cur);
                     let t = b.const64(cur);

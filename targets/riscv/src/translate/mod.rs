@@ -17,6 +17,7 @@ mod zicsr;
 mod zifencei;
 
 use kite_core::guest::TbLimits;
+use kite_core::Fault;
 use kite_ir::state::PAGE_MASK;
 use kite_ir::{Builder, Exit, Temp, Ty};
 
@@ -133,7 +134,7 @@ pub fn translate_block(
     pc: u64,
     tb_flags: u32,
     limits: TbLimits,
-    fetch: &mut dyn FnMut(u64) -> Option<u16>,
+    fetch: &mut dyn FnMut(u64) -> Result<u16, Fault>,
     b: &mut Builder,
 ) {
     let privilege = (tb_flags & tbflags::PRIV_MASK) as u64;
@@ -142,22 +143,20 @@ pub fn translate_block(
     let mut cur = pc;
     let mut n = 0u32;
     loop {
-        // Fetch. A failing fetch of the first instruction raises the
-        // instruction access fault (tval = the missing parcel); later in the
-        // block, stop before the instruction so it starts the next block.
-        let lo = fetch(cur);
-        let hi_addr = cur.wrapping_add(2);
-        let fetched = match lo {
-            Some(lo) if lo & 3 != 3 => Ok((lo as u32, 2u64)),
-            Some(lo) => fetch(hi_addr).map(|hi| (lo as u32 | (hi as u32) << 16, 4)).ok_or(hi_addr),
-            None => Err(cur),
+        // Fetch. A failing fetch of the first instruction raises its fault
+        // (tval = the missing parcel); later in the block, stop before the
+        // instruction so it starts the next block.
+        let fetched = match fetch(cur) {
+            Ok(lo) if lo & 3 != 3 => Ok((lo as u32, 2u64)),
+            Ok(lo) => fetch(cur.wrapping_add(2)).map(|hi| (lo as u32 | (hi as u32) << 16, 4)),
+            Err(f) => Err(f),
         };
         let (insn, len) = match fetched {
             Ok(v) => v,
-            Err(bad) if n == 0 => {
+            Err(f) if n == 0 => {
                 b.insn_start(cur);
-                let t = b.const64(bad);
-                b.exit(Exit::Raise { cause: cause::INSN_ACCESS, tval: t });
+                let t = b.const64(f.tval);
+                b.exit(Exit::Raise { cause: f.cause, tval: t });
                 n = 1;
                 break;
             }
