@@ -209,9 +209,7 @@ pub fn run(block: &Block, state: &mut [u8], env: &mut dyn Env) -> Outcome {
             Inst::Bin { op, dst, a, b } => {
                 vals[dst.0 as usize] = eval_bin(*op, ty(*dst), vals[a.0 as usize], vals[b.0 as usize])
             }
-            Inst::Un { op, dst, src } => {
-                vals[dst.0 as usize] = eval_un(*op, ty(*src), ty(*dst), vals[src.0 as usize])
-            }
+            Inst::Un { op, dst, src } => vals[dst.0 as usize] = eval_un(*op, ty(*src), ty(*dst), vals[src.0 as usize]),
             Inst::Setcond { cond, dst, a, b } => {
                 vals[dst.0 as usize] = cond.eval(ty(*a), vals[a.0 as usize], vals[b.0 as usize]) as u64
             }
@@ -423,7 +421,8 @@ mod tests {
         assert_eq!(eval_bin(BinOp::RemS, Ty::I64, 1 << 63, m), 0);
         assert_eq!(eval_bin(BinOp::DivS, Ty::I32, 0x8000_0000, 0xffff_ffff), 0x8000_0000);
         assert_eq!(eval_bin(BinOp::DivS, Ty::I32, 0xffff_fff9, 2), 0xffff_fffd); // -7/2 = -3
-        assert_eq!(eval_bin(BinOp::RemS, Ty::I32, 0xffff_fff9, 2), 0xffff_ffff); // -7%2 = -1
+        assert_eq!(eval_bin(BinOp::RemS, Ty::I32, 0xffff_fff9, 2), 0xffff_ffff);
+        // -7%2 = -1
     }
 
     #[test]

@@ -347,34 +347,84 @@ pub enum Exit {
 pub enum Inst {
     /// Marks the start of the guest instruction at `pc`. Everything up to the
     /// next `InsnStart` belongs to it.
-    InsnStart { pc: u64 },
+    InsnStart {
+        pc: u64,
+    },
     /// `dst = val` (truncated to dst's type).
-    Const { dst: Temp, val: u64 },
+    Const {
+        dst: Temp,
+        val: u64,
+    },
     /// `dst = src` (same type); may reassign an existing temp.
-    Mov { dst: Temp, src: Temp },
+    Mov {
+        dst: Temp,
+        src: Temp,
+    },
     /// Load dst's type from guest state at byte offset `off`.
-    LdState { dst: Temp, off: u32 },
+    LdState {
+        dst: Temp,
+        off: u32,
+    },
     /// Store `src` (its type's width) into guest state at `off`.
-    StState { src: Temp, off: u32 },
-    Bin { op: BinOp, dst: Temp, a: Temp, b: Temp },
-    Un { op: UnOp, dst: Temp, src: Temp },
+    StState {
+        src: Temp,
+        off: u32,
+    },
+    Bin {
+        op: BinOp,
+        dst: Temp,
+        a: Temp,
+        b: Temp,
+    },
+    Un {
+        op: UnOp,
+        dst: Temp,
+        src: Temp,
+    },
     /// `dst = cond(a, b) ? 1 : 0`; `a` and `b` share a type, dst may differ.
-    Setcond { cond: Cond, dst: Temp, a: Temp, b: Temp },
+    Setcond {
+        cond: Cond,
+        dst: Temp,
+        a: Temp,
+        b: Temp,
+    },
     /// `dst = c != 0 ? a : b`.
-    Select { dst: Temp, c: Temp, a: Temp, b: Temp },
+    Select {
+        dst: Temp,
+        c: Temp,
+        a: Temp,
+        b: Temp,
+    },
     /// Guest memory load through the MMU: `dst = mem[addr]`, extended per `mop`.
     /// May fault (precise at the current instruction).
-    Load { dst: Temp, addr: Temp, mop: MemOp },
+    Load {
+        dst: Temp,
+        addr: Temp,
+        mop: MemOp,
+    },
     /// Guest memory store through the MMU. May fault.
-    Store { src: Temp, addr: Temp, mop: MemOp },
+    Store {
+        src: Temp,
+        addr: Temp,
+        mop: MemOp,
+    },
     /// Call a helper with up to four arguments.
-    Call { helper: &'static Helper, args: Vec<Temp>, dst: Option<Temp> },
+    Call {
+        helper: &'static Helper,
+        args: Vec<Temp>,
+        dst: Option<Temp>,
+    },
     /// Place a label.
     SetLabel(Label),
     /// Unconditional branch forward or backward within the block.
     Br(Label),
     /// Branch to `target` if `cond(a, b)`, else fall through.
-    BrCond { cond: Cond, a: Temp, b: Temp, target: Label },
+    BrCond {
+        cond: Cond,
+        a: Temp,
+        b: Temp,
+        target: Label,
+    },
     /// Leave the block.
     Exit(Exit),
 }
@@ -434,7 +484,13 @@ impl Block {
                     chk(*src)?;
                     let ext = matches!(
                         op,
-                        UnOp::Sext8 | UnOp::Sext16 | UnOp::Sext32 | UnOp::Zext8 | UnOp::Zext16 | UnOp::Zext32 | UnOp::Trunc
+                        UnOp::Sext8
+                            | UnOp::Sext16
+                            | UnOp::Sext32
+                            | UnOp::Zext8
+                            | UnOp::Zext16
+                            | UnOp::Zext32
+                            | UnOp::Trunc
                     );
                     if !ext {
                         same(*dst, *src)?;

@@ -189,7 +189,11 @@ impl Parser<'_> {
     }
 
     fn temp(&self, s: &str) -> Result<Temp, IrError> {
-        let n: u32 = s.trim().strip_prefix('t').and_then(|n| n.parse().ok()).ok_or_else(|| self.err(format!("bad temp `{s}`")))?;
+        let n: u32 = s
+            .trim()
+            .strip_prefix('t')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| self.err(format!("bad temp `{s}`")))?;
         match self.temps.get(n as usize) {
             Some(Some(_)) => Ok(Temp(n)),
             _ => Err(self.err(format!("temp t{n} used before definition"))),
@@ -198,7 +202,11 @@ impl Parser<'_> {
 
     fn def(&mut self, s: &str) -> Result<Temp, IrError> {
         let (t, ty) = s.split_once(':').ok_or_else(|| self.err("definition needs `tN:type`"))?;
-        let n: u32 = t.trim().strip_prefix('t').and_then(|n| n.parse().ok()).ok_or_else(|| self.err(format!("bad temp `{t}`")))?;
+        let n: u32 = t
+            .trim()
+            .strip_prefix('t')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| self.err(format!("bad temp `{t}`")))?;
         let ty = match ty.trim() {
             "i32" => Ty::I32,
             "i64" => Ty::I64,
@@ -215,7 +223,11 @@ impl Parser<'_> {
     }
 
     fn label(&mut self, s: &str) -> Result<Label, IrError> {
-        let n: u32 = s.trim().strip_prefix('L').and_then(|n| n.parse().ok()).ok_or_else(|| self.err(format!("bad label `{s}`")))?;
+        let n: u32 = s
+            .trim()
+            .strip_prefix('L')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| self.err(format!("bad label `{s}`")))?;
         self.nlabels = self.nlabels.max(n + 1);
         Ok(Label(n))
     }
@@ -223,7 +235,8 @@ impl Parser<'_> {
     fn mop(&self, s: &str) -> Result<MemOp, IrError> {
         let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
         let rest = &s[digits.len()..];
-        let size = digits.parse().ok().and_then(MemSize::from_bytes).ok_or_else(|| self.err(format!("bad memop `{s}`")))?;
+        let size =
+            digits.parse().ok().and_then(MemSize::from_bytes).ok_or_else(|| self.err(format!("bad memop `{s}`")))?;
         Ok(MemOp { size, signed: rest.contains('s'), aligned: rest.contains('a'), rmw: rest.contains('w') })
     }
 
@@ -254,7 +267,12 @@ impl Parser<'_> {
                 let (hname, args) = rest.split_once('(').ok_or_else(|| self.err("call needs (args)"))?;
                 let helper = self.helper(hname.trim())?;
                 let args = args.trim_end_matches(')');
-                let args = args.split(',').map(str::trim).filter(|x| !x.is_empty()).map(|a| self.temp(a)).collect::<Result<_, _>>()?;
+                let args = args
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(|a| self.temp(a))
+                    .collect::<Result<_, _>>()?;
                 Inst::Call { helper, args, dst: Some(dst) }
             }
             _ => {
@@ -305,7 +323,12 @@ impl Parser<'_> {
                 let (hname, args) = rest.split_once('(').ok_or_else(|| self.err("call needs (args)"))?;
                 let helper = self.helper(hname.trim())?;
                 let args = args.trim_end_matches(')');
-                let args = args.split(',').map(str::trim).filter(|x| !x.is_empty()).map(|a| self.temp(a)).collect::<Result<_, _>>()?;
+                let args = args
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(|a| self.temp(a))
+                    .collect::<Result<_, _>>()?;
                 Inst::Call { helper, args, dst: None }
             }
             "br" => Inst::Br(self.label(rest)?),

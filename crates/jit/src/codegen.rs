@@ -625,8 +625,7 @@ impl Emit<'_, '_> {
     fn mem(&mut self, addr: Value, mop: MemOp, kind: Access, src: Option<Value>, ty: Ty, next_pc: u64) -> Value {
         let n = mop.size.bytes() as i64;
         let tlb = offsets::TLB as i64 + (self.spec.mmu as i64 & 3) * offsets::TLB_MODE_SIZE as i64;
-        let tag_off =
-            if mop.perm(kind) == Access::Write { offsets::TLB_ADDR_WRITE } else { offsets::TLB_ADDR_READ };
+        let tag_off = if mop.perm(kind) == Access::Write { offsets::TLB_ADDR_WRITE } else { offsets::TLB_ADDR_READ };
         let idx = self.b.ins().ushr_imm_s(addr, kite_ir::state::PAGE_BITS as i64);
         let idx = self.b.ins().band_imm_s(idx, (kite_ir::state::TLB_ENTRIES - 1) as i64);
         let idx = self.b.ins().ishl_imm_s(idx, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i64);

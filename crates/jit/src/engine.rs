@@ -290,9 +290,8 @@ impl<C: GuestCpu> Engine<C> {
                     Some(Ok(_)) => Err(access_fault(a)),
                 }
             };
-            let mut fetch = |a: u64| -> Result<u16, Fault> {
-                Ok(byte(a)? as u16 | (byte(a.wrapping_add(1))? as u16) << 8)
-            };
+            let mut fetch =
+                |a: u64| -> Result<u16, Fault> { Ok(byte(a)? as u16 | (byte(a.wrapping_add(1))? as u16) << 8) };
             let mut b = Builder::new(pc);
             cpu.translate_block(pc, flags, limits, &mut fetch, &mut b);
             block = b.finish();

@@ -152,7 +152,12 @@ impl PhysMap {
         // The nearest region starting below `end` is the only one that can overlap.
         if let Some((_, prev)) = self.regions.range(..end).next_back() {
             if prev.base + prev.size > r.base {
-                return Err(MemoryError::Overlap { name: r.name, base: r.base, size: r.size, other: prev.name.clone() });
+                return Err(MemoryError::Overlap {
+                    name: r.name,
+                    base: r.base,
+                    size: r.size,
+                    other: prev.name.clone(),
+                });
             }
         }
         self.regions.insert(r.base, r);
@@ -211,9 +216,7 @@ impl PhysMemory for PhysMap {
                 let mut b = [0u8; 8];
                 ram.read(paddr, &mut b[..size as usize]).then(|| u64::from_le_bytes(b))
             }
-            Hit::Mmio { dev, offset, region } => {
-                (offset + size as u64 <= region.size).then(|| dev.read(offset, size))
-            }
+            Hit::Mmio { dev, offset, region } => (offset + size as u64 <= region.size).then(|| dev.read(offset, size)),
         }
     }
 

@@ -8,7 +8,7 @@ use kite_core::guest::TbLimits;
 use kite_core::GuestCpu;
 use kite_ir::interp::{self, Env, Outcome};
 use kite_ir::state::{offsets as hdr, status};
-use kite_ir::{Block, Builder, Inst, MemOp};
+use kite_ir::{Block, Builder, MemOp};
 
 use crate::cpu::{cause, RiscvCpu};
 

@@ -1,0 +1,560 @@
+//! Command-line options, QEMU style.
+//!
+//! QEMU spells long options with one dash (`-kernel`, `-machine`); clap
+//! wants two. [`rewrite_qemu_args`] turns the known single-dash long options
+//! into double-dash ones before clap sees them, leaving option *values*
+//! alone (so `-append "-kernel"` stays a value). Everything clap accepts is
+//! then checked and turned into a [`Config`] by [`parse`], which reports bad
+//! input as one line (`Err(String)`), never a panic.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::Parser;
+use kite_jit::Tier;
+
+/// Long options QEMU spells with a single dash, and whether each takes a value.
+const QEMU_LONG: &[(&str, bool)] = &[
+    ("machine", true),
+    ("kernel", true),
+    ("bios", true),
+    ("initrd", true),
+    ("append", true),
+    ("serial", true),
+    ("smp", true),
+    ("accel", true),
+    ("nographic", false),
+    ("no-reboot", false),
+    ("help", false),
+    ("version", false),
+];
+
+/// Short options that take a value (`-m 128M` as well as `-m128M`).
+const SHORT_WITH_VALUE: &[&str] = &["-M", "-m", "-d", "-D"];
+
+/// Short options clap knows (the ones with values may have them attached: `-m1G`).
+const SHORTS: &[char] = &['M', 'm', 'd', 'D', 'h', 'V'];
+
+/// Rewrite `-kernel x` to `--kernel x` etc. for the known long options.
+/// Values of options are never rewritten; `--` stops rewriting. A
+/// single-dash word that is neither a known long option nor a known short
+/// one (`-frobnicate`) is an error here, because clap would report it as a
+/// cluster of short flags (`unexpected argument '-f'`).
+pub fn rewrite_qemu_args(args: impl IntoIterator<Item = OsString>) -> Result<Vec<OsString>, String> {
+    let mut out = Vec::new();
+    let mut value_next = false;
+    let mut done = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        if i == 0 || done || value_next {
+            value_next = false;
+            out.push(arg);
+            continue;
+        }
+        let Some(s) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        if s == "--" {
+            done = true;
+            out.push(arg);
+            continue;
+        }
+        if SHORT_WITH_VALUE.contains(&s) {
+            value_next = true;
+            out.push(arg);
+            continue;
+        }
+        let (dashes, body) = if let Some(b) = s.strip_prefix("--") {
+            (2, b)
+        } else if let Some(b) = s.strip_prefix('-') {
+            (1, b)
+        } else {
+            (0, s)
+        };
+        let name = body.split('=').next().unwrap_or(body);
+        match QEMU_LONG.iter().find(|(n, _)| *n == name) {
+            Some((_, takes_value)) if dashes > 0 => {
+                value_next = *takes_value && !body.contains('=');
+                out.push(OsString::from(format!("--{body}")));
+            }
+            _ if dashes == 1 && !body.chars().next().is_some_and(|c| SHORTS.contains(&c)) => {
+                return Err(format!("unknown option '{s}' (see --help)"));
+            }
+            _ => out.push(arg),
+        }
+    }
+    Ok(out)
+}
+
+/// The raw clap view of the command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "kite",
+    version,
+    // As in QEMU, a repeated option overrides the earlier one.
+    args_override_self = true,
+    about = "Kite: a fast full-system emulator (QEMU-compatible command line)",
+    after_help = "Long options may be spelled with one dash, as in QEMU (-kernel, -machine, ...).\n\
+                  Console: with stdin on a terminal, Ctrl-A X quits, Ctrl-A H shows the escape keys."
+)]
+struct RawArgs {
+    /// Machine type (`-M help` lists them)
+    #[arg(short = 'M', long = "machine", value_name = "MACHINE", default_value = "virt", allow_hyphen_values = true)]
+    machine: String,
+    /// Guest RAM size: 128M, 1G, or a plain number of MiB
+    #[arg(short = 'm', value_name = "SIZE", allow_hyphen_values = true)]
+    mem: Option<String>,
+    /// Firmware: none, default, or a file (ELF or raw)
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
+    bios: Option<String>,
+    /// Kernel or bare-metal program (ELF or raw)
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
+    kernel: Option<PathBuf>,
+    /// Initial ramdisk (accepted; passed to the guest once the device tree lands)
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
+    initrd: Option<PathBuf>,
+    /// Kernel command line (accepted; passed to the guest once the device tree lands)
+    #[arg(long, value_name = "CMDLINE", allow_hyphen_values = true)]
+    append: Option<String>,
+    /// No graphics: the serial port is on stdio (Kite's only mode)
+    #[arg(long)]
+    nographic: bool,
+    /// Serial backend: stdio (default), mon:stdio or none
+    #[arg(long, value_name = "DEV", allow_hyphen_values = true)]
+    serial: Option<String>,
+    /// Number of harts (only 1 is supported yet)
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    smp: Option<String>,
+    /// Log items, comma separated (`-d help` lists them)
+    #[arg(short = 'd', value_name = "ITEMS", action = clap::ArgAction::Append, allow_hyphen_values = true)]
+    debug: Vec<String>,
+    /// Write log output to FILE instead of stderr
+    #[arg(short = 'D', value_name = "FILE", allow_hyphen_values = true)]
+    logfile: Option<PathBuf>,
+    /// Accelerator: tcg[,tier=interp|jit]
+    #[arg(long, value_name = "ACCEL", allow_hyphen_values = true)]
+    accel: Option<String>,
+    /// Exit instead of rebooting when the guest resets
+    #[arg(long = "no-reboot")]
+    no_reboot: bool,
+}
+
+/// Machines Kite knows, with a one-line description each.
+pub const MACHINES: &[(&str, &str)] = &[("virt", "RISC-V VirtIO board (QEMU virt memory map)")];
+
+/// `-d` items and what they log.
+pub const DEBUG_ITEMS: &[(&str, &str)] = &[
+    ("in_asm", "show guest code as it is translated"),
+    ("op", "show the IR of each translated block"),
+    ("exec", "show each executed block"),
+    ("cpu", "show CPU registers before each block"),
+    ("int", "show interrupts and exceptions"),
+    ("guest_errors", "log guest misbehaviour (bad device accesses, ...)"),
+    ("stats", "print translator statistics at exit"),
+];
+
+/// Firmware choice (`-bios`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bios {
+    None,
+    Default,
+    File(PathBuf),
+}
+
+/// Serial backend (`-serial`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serial {
+    Stdio,
+    None,
+}
+
+/// Which `-d` items are on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DebugItems {
+    /// Log targets to enable at trace level (`in_asm`, `op`, ...).
+    pub trace_targets: Vec<&'static str>,
+    pub guest_errors: bool,
+    pub stats: bool,
+}
+
+/// A checked command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub machine: &'static str,
+    pub ram_size: u64,
+    pub bios: Bios,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub append: Option<String>,
+    pub serial: Serial,
+    pub smp: u32,
+    pub debug: DebugItems,
+    pub logfile: Option<PathBuf>,
+    pub tier: Tier,
+    pub no_reboot: bool,
+}
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Run(Box<Config>),
+    /// Print this text to stdout and exit 0 (`-M help`, `-d help`).
+    Print(String),
+}
+
+/// Parse a QEMU size: a number with an optional K/M/G/T suffix (binary
+/// units, case-insensitive); a plain number means MiB; `B` means bytes.
+/// `size=` may prefix it.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("invalid memory size '{s}' (examples: 128M, 1G, 256)");
+    let t = s.trim();
+    let t = t.strip_prefix("size=").unwrap_or(t);
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, suffix) = t.split_at(split);
+    if num.is_empty() {
+        return Err(bad());
+    }
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match suffix.to_ascii_uppercase().as_str() {
+        "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "" | "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(bad()),
+    };
+    let v = n.checked_mul(1u64 << shift).ok_or_else(bad)?;
+    if v == 0 {
+        return Err(format!("invalid memory size '{s}': must not be zero"));
+    }
+    Ok(v)
+}
+
+fn parse_machine(s: &str) -> Result<Option<&'static str>, String> {
+    let mut parts = s.split(',');
+    let name = parts.next().unwrap_or("");
+    let name = name.strip_prefix("type=").unwrap_or(name);
+    if name == "help" || name == "?" {
+        return Ok(None);
+    }
+    let Some((m, _)) = MACHINES.iter().find(|(m, _)| *m == name) else {
+        return Err(format!("unknown machine '{name}' (use -M help to list machines)"));
+    };
+    if let Some(opt) = parts.next() {
+        return Err(format!("unsupported machine option '{opt}' for '{m}'"));
+    }
+    Ok(Some(m))
+}
+
+fn parse_debug(items: &[String]) -> Result<Option<DebugItems>, String> {
+    let mut d = DebugItems::default();
+    for item in items.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
+        if item == "help" || item == "?" {
+            return Ok(None);
+        }
+        match DEBUG_ITEMS.iter().find(|(n, _)| *n == item) {
+            Some(("guest_errors", _)) => d.guest_errors = true,
+            Some(("stats", _)) => d.stats = true,
+            Some((n, _)) => {
+                if !d.trace_targets.contains(n) {
+                    d.trace_targets.push(n)
+                }
+            }
+            None => return Err(format!("unknown -d item '{item}' (use -d help to list them)")),
+        }
+    }
+    Ok(Some(d))
+}
+
+fn parse_accel(s: &str) -> Result<Tier, String> {
+    let mut parts = s.split(',');
+    match parts.next().unwrap_or("") {
+        "tcg" => {}
+        "kvm" | "hvf" | "whpx" | "xen" => return Err(format!("accelerator '{s}' is not supported yet (use tcg)")),
+        other => return Err(format!("unknown accelerator '{other}' (use tcg)")),
+    }
+    let mut tier = Tier::Jit;
+    for opt in parts {
+        match opt.split_once('=') {
+            Some(("tier", "interp")) => tier = Tier::Interp,
+            Some(("tier", "jit")) => tier = Tier::Jit,
+            Some(("tier", v)) => return Err(format!("invalid tcg tier '{v}' (interp or jit)")),
+            Some(("thread", "single")) => {}
+            _ => return Err(format!("unsupported tcg option '{opt}' (tier=interp|jit)")),
+        }
+    }
+    Ok(tier)
+}
+
+fn parse_smp(s: &str) -> Result<u32, String> {
+    let bad = || format!("invalid -smp '{s}' (expected a number of harts)");
+    let mut n = None;
+    for (i, part) in s.split(',').enumerate() {
+        let v = match part.split_once('=') {
+            Some(("cpus", v)) => v,
+            None if i == 0 => part,
+            _ => return Err(bad()),
+        };
+        n = Some(v.parse::<u32>().map_err(|_| bad())?);
+    }
+    match n {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(bad()),
+    }
+}
+
+fn parse_serial(s: &str) -> Result<Serial, String> {
+    match s {
+        "stdio" | "mon:stdio" => Ok(Serial::Stdio),
+        "none" | "null" => Ok(Serial::None),
+        _ => Err(format!("unsupported -serial backend '{s}' (stdio, mon:stdio or none)")),
+    }
+}
+
+fn list(title: &str, rows: &[(&str, &str)]) -> String {
+    let mut s = format!("{title}\n");
+    for (n, d) in rows {
+        s.push_str(&format!("{n:<14}{d}\n"));
+    }
+    s
+}
+
+impl RawArgs {
+    fn check(self) -> Result<Action, String> {
+        let Some(machine) = parse_machine(&self.machine)? else {
+            return Ok(Action::Print(list("Supported machines are:", MACHINES)));
+        };
+        let Some(debug) = parse_debug(&self.debug)? else {
+            return Ok(Action::Print(list("Log items (comma separated):", DEBUG_ITEMS)));
+        };
+        let ram_size = match &self.mem {
+            Some(m) => parse_size(m)?,
+            None => 128 << 20,
+        };
+        let bios = match self.bios.as_deref() {
+            None | Some("default") => Bios::Default,
+            Some("none") => Bios::None,
+            Some("") => return Err("-bios needs a file name, 'none' or 'default'".into()),
+            Some(f) => Bios::File(PathBuf::from(f)),
+        };
+        Ok(Action::Run(Box::new(Config {
+            machine,
+            ram_size,
+            bios,
+            kernel: self.kernel,
+            initrd: self.initrd,
+            append: self.append,
+            serial: self.serial.as_deref().map(parse_serial).transpose()?.unwrap_or(Serial::Stdio),
+            smp: self.smp.as_deref().map(parse_smp).transpose()?.unwrap_or(1),
+            debug,
+            logfile: self.logfile,
+            tier: self.accel.as_deref().map(parse_accel).transpose()?.unwrap_or(Tier::Jit),
+            no_reboot: self.no_reboot,
+        })))
+    }
+}
+
+/// Parse the process arguments. clap's own errors (unknown option, missing
+/// value) and `--help`/`--version` come back as `clap::Error`, which the
+/// caller prints and exits with (`Error::exit`); checks of our own come
+/// back as `Ok(Err(one_line))`.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Result<Action, String>, clap::Error> {
+    let args = match rewrite_qemu_args(args) {
+        Ok(a) => a,
+        Err(msg) => return Ok(Err(msg)),
+    };
+    let raw = RawArgs::try_parse_from(args)?;
+    Ok(raw.check())
+}
+
+/// A clap usage error as one line, without clap's `error: ` prefix, usage
+/// and tips (Kite's errors are always one line).
+pub fn clap_error_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("invalid command line");
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    format!("{line} (see --help)")
+}
+
+/// Whether a clap "error" is really a request to print help or the version.
+pub fn is_clap_display(e: &clap::Error) -> bool {
+    use clap::error::ErrorKind;
+    matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    fn run(v: &[&str]) -> Result<Config, String> {
+        let mut all = vec!["kite"];
+        all.extend_from_slice(v);
+        match parse(os(&all)).map_err(|e| e.to_string())?? {
+            Action::Run(c) => Ok(*c),
+            Action::Print(p) => Err(format!("print: {p}")),
+        }
+    }
+
+    #[test]
+    fn rewrites_single_dash_long_options_but_not_values() {
+        let r = rewrite_qemu_args(os(&[
+            "kite",
+            "-kernel",
+            "-bios",
+            "-machine=virt",
+            "-append",
+            "-nographic",
+            "-m",
+            "-kernel",
+            "-nographic",
+            "-no-reboot",
+            "--",
+            "-smp",
+        ]))
+        .unwrap();
+        assert_eq!(
+            r,
+            os(&[
+                "kite",
+                "--kernel",
+                "-bios",
+                "--machine=virt",
+                "--append",
+                "-nographic",
+                "-m",
+                "-kernel",
+                "--nographic",
+                "--no-reboot",
+                "--",
+                "-smp"
+            ])
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("128M"), Ok(128 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("256"), Ok(256 << 20));
+        assert_eq!(parse_size("size=512M"), Ok(512 << 20));
+        assert_eq!(parse_size("65536K"), Ok(64 << 20));
+        for bad in ["", "M", "12Q", "-1G", "0", "1.5.G", "99999999999999999999T", "9999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn full_qemu_command_line() {
+        let c = run(&[
+            "-M",
+            "virt",
+            "-m",
+            "1G",
+            "-bios",
+            "none",
+            "-kernel",
+            "k.elf",
+            "-initrd",
+            "i.cpio",
+            "-append",
+            "console=ttyS0 -x",
+            "-nographic",
+            "-serial",
+            "mon:stdio",
+            "-smp",
+            "1",
+            "-d",
+            "in_asm,int",
+            "-d",
+            "guest_errors,stats",
+            "-D",
+            "log.txt",
+            "-accel",
+            "tcg,tier=interp",
+            "-no-reboot",
+        ])
+        .unwrap();
+        assert_eq!(c.machine, "virt");
+        assert_eq!(c.ram_size, 1 << 30);
+        assert_eq!(c.bios, Bios::None);
+        assert_eq!(c.kernel, Some(PathBuf::from("k.elf")));
+        assert_eq!(c.initrd, Some(PathBuf::from("i.cpio")));
+        assert_eq!(c.append.as_deref(), Some("console=ttyS0 -x"));
+        assert_eq!(c.serial, Serial::Stdio);
+        assert_eq!(c.debug.trace_targets, vec!["in_asm", "int"]);
+        assert!(c.debug.guest_errors && c.debug.stats);
+        assert_eq!(c.logfile, Some(PathBuf::from("log.txt")));
+        assert_eq!(c.tier, Tier::Interp);
+        assert!(c.no_reboot);
+    }
+
+    #[test]
+    fn defaults() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.ram_size, 128 << 20);
+        assert_eq!(c.bios, Bios::Default);
+        assert_eq!(c.tier, Tier::Jit);
+        assert_eq!(c.serial, Serial::Stdio);
+        assert_eq!(c.smp, 1);
+        assert!(!c.no_reboot);
+        assert_eq!(run(&["--machine", "virt", "-machine", "virt"]).unwrap().machine, "virt");
+        assert_eq!(run(&["-bios", "fw.bin"]).unwrap().bios, Bios::File("fw.bin".into()));
+        assert_eq!(run(&["-smp", "cpus=2"]).unwrap().smp, 2);
+        assert_eq!(run(&["-serial", "none"]).unwrap().serial, Serial::None);
+        assert_eq!(run(&["-accel", "tcg"]).unwrap().tier, Tier::Jit);
+    }
+
+    #[test]
+    fn help_lists() {
+        let mut all = os(&["kite", "-M", "help"]);
+        assert!(matches!(parse(all.clone()), Ok(Ok(Action::Print(p))) if p.contains("virt")));
+        all = os(&["kite", "-d", "help"]);
+        assert!(matches!(parse(all), Ok(Ok(Action::Print(p))) if p.contains("guest_errors")));
+    }
+
+    #[test]
+    fn one_line_errors() {
+        for (args, want) in [
+            (&["-M", "pc"][..], "unknown machine 'pc'"),
+            (&["-M", "virt,aia=aplic"], "unsupported machine option"),
+            (&["-m", "lots"], "invalid memory size 'lots'"),
+            (&["-d", "in_asm,bogus"], "unknown -d item 'bogus'"),
+            (&["-accel", "kvm"], "not supported yet"),
+            (&["-accel", "tcg,tier=fast"], "invalid tcg tier 'fast'"),
+            (&["-smp", "0"], "invalid -smp"),
+            (&["-serial", "pty"], "unsupported -serial backend"),
+        ] {
+            let e = run(args).unwrap_err();
+            assert!(e.contains(want), "{args:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        assert_eq!(run(&["-frobnicate"]).unwrap_err(), "unknown option '-frobnicate' (see --help)");
+        assert_eq!(run(&["-m1G"]).unwrap().ram_size, 1 << 30, "attached short values still work");
+        // Other usage errors are clap's: an error, not a panic.
+        assert!(parse(os(&["kite", "--frobnicate"])).is_err());
+        assert!(parse(os(&["kite", "-kernel"])).is_err());
+        assert!(parse(os(&["kite", "stray"])).is_err());
+        let e = parse(os(&["kite", "--frobnicate"])).unwrap_err();
+        assert!(!is_clap_display(&e));
+        let line = clap_error_line(&e);
+        assert_eq!(line, "unexpected argument '--frobnicate' found (see --help)");
+        // QEMU takes the word after an option as its value, dashes and all.
+        assert_eq!(run(&["-m", "-5"]).unwrap_err(), "invalid memory size '-5' (examples: 128M, 1G, 256)");
+        assert_eq!(run(&["-kernel", "-x.elf"]).unwrap().kernel, Some(PathBuf::from("-x.elf")));
+    }
+
+    #[test]
+    fn version_and_help_are_clap_displays() {
+        let e = parse(os(&["kite", "-version"])).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion);
+        assert_eq!(e.to_string().trim(), "kite 0.1.0");
+        let e = parse(os(&["kite", "-help"])).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(is_clap_display(&e));
+    }
+}

@@ -1,0 +1,5 @@
+//! Miscellaneous devices.
+
+pub mod test_finisher;
+
+pub use test_finisher::TestFinisher;

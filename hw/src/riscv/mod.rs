@@ -1,0 +1,6 @@
+//! RISC-V machines.
+
+pub mod fdt;
+pub mod virt;
+
+pub use virt::{VirtConfig, VirtMachine};
