@@ -39,6 +39,43 @@ isa_test!(zicsr, zicsr_interp, "zicsr");
 isa_test!(zifencei, zifencei_interp, "zifencei");
 isa_test!(traps, traps_interp, "traps");
 isa_test!(cprog_gc, cprog_gc_interp, "cprog_gc");
+isa_test!(fp_ops, fp_ops_interp, "fp_ops");
+isa_test!(fp_state, fp_state_interp, "fp_state");
+isa_test!(bitmanip, bitmanip_interp, "bitmanip");
+
+/// The F/D and bitmanip programs built for `-M spike` (console and exit
+/// through HTIF, see tests/guest/fp_htif.c), on both tiers.
+fn check_spike(name: &str, tier: Tier) {
+    if tier == Tier::Interp && common::is_external() {
+        return;
+    }
+    let elf = common::guest(&format!("{name}_spike")).to_string_lossy().into_owned();
+    let mut args = vec!["-M", "spike", "-nographic", "-bios", "none", "-kernel", &elf];
+    if tier == Tier::Interp {
+        args.extend(["-accel", "tcg,tier=interp"]);
+    }
+    let out = common::run_kite(&args, TIMEOUT);
+    assert_passed(name, &out);
+}
+
+macro_rules! spike_test {
+    ($default:ident, $interp:ident, $prog:literal) => {
+        #[test]
+        fn $default() {
+            check_spike($prog, Tier::Default);
+        }
+        #[test]
+        fn $interp() {
+            check_spike($prog, Tier::Interp);
+        }
+    };
+}
+
+spike_test!(fp_ops_spike, fp_ops_spike_interp, "fp_ops");
+spike_test!(fp_state_spike, fp_state_spike_interp, "fp_state");
+spike_test!(bitmanip_spike, bitmanip_spike_interp, "bitmanip");
+isa_test!(priv_sv39, priv_sv39_interp, "priv_sv39");
+isa_test!(priv_modes, priv_modes_interp, "priv_modes");
 
 /// The printf lines of `cprog`, exactly (see tests/guest/cprog.c).
 const CPROG_PRINTF: &str = "\

@@ -12,12 +12,14 @@
 //! CPU model.
 
 pub mod char;
+pub mod elf_symbols;
 pub mod intc;
 pub mod loader;
 pub mod misc;
 pub mod riscv;
 pub mod rtc;
 pub mod timer;
+pub mod x86;
 
 use kite_memory::MemoryError;
 
@@ -32,6 +34,16 @@ pub enum HwError {
     BadElf { file: String, msg: String },
     #[error("cannot load '{file}': {size:#x} bytes at address {addr:#x} do not fit in RAM or ROM")]
     OutsideRam { file: String, addr: u64, size: u64 },
+    #[error("{0}")]
+    Machine(String),
     #[error("internal error: {0}")]
     Internal(&'static str),
+    #[error("invalid number of harts {count} (1..={max})")]
+    BadHartCount { count: u32, max: u32 },
+    #[error(transparent)]
+    Intc(#[from] intc::IntcError),
+    #[error(transparent)]
+    Timer(#[from] timer::TimerError),
+    #[error(transparent)]
+    Fdt(#[from] riscv::fdt::FdtError),
 }

@@ -258,3 +258,27 @@ pub fn assert_passed(name: &str, out: &Output) {
         panic!("guest {name} failed ({problem}):\n{}", out.dump());
     }
 }
+
+/// Where the Linux guest images live: `$KITE_IMAGES`, else `../shared/images`
+/// beside the repository (as `.ci/run` sets it).
+pub fn images_dir() -> PathBuf {
+    match std::env::var_os("KITE_IMAGES") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => repo_root().join("../shared/images"),
+    }
+}
+
+/// Like [`spawn_kite`], with stdin a pipe the test writes to (the console).
+pub fn spawn_kite_piped(args: &[&str]) -> Child {
+    let mut cmd = emulator_command();
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LOG");
+    match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => panic!("cannot start emulator {:?}: {e}", cmd.get_program()),
+    }
+}

@@ -20,11 +20,15 @@ const QEMU_LONG: &[(&str, bool)] = &[
     ("bios", true),
     ("initrd", true),
     ("append", true),
+    ("dtb", true),
     ("serial", true),
     ("smp", true),
     ("accel", true),
+    ("enable-kvm", false),
+    ("device", true),
     ("nographic", false),
     ("no-reboot", false),
+    ("gdb", true),
     ("help", false),
     ("version", false),
 ];
@@ -33,7 +37,7 @@ const QEMU_LONG: &[(&str, bool)] = &[
 const SHORT_WITH_VALUE: &[&str] = &["-M", "-m", "-d", "-D"];
 
 /// Short options clap knows (the ones with values may have them attached: `-m1G`).
-const SHORTS: &[char] = &['M', 'm', 'd', 'D', 'h', 'V'];
+const SHORTS: &[char] = &['M', 'm', 'd', 'D', 'h', 'V', 's', 'S'];
 
 /// Rewrite `-kernel x` to `--kernel x` etc. for the known long options.
 /// Values of options are never rewritten; `--` stops rewriting. A
@@ -110,19 +114,22 @@ struct RawArgs {
     /// Kernel or bare-metal program (ELF or raw)
     #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
     kernel: Option<PathBuf>,
-    /// Initial ramdisk (accepted; passed to the guest once the device tree lands)
+    /// Initial ramdisk (placed high in RAM, announced in the device tree)
     #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
     initrd: Option<PathBuf>,
-    /// Kernel command line (accepted; passed to the guest once the device tree lands)
+    /// Kernel command line (`/chosen/bootargs`)
     #[arg(long, value_name = "CMDLINE", allow_hyphen_values = true)]
     append: Option<String>,
+    /// Device tree blob to pass instead of the generated one
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
+    dtb: Option<PathBuf>,
     /// No graphics: the serial port is on stdio (Kite's only mode)
     #[arg(long)]
     nographic: bool,
     /// Serial backend: stdio (default), mon:stdio or none
     #[arg(long, value_name = "DEV", allow_hyphen_values = true)]
     serial: Option<String>,
-    /// Number of harts (only 1 is supported yet)
+    /// Number of harts (1 to 8)
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     smp: Option<String>,
     /// Log items, comma separated (`-d help` lists them)
@@ -134,13 +141,32 @@ struct RawArgs {
     /// Accelerator: tcg[,tier=interp|jit]
     #[arg(long, value_name = "ACCEL", allow_hyphen_values = true)]
     accel: Option<String>,
+    /// Use KVM (the same as -accel kvm)
+    #[arg(long = "enable-kvm")]
+    enable_kvm: bool,
+    /// Add a device: isa-debug-exit[,iobase=PORT,iosize=N] (microvm)
+    #[arg(long, value_name = "DEV", action = clap::ArgAction::Append, allow_hyphen_values = true)]
+    device: Vec<String>,
     /// Exit instead of rebooting when the guest resets
     #[arg(long = "no-reboot")]
     no_reboot: bool,
+    /// Wait for a gdb connection on DEV: tcp::PORT, tcp:HOST:PORT or unix:PATH
+    #[arg(long, value_name = "DEV", allow_hyphen_values = true)]
+    gdb: Option<String>,
+    /// The same as -gdb tcp::1234
+    #[arg(short = 's')]
+    gdb_default: bool,
+    /// Do not start the CPUs (wait for a debugger to continue)
+    #[arg(short = 'S')]
+    freeze: bool,
 }
 
 /// Machines Kite knows, with a one-line description each.
-pub const MACHINES: &[(&str, &str)] = &[("virt", "RISC-V VirtIO board (QEMU virt memory map)")];
+pub const MACHINES: &[(&str, &str)] = &[
+    ("virt", "RISC-V VirtIO board (QEMU virt memory map)"),
+    ("microvm", "x86_64 microVM for direct kernel boot (needs KVM)"),
+    ("spike", "RISC-V Spike board (HTIF console/exit, CLINT; bare-metal tests)"),
+];
 
 /// `-d` items and what they log.
 pub const DEBUG_ITEMS: &[(&str, &str)] = &[
@@ -186,12 +212,24 @@ pub struct Config {
     pub kernel: Option<PathBuf>,
     pub initrd: Option<PathBuf>,
     pub append: Option<String>,
+    /// `-dtb FILE`: passed to the guest instead of the generated device tree.
+    pub dtb: Option<PathBuf>,
+    /// `-machine dumpdtb=FILE`: write the device tree there and exit.
+    pub dumpdtb: Option<PathBuf>,
     pub serial: Serial,
     pub smp: u32,
     pub debug: DebugItems,
     pub logfile: Option<PathBuf>,
     pub tier: Tier,
+    /// Accelerators to try, in order (`-accel kvm:tcg`); empty = the default choice.
+    pub accels: Vec<AccelKind>,
+    /// `-device isa-debug-exit,iobase=..,iosize=..`: (iobase, iosize).
+    pub debug_exit: Option<(u16, u16)>,
     pub no_reboot: bool,
+    /// `-gdb DEV` / `-s`: where the gdb stub listens.
+    pub gdb: Option<kite_gdb::Listen>,
+    /// `-S`: the CPUs start stopped.
+    pub freeze: bool,
 }
 
 /// What the command line asks for.
@@ -231,8 +269,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn parse_machine(s: &str) -> Result<Option<&'static str>, String> {
-    let mut parts = s.split(',');
-    let name = parts.next().unwrap_or("");
+    let mut parts = s.split(',').peekable();
+    // `-machine dumpdtb=F` (options only) means the default machine.
+    let first = parts.peek().copied().unwrap_or("");
+    let name = if first.contains('=') && !first.starts_with("type=") { "virt" } else { parts.next().unwrap_or("") };
     let name = name.strip_prefix("type=").unwrap_or(name);
     if name == "help" || name == "?" {
         return Ok(None);
@@ -240,7 +280,7 @@ fn parse_machine(s: &str) -> Result<Option<&'static str>, String> {
     let Some((m, _)) = MACHINES.iter().find(|(m, _)| *m == name) else {
         return Err(format!("unknown machine '{name}' (use -M help to list machines)"));
     };
-    if let Some(opt) = parts.next() {
+    if let Some(opt) = parts.find(|o| !matches!(o.split_once('='), Some(("dumpdtb", f)) if !f.is_empty())) {
         return Err(format!("unsupported machine option '{opt}' for '{m}'"));
     }
     Ok(Some(m))
@@ -266,12 +306,26 @@ fn parse_debug(items: &[String]) -> Result<Option<DebugItems>, String> {
     Ok(Some(d))
 }
 
-fn parse_accel(s: &str) -> Result<Tier, String> {
+/// An accelerator named by `-accel`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccelKind {
+    Kvm,
+    Tcg,
+}
+
+fn parse_accel(s: &str) -> Result<(Vec<AccelKind>, Tier), String> {
     let mut parts = s.split(',');
-    match parts.next().unwrap_or("") {
-        "tcg" => {}
-        "kvm" | "hvf" | "whpx" | "xen" => return Err(format!("accelerator '{s}' is not supported yet (use tcg)")),
-        other => return Err(format!("unknown accelerator '{other}' (use tcg)")),
+    let mut kinds = Vec::new();
+    for name in parts.next().unwrap_or("").split(':') {
+        let k = match name {
+            "tcg" => AccelKind::Tcg,
+            "kvm" => AccelKind::Kvm,
+            "hvf" | "whpx" | "xen" | "nvmm" => return Err(format!("accelerator '{name}' is unsupported (kvm, tcg)")),
+            other => return Err(format!("unknown accelerator '{other}' (kvm or tcg)")),
+        };
+        if !kinds.contains(&k) {
+            kinds.push(k);
+        }
     }
     let mut tier = Tier::Jit;
     for opt in parts {
@@ -280,11 +334,47 @@ fn parse_accel(s: &str) -> Result<Tier, String> {
             Some(("tier", "jit")) => tier = Tier::Jit,
             Some(("tier", v)) => return Err(format!("invalid tcg tier '{v}' (interp or jit)")),
             Some(("thread", "single")) => {}
-            _ => return Err(format!("unsupported tcg option '{opt}' (tier=interp|jit)")),
+            _ => return Err(format!("unsupported accelerator option '{opt}' (tcg: tier=interp|jit)")),
         }
     }
-    Ok(tier)
+    Ok((kinds, tier))
 }
+
+/// `-device` options: only `isa-debug-exit[,iobase=PORT][,iosize=N]` (QEMU's defaults 0x501, 2).
+fn parse_devices(devs: &[String]) -> Result<Option<(u16, u16)>, String> {
+    let mut exit = None;
+    for d in devs {
+        let mut parts = d.split(',');
+        let name = parts.next().unwrap_or("");
+        let name = name.strip_prefix("driver=").unwrap_or(name);
+        if name != "isa-debug-exit" {
+            return Err(format!("unsupported device '{name}' (supported: isa-debug-exit)"));
+        }
+        let (mut base, mut size) = (0x501u16, 2u16);
+        for opt in parts {
+            let num = |v: &str| {
+                let r = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+                    Some(h) => u16::from_str_radix(h, 16),
+                    None => v.parse::<u16>(),
+                };
+                r.map_err(|_| format!("invalid value '{v}' in -device {d}"))
+            };
+            match opt.split_once('=') {
+                Some(("iobase", v)) => base = num(v)?,
+                Some(("iosize", v)) => size = num(v)?,
+                _ => return Err(format!("unsupported isa-debug-exit option '{opt}' (iobase=, iosize=)")),
+            }
+        }
+        if size == 0 || u32::from(base) + u32::from(size) > 0x1_0000 {
+            return Err(format!("invalid isa-debug-exit port range {base:#x}+{size:#x}"));
+        }
+        exit = Some((base, size));
+    }
+    Ok(exit)
+}
+
+/// Most harts `-smp` accepts.
+pub const MAX_SMP: u32 = 8;
 
 fn parse_smp(s: &str) -> Result<u32, String> {
     let bad = || format!("invalid -smp '{s}' (expected a number of harts)");
@@ -298,7 +388,8 @@ fn parse_smp(s: &str) -> Result<u32, String> {
         n = Some(v.parse::<u32>().map_err(|_| bad())?);
     }
     match n {
-        Some(n) if n > 0 => Ok(n),
+        Some(n) if (1..=MAX_SMP).contains(&n) => Ok(n),
+        Some(n) if n > MAX_SMP => Err(format!("invalid -smp '{s}': at most {MAX_SMP} harts are supported")),
         _ => Err(bad()),
     }
 }
@@ -337,6 +428,10 @@ impl RawArgs {
             Some("") => return Err("-bios needs a file name, 'none' or 'default'".into()),
             Some(f) => Bios::File(PathBuf::from(f)),
         };
+        let mut accel = self.accel.as_deref().map(parse_accel).transpose()?.unwrap_or((Vec::new(), Tier::Jit));
+        if self.enable_kvm && !accel.0.contains(&AccelKind::Kvm) {
+            accel.0.insert(0, AccelKind::Kvm);
+        }
         Ok(Action::Run(Box::new(Config {
             machine,
             ram_size,
@@ -344,12 +439,22 @@ impl RawArgs {
             kernel: self.kernel,
             initrd: self.initrd,
             append: self.append,
+            dtb: self.dtb,
+            dumpdtb: self.machine.split(',').find_map(|o| o.strip_prefix("dumpdtb=")).map(PathBuf::from),
             serial: self.serial.as_deref().map(parse_serial).transpose()?.unwrap_or(Serial::Stdio),
             smp: self.smp.as_deref().map(parse_smp).transpose()?.unwrap_or(1),
             debug,
             logfile: self.logfile,
-            tier: self.accel.as_deref().map(parse_accel).transpose()?.unwrap_or(Tier::Jit),
+            tier: accel.1,
+            accels: accel.0,
+            debug_exit: parse_devices(&self.device)?,
             no_reboot: self.no_reboot,
+            gdb: match (&self.gdb, self.gdb_default) {
+                (Some(dev), _) => Some(kite_gdb::Listen::parse(dev)?),
+                (None, true) => Some(kite_gdb::Listen::Tcp { host: String::new(), port: 1234 }),
+                (None, false) => None,
+            },
+            freeze: self.freeze,
         })))
     }
 }
@@ -505,8 +610,21 @@ mod tests {
         assert_eq!(run(&["--machine", "virt", "-machine", "virt"]).unwrap().machine, "virt");
         assert_eq!(run(&["-bios", "fw.bin"]).unwrap().bios, Bios::File("fw.bin".into()));
         assert_eq!(run(&["-smp", "cpus=2"]).unwrap().smp, 2);
+        assert_eq!(run(&["-smp", "8"]).unwrap().smp, 8);
+        assert_eq!(run(&["-dtb", "x.dtb"]).unwrap().dtb, Some(PathBuf::from("x.dtb")));
+        assert_eq!(run(&[]).unwrap().dumpdtb, None);
+        for m in ["virt,dumpdtb=out.dtb", "dumpdtb=out.dtb", "type=virt,dumpdtb=out.dtb"] {
+            let c = run(&["-machine", m]).unwrap();
+            assert_eq!((c.machine, c.dumpdtb), ("virt", Some(PathBuf::from("out.dtb"))), "{m}");
+        }
         assert_eq!(run(&["-serial", "none"]).unwrap().serial, Serial::None);
         assert_eq!(run(&["-accel", "tcg"]).unwrap().tier, Tier::Jit);
+        assert_eq!(run(&["-accel", "kvm:tcg"]).unwrap().accels, vec![AccelKind::Kvm, AccelKind::Tcg]);
+        assert_eq!(run(&["-enable-kvm"]).unwrap().accels, vec![AccelKind::Kvm]);
+        assert!(run(&[]).unwrap().accels.is_empty());
+        let c = run(&["-M", "microvm", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]).unwrap();
+        assert_eq!((c.machine, c.debug_exit), ("microvm", Some((0xf4, 4))));
+        assert_eq!(run(&["-device", "isa-debug-exit"]).unwrap().debug_exit, Some((0x501, 2)));
     }
 
     #[test]
@@ -524,9 +642,15 @@ mod tests {
             (&["-M", "virt,aia=aplic"], "unsupported machine option"),
             (&["-m", "lots"], "invalid memory size 'lots'"),
             (&["-d", "in_asm,bogus"], "unknown -d item 'bogus'"),
-            (&["-accel", "kvm"], "not supported yet"),
+            (&["-accel", "hvf"], "unsupported"),
+            (&["-accel", "kvm:foo"], "unknown accelerator 'foo'"),
+            (&["-device", "e1000"], "unsupported device 'e1000'"),
+            (&["-device", "isa-debug-exit,iobase=0xzz"], "invalid value"),
+            (&["-device", "isa-debug-exit,iobase=0xffff,iosize=4"], "invalid isa-debug-exit port range"),
             (&["-accel", "tcg,tier=fast"], "invalid tcg tier 'fast'"),
             (&["-smp", "0"], "invalid -smp"),
+            (&["-smp", "9"], "at most 8 harts"),
+            (&["-M", "virt,dumpdtb="], "unsupported machine option"),
             (&["-serial", "pty"], "unsupported -serial backend"),
         ] {
             let e = run(args).unwrap_err();

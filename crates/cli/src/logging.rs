@@ -17,12 +17,17 @@ use crate::args::DebugItems;
 
 /// The log target for `-d stats` output.
 pub const STATS: &str = "stats";
+/// Log target of the accelerator choice (shown under any `-d`).
+pub const ACCEL: &str = "accel";
 
 /// The `(target, level)` filters for a set of `-d` items.
 pub fn filters(d: &DebugItems) -> Vec<(&'static str, LevelFilter)> {
     let mut f: Vec<(&'static str, LevelFilter)> = d.trace_targets.iter().map(|t| (*t, LevelFilter::Trace)).collect();
     f.push((kite_core::GUEST_ERRORS, if d.guest_errors { LevelFilter::Warn } else { LevelFilter::Off }));
     f.push((STATS, if d.stats { LevelFilter::Info } else { LevelFilter::Off }));
+    // Any -d shows which accelerator was chosen.
+    let any = !d.trace_targets.is_empty() || d.guest_errors || d.stats;
+    f.push((ACCEL, if any { LevelFilter::Info } else { LevelFilter::Warn }));
     f
 }
 

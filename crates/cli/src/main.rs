@@ -11,6 +11,8 @@
 //! signals).
 
 mod boot;
+mod microvm;
+mod spike;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -21,9 +23,12 @@ use kite::console::{self, Session};
 use kite::logging;
 use kite_core::{ExitCode, VmControl};
 use kite_hw::char::ns16550::Sink;
+use kite_hw::riscv::virt::HartLines;
 use kite_hw::riscv::{VirtConfig, VirtMachine};
+use kite_hw::timer::Clock;
 use kite_jit::{Engine, JitOptions};
-use kite_riscv::RiscvCpu;
+use kite_riscv::cpu::irq;
+use kite_riscv::{HartIrqLine, RiscvCpu};
 
 fn main() {
     let code = match real_main() {
@@ -60,11 +65,26 @@ fn real_main() -> Result<i32> {
         prev_hook(info);
     }));
 
+    let accel = microvm::choose_accel(&cfg)?;
+    if cfg.machine == "microvm" {
+        let images = microvm::X86Images::read(&cfg)?;
+        let session = Session::new();
+        console::install_signal_handlers(session.clone()).context("cannot install signal handlers")?;
+        if cfg.serial == Serial::Stdio {
+            let tty = console::stdin_is_tty();
+            if tty {
+                console::enter_raw_mode().context("cannot put the terminal in raw mode")?;
+            }
+            console::spawn_stdin_forwarder(session.clone(), tty).context("cannot start the console thread")?;
+        }
+        return microvm::run(&cfg, &images, &session);
+    }
+    if cfg.machine == "spike" {
+        return spike::run(&cfg);
+    }
+    debug_assert_eq!(accel, kite::args::AccelKind::Tcg);
     // Read and check everything from the host before touching the terminal.
     let images = boot::Images::read(&cfg)?;
-    if cfg.smp > 1 {
-        eprintln!("kite: note: -smp {}: only one hart is supported yet; using 1", cfg.smp);
-    }
 
     let session = Session::new();
     console::install_signal_handlers(session.clone()).context("cannot install signal handlers")?;
@@ -81,12 +101,18 @@ fn real_main() -> Result<i32> {
 /// Boot the machine until the guest (or the host) asks to exit; a guest
 /// reset boots a fresh machine unless `-no-reboot`.
 fn run(cfg: &Config, images: &boot::Images, session: &Arc<Session>) -> Result<i32> {
+    let gdb = start_gdb(cfg)?;
+    let mut first = true;
     loop {
         let out: Sink = match cfg.serial {
             Serial::Stdio => Box::new(std::io::stdout()),
             Serial::None => Box::new(std::io::sink()),
         };
-        match boot_once(cfg, images, session, out)? {
+        let boot = boot_once(cfg, images, session, out, gdb.as_ref(), std::mem::take(&mut first))?;
+        if let (Some(link), ExitCode::Exit(_)) = (&gdb, boot) {
+            link.finish(std::time::Duration::from_secs(1));
+        }
+        match boot {
             ExitCode::Exit(c) => return Ok(c),
             ExitCode::Reset => {
                 if let Some(c) = session.host_exit() {
@@ -101,18 +127,84 @@ fn run(cfg: &Config, images: &boot::Images, session: &Arc<Session>) -> Result<i3
     }
 }
 
-/// Build a fresh machine, load it, and run hart 0 until the VM stops.
-fn boot_once(cfg: &Config, images: &boot::Images, session: &Session, serial_out: Sink) -> Result<ExitCode> {
+/// `-s`/`-gdb`: start the gdb stub (it outlives machine resets). `-S` without a stub
+/// is refused: Kite has no monitor from which the CPUs could be started.
+fn start_gdb(cfg: &Config) -> Result<Option<kite_jit::DebugLink<RiscvCpu>>> {
+    let Some(listen) = &cfg.gdb else {
+        if cfg.freeze {
+            anyhow::bail!("-S needs -s or -gdb DEV (a debugger starts the CPUs)");
+        }
+        return Ok(None);
+    };
+    let link = kite_jit::DebugLink::new(Arc::new(VmControl::new()));
+    kite_gdb::spawn(listen, Arc::new(link.clone()))?;
+    Ok(Some(link))
+}
+
+/// The machine's clock as the harts' `time` CSR.
+#[derive(Debug)]
+struct ClockTime(Arc<Clock>);
+
+impl kite_riscv::TimeSource for ClockTime {
+    fn now(&self) -> u64 {
+        self.0.ticks()
+    }
+}
+
+/// Hart `cpu`'s interrupt inputs: each sets its `mip` bit and, when raised,
+/// kicks the vCPUs (`kick_all`: sets their exit requests and wakes a sleeping
+/// scheduler) so the interrupt is seen promptly.
+fn hart_lines(cpu: &RiscvCpu, vm: &Arc<VmControl>) -> HartLines {
+    let line = |bit: u32| -> Arc<dyn kite_core::IrqLine> {
+        let vm = vm.clone();
+        Arc::new(HartIrqLine::new(cpu.irq.clone(), bit, Arc::new(move || vm.kick_all())))
+    };
+    HartLines {
+        msip: line(irq::MSI),
+        mtip: line(irq::MTI),
+        meip: line(irq::MEI),
+        seip: line(irq::SEI),
+        stip: line(irq::STI),
+    }
+}
+
+/// Build a fresh machine, load it, and run its harts until the VM stops.
+fn boot_once(
+    cfg: &Config,
+    images: &boot::Images,
+    session: &Session,
+    serial_out: Sink,
+    gdb: Option<&kite_jit::DebugLink<RiscvCpu>>,
+    first: bool,
+) -> Result<ExitCode> {
     let vm = Arc::new(VmControl::new());
-    let machine = VirtMachine::new(VirtConfig { ram_size: cfg.ram_size }, vm.clone(), serial_out)?;
-    images.load(&machine)?;
+    let mut cpus: Vec<Box<RiscvCpu>> = (0..cfg.smp).map(|h| RiscvCpu::new(h as u64)).collect();
+    let lines = cpus.iter().map(|c| hart_lines(c, &vm)).collect();
+    let mcfg = VirtConfig { ram_size: cfg.ram_size, harts: cfg.smp };
+    let machine = VirtMachine::new(mcfg, vm.clone(), serial_out, lines)?;
+    let loaded = images.load(&machine)?;
+    if let Some(path) = &cfg.dumpdtb {
+        std::fs::write(path, &loaded.fdt).map_err(|e| {
+            anyhow::anyhow!("cannot write the device tree to '{}': {}", path.display(), kite::io_msg(&e))
+        })?;
+        return Ok(ExitCode::Exit(0));
+    }
     session.attach(vm.clone(), machine.uart.clone());
 
-    let mut cpu = RiscvCpu::new(0);
-    cpu.header.pc = machine.reset_vector;
+    for (cpu, sstc) in cpus.iter_mut().zip(&machine.sstc) {
+        cpu.header.pc = machine.reset_vector;
+        cpu.time = Some(Arc::new(ClockTime(machine.clock.clone())));
+        let sstc = sstc.clone();
+        cpu.set_stimecmp_hook(Arc::new(move |v| sstc.set_compare(v)));
+    }
     let opts = JitOptions { tier: cfg.tier, ..JitOptions::default() };
-    let mut engine = Engine::<RiscvCpu>::new(machine.mem.clone(), vm, opts).context("cannot start the translator")?;
-    let code = engine.run(&mut cpu);
+    let mut engine =
+        Engine::<RiscvCpu>::new(machine.mem.clone(), vm.clone(), opts).context("cannot start the translator")?;
+    if let (Some(link), Some(cpu0)) = (gdb, cpus.first()) {
+        link.rebind(vm, cpu0, first && cfg.freeze);
+        engine.attach_debugger(link);
+    }
+    let code = engine.run_all(&mut cpus);
     if cfg.debug.stats {
         log::info!(target: logging::STATS, "{:#?}", engine.stats());
     }
@@ -149,7 +241,7 @@ mod tests {
         let cfg = config(args);
         let images = boot::Images::read(&cfg).unwrap();
         let cap = Capture::default();
-        let code = boot_once(&cfg, &images, &Session::new(), Box::new(cap.clone())).unwrap();
+        let code = boot_once(&cfg, &images, &Session::new(), Box::new(cap.clone()), None, true).unwrap();
         let out = String::from_utf8_lossy(&cap.0.lock().unwrap()).into_owned();
         (code, out)
     }
@@ -190,7 +282,7 @@ mod tests {
         std::fs::write(&big, vec![0u8; (1 << 20) + 1]).unwrap();
         let cfg = config(&["-m", "1M", "-bios", "none", "-kernel", big.to_str().unwrap()]);
         let images = boot::Images::read(&cfg).unwrap();
-        let err = boot_once(&cfg, &images, &Session::new(), Box::new(std::io::sink())).unwrap_err();
+        let err = boot_once(&cfg, &images, &Session::new(), Box::new(std::io::sink()), None, true).unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("big.bin") && msg.contains("0x80000000"), "{msg}");
         std::fs::remove_dir_all(&dir).unwrap();

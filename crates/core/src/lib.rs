@@ -8,17 +8,21 @@
 //!   translation, trap entry. Accelerators are generic over it.
 //! - [`phys`]: the physical-memory view a CPU's page walker or a loader uses
 //!   ([`PhysMemory`]); `kite-memory` implements it.
+//! - [`accel`]: the accelerator seam ([`Accelerator`]: capabilities, interrupt
+//!   lines) and x86 port I/O ([`PioDevice`], [`PioBus`]).
 //! - [`vm`]: VM-wide control: shutdown with an exit code, and kicking vCPUs out
 //!   of translated code.
 //!
 //! This crate depends only on `kite-ir` (for the IR a frontend emits and the
 //! CPU-state header ABI). It never names a machine, device or accelerator.
 
+pub mod accel;
 pub mod device;
 pub mod guest;
 pub mod phys;
 pub mod vm;
 
+pub use accel::{AccelError, Accelerator, IoExit, PioBus, PioDevice};
 pub use device::{IrqLine, MmioDevice, NoIrq};
 pub use guest::{Fault, GuestCpu};
 pub use phys::PhysMemory;

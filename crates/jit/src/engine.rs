@@ -12,7 +12,7 @@
 //! between runs.
 
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,9 +24,13 @@ use kite_memory::PhysMap;
 
 use crate::codecache::CodeCache;
 use crate::codegen::{ret, Codegen, TbSpec};
+use crate::sched::VcpuState;
 use crate::softmmu::{slow_access, InterpEnv};
 use crate::tb::{ChainSlot, Exec, Tb, TbCache, TbId};
 use crate::{JitError, JitOptions, Stats, Tier};
+
+#[path = "debug.rs"]
+pub(crate) mod debug;
 
 /// Instructions per TB when not single-stepping.
 const MAX_INSNS: u32 = 512;
@@ -38,6 +42,11 @@ pub(crate) struct Ctx<C> {
     pub mem: Arc<PhysMap>,
     pub tbs: TbCache,
     pub stats: Stats,
+    /// Bumped whenever a physical page first gets code: other vCPUs must then flush
+    /// their TLBs (their write entries for that page lack the CODE flag).
+    pub code_gen: u64,
+    /// Debugger watchpoints (read by the slow path).
+    pub dbg: debug::DebugState,
     _cpu: std::marker::PhantomData<fn(C)>,
 }
 
@@ -49,6 +58,16 @@ struct Native {
     trampoline: Trampoline,
 }
 
+/// Why [`Engine::run_loop`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Exit(ExitCode),
+    /// The vCPU executed `wfi` with nothing pending (only with a scheduler).
+    Halted,
+    /// Its time slice ended (only with a scheduler).
+    Preempted,
+}
+
 /// A pending chain link: slot `idx` of TB `src` jumped to (pc, flags).
 #[derive(Clone, Copy, Debug)]
 struct PendingLink {
@@ -58,13 +77,16 @@ struct PendingLink {
     flags: u32,
 }
 
-/// The translating accelerator for one vCPU.
+/// The translating accelerator: one vCPU ([`Engine::run`]) or several taking turns on
+/// one thread ([`Engine::run_all`]).
 pub struct Engine<C: GuestCpu> {
     ctx: NonNull<Ctx<C>>,
     vm: Arc<VmControl>,
     opts: JitOptions,
     native: Option<Native>,
     pending: Option<PendingLink>,
+    /// Breakpoints and the stop/resume link, once a debugger is attached.
+    dbg: Option<debug::Attached<C>>,
 }
 
 // SAFETY: the engine exclusively owns its context, code cache and the pointers into them;
@@ -111,10 +133,17 @@ impl<C: GuestCpu> Engine<C> {
                 Some(Native { cg, cache, trampoline })
             }
         };
-        let ctx = Box::new(Ctx { mem, tbs: TbCache::new(), stats: Stats::default(), _cpu: std::marker::PhantomData });
+        let ctx = Box::new(Ctx {
+            mem,
+            tbs: TbCache::new(),
+            stats: Stats::default(),
+            code_gen: 0,
+            dbg: Default::default(),
+            _cpu: std::marker::PhantomData,
+        });
         // SAFETY: `Box::into_raw` never returns null.
         let ctx = unsafe { NonNull::new_unchecked(Box::into_raw(ctx)) };
-        Ok(Engine { ctx, vm, opts, native, pending: None })
+        Ok(Engine { ctx, vm, opts, native, pending: None, dbg: None })
     }
 
     /// Counters so far.
@@ -137,7 +166,11 @@ impl<C: GuestCpu> Engine<C> {
         unsafe { self.vm.register(&(*cpu).header().exit_request) };
         // SAFETY: `cpu` is valid (from `&mut`), no other reference is live here.
         let ic0 = unsafe { (*cpu).header().icount };
-        let code = self.run_loop(cpu);
+        let code = match self.run_loop(cpu, None) {
+            Stop::Exit(code) => code,
+            // Unreachable without a scheduler; treat as a stop request all the same.
+            Stop::Halted | Stop::Preempted => self.vm.exit_requested().unwrap_or(ExitCode::Exit(1)),
+        };
         // SAFETY: as above.
         let h = unsafe { (*cpu).header() };
         let ic1 = h.icount;
@@ -146,19 +179,44 @@ impl<C: GuestCpu> Engine<C> {
         code
     }
 
-    fn run_loop(&mut self, cpu_ptr: *mut C) -> ExitCode {
+    /// Run several vCPUs until the VM asks to exit; returns that code. One vCPU runs
+    /// exactly like [`Engine::run`]. With more, they take turns on this thread
+    /// (see [`crate::sched`]): a vCPU runs until its time slice ends or it halts in
+    /// `wfi`; a halted vCPU is skipped until it has a wake-up; when all are halted the
+    /// thread sleeps in [`VmControl::wait`]. They share the TB cache; each has its own
+    /// jump cache and TLB.
+    pub fn run_all(&mut self, cpus: &mut [Box<C>]) -> ExitCode {
+        self.debug_set_cpus(cpus);
+        let code = match cpus {
+            [] => self.vm.exit_requested().unwrap_or(ExitCode::Exit(0)),
+            [one] => self.run(one),
+            _ => crate::sched::run_round_robin(self, cpus),
+        };
+        self.debug_set_cpus(&mut []);
+        code
+    }
+
+    /// The dispatcher loop for one vCPU. Without `preempt` it runs until the VM exits
+    /// (halts sleep in place); with it, it also returns when the vCPU halts or when
+    /// the flag is found set at an exit request (end of the time slice).
+    pub(crate) fn run_loop(&mut self, cpu_ptr: *mut C, preempt: Option<&AtomicBool>) -> Stop {
         loop {
             if let Some(code) = self.vm.exit_requested() {
-                return code;
+                return Stop::Exit(code);
             }
             {
                 // SAFETY: no TB is running; this reference ends before the next one does.
                 let cpu = unsafe { &mut *cpu_ptr };
                 if cpu.header().exit_request.load(Ordering::Acquire) != 0 {
                     cpu.header().exit_request.store(0, Ordering::Release);
+                    self.debug_poll(cpu);
                     self.handle_flush(cpu);
                     if cpu.take_interrupt() {
                         self.log_int("interrupt", cpu);
+                    }
+                    if preempt.is_some_and(|p| p.swap(false, Ordering::AcqRel)) {
+                        self.pending = None;
+                        return Stop::Preempted;
                     }
                 }
                 self.handle_flush(cpu);
@@ -168,7 +226,49 @@ impl<C: GuestCpu> Engine<C> {
             };
             self.link_pending(cpu_ptr, id);
             let r = self.exec(cpu_ptr, id);
-            self.handle_ret(cpu_ptr, r);
+            if self.handle_ret(cpu_ptr, r) {
+                if preempt.is_some() {
+                    self.pending = None;
+                    return Stop::Halted;
+                }
+                self.halt(cpu_ptr);
+            }
+        }
+    }
+
+    /// Make `cpu` the vCPU this engine runs next: swap in its jump cache (cleared if
+    /// TBs were invalidated since it last ran) and flush its TLB if a page got code
+    /// meanwhile. `state` is the vCPU's saved scheduling state.
+    pub(crate) fn switch_in(&mut self, cpu: &mut C, state: &mut VcpuState) {
+        let ctx = self.ctx();
+        ctx.tbs.swap_jump_cache(&mut state.jc);
+        if state.code_gen != ctx.code_gen {
+            state.code_gen = ctx.code_gen;
+            cpu.header_mut().tlb_flush_all();
+        }
+        self.pending = None;
+    }
+
+    /// Undo [`Engine::switch_in`]: take the jump cache back into `state`.
+    pub(crate) fn switch_out(&mut self, state: &mut VcpuState) {
+        let ctx = self.ctx();
+        ctx.tbs.swap_jump_cache(&mut state.jc);
+        state.code_gen = ctx.code_gen;
+        self.pending = None;
+    }
+
+    pub(crate) fn vm(&self) -> &Arc<VmControl> {
+        &self.vm
+    }
+
+    pub(crate) fn add_insns(&mut self, n: u64) {
+        self.ctx().stats.insns += n;
+    }
+
+    /// A vCPU woke from `wfi`: take the interrupt that woke it.
+    pub(crate) fn wake(&mut self, cpu: &mut C) {
+        if cpu.take_interrupt() {
+            self.log_int("interrupt", cpu);
         }
     }
 
@@ -187,6 +287,9 @@ impl<C: GuestCpu> Engine<C> {
     }
 
     fn raise(&mut self, cpu: &mut C, cause: u64, tval: u64) {
+        if cause == debug::DEBUG_CAUSE {
+            return self.debug_trap(cpu);
+        }
         let h = cpu.header_mut();
         h.cause = cause;
         h.tval = tval;
@@ -224,7 +327,7 @@ impl<C: GuestCpu> Engine<C> {
             self.raise(cpu, f.cause, f.tval);
             return None;
         }
-        if let Some(id) = self.ctx().tbs.lookup(phys, flags) {
+        if let Some(id) = self.ctx().tbs.lookup(phys, pc, flags) {
             let page2 = self.ctx().tbs.get(id).and_then(|t| t.phys_page2);
             let ok = match page2 {
                 None => true,
@@ -255,7 +358,11 @@ impl<C: GuestCpu> Engine<C> {
         may_flush: bool,
     ) -> Option<TbId> {
         let t0 = Instant::now();
-        let limits = TbLimits { max_insns: if self.opts.single_step { 1 } else { MAX_INSNS } };
+        if let Some(r) = self.debug_bp_tb(cpu, pc, flags, phys, mmu) {
+            return r;
+        }
+        let max = if self.opts.single_step { 1 } else { MAX_INSNS };
+        let limits = TbLimits { max_insns: self.debug_max_insns(cpu, pc, flags, mmu, max) };
         // The code bytes: the rest of pc's page, and (only if an instruction crosses into
         // it) the start of the next page.
         let (p0, left0) = mem.ram_ptr(phys)?;
@@ -435,8 +542,10 @@ impl<C: GuestCpu> Engine<C> {
         let (got, new_page) = self.ctx().tbs.insert(tb);
         debug_assert_eq!(got, id);
         if new_page {
-            // Existing TLB write entries for the page must learn it holds code now.
+            // Existing TLB write entries for the page must learn it holds code now
+            // (other vCPUs flush when they are next scheduled, see `code_gen`).
             cpu.header_mut().tlb_flush_all();
+            self.ctx().code_gen += 1;
         }
         Ok(id)
     }
@@ -518,7 +627,8 @@ impl<C: GuestCpu> Engine<C> {
         }
     }
 
-    fn handle_ret(&mut self, cpu_ptr: *mut C, r: u64) {
+    /// Act on a TB's exit value; returns true if the vCPU halted (`wfi`).
+    fn handle_ret(&mut self, cpu_ptr: *mut C, r: u64) -> bool {
         // SAFETY: the TB has returned; no other reference to the CPU is live.
         let cpu = unsafe { &mut *cpu_ptr };
         let exits = &mut self.ctx().stats.exits;
@@ -543,10 +653,11 @@ impl<C: GuestCpu> Engine<C> {
             }
             _ if r == status::HALT as u64 => {
                 exits.halt += 1;
-                self.halt(cpu_ptr);
+                return true;
             }
             _ => log::error!("TB returned an unknown exit value {r:#x}"),
         }
+        false
     }
 
     /// Sleep in `wfi` until an interrupt is pending, the vCPU is kicked, or the VM exits.

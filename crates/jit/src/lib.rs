@@ -2,13 +2,17 @@
 //!
 //! A guest frontend ([`GuestCpu::translate_block`]) turns a block of guest code into
 //! [`kite_ir::Block`]s; this crate compiles them ([`codegen`]) into a private code cache
-//! ([`codecache`]), keeps a TB cache keyed by (guest physical pc, flags) with a per-vCPU
+//! ([`codecache`]), keeps a TB cache keyed by (guest physical pc, virtual pc, flags) with a per-vCPU
 //! jump cache and direct block chaining ([`tb`]), implements the softmmu (inline TLB fast
 //! path in generated code, slow path in [`softmmu`]) and runs everything from the
-//! dispatcher loop in [`engine`].
+//! dispatcher loop in [`engine`]. Debugger support (translation-level breakpoints,
+//! TLB-flagged watchpoints, single-step, the stop/resume link to the gdb stub) is in
+//! `debug.rs`, a child module of `engine` ([`DebugLink`]).
 //!
 //! Invariants and pitfalls:
-//! - One [`Engine`] per vCPU. Generated code bakes in addresses of that engine's private
+//! - One [`Engine`] per host thread: it runs one vCPU ([`Engine::run`]) or several in
+//!   turns ([`Engine::run_all`], round robin in `sched`, sharing the TB cache with a
+//!   jump cache per vCPU). Generated code bakes in addresses of that engine's private
 //!   context (slow path, chain slots), so code never moves between engines.
 //! - Generated code only runs from inside [`Engine::run`]; while it runs the dispatcher holds
 //!   no Rust reference into the context or the CPU, because slow paths reach both through
@@ -25,12 +29,14 @@
 mod codecache;
 mod codegen;
 mod engine;
+mod sched;
 mod softmmu;
 mod tb;
 
 #[cfg(test)]
 mod tests;
 
+pub use engine::debug::{DebugLink, DEBUG_CAUSE};
 pub use engine::Engine;
 
 /// Which executor runs translated blocks.

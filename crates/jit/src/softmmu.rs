@@ -66,6 +66,9 @@ pub(crate) fn access<C: GuestCpu>(ctx: &mut Ctx<C>, cpu: &mut C, vaddr: u64, inf
         n => (n - 1) as TbId,
     };
     let n = mop.size.bytes() as u64;
+    if !ctx.dbg.watches.is_empty() && crate::engine::debug::watch_hit(&mut ctx.dbg, cpu, vaddr, n, kind) {
+        return None;
+    }
     if vaddr & (n - 1) != 0 {
         if mop.aligned {
             let f = cpu.fault_for(FaultKind::Misaligned, perm, vaddr);
@@ -178,9 +181,11 @@ fn single<C: GuestCpu>(
             let whole = ram.base() <= ppage && ppage + PAGE_SIZE <= ram.base() + ram.size();
             if whole && kind != Access::Exec && cpu.tlb_cacheable(paddr, mmu) {
                 let code = ctx.tbs.is_code_page(ppage);
+                // Watched pages keep taking the slow path, which checks the exact range.
+                let watch = !ctx.dbg.watches.is_empty() && ctx.dbg.watches_page(vaddr & PAGE_MASK);
                 // Host address of the page start (the offset into the page is below `ptr`).
                 let host_page = (ptr as u64).wrapping_sub(paddr & !PAGE_MASK);
-                fill(cpu.header_mut(), mmu, vaddr, host_page, perm, code);
+                fill(cpu.header_mut(), mmu, vaddr, host_page, perm, code, watch);
                 ctx.stats.tlb_fills += 1;
             }
             Some(raw)
@@ -215,7 +220,7 @@ fn tag_page(t: u64) -> Option<u64> {
 
 /// Record the translation of `vaddr`'s page for `kind` in TLB `mmu`. An entry that maps
 /// the same page the same way keeps its other tags; anything else is replaced.
-fn fill(h: &mut CpuHeader, mmu: usize, vaddr: u64, host_page: u64, kind: Access, code: bool) {
+fn fill(h: &mut CpuHeader, mmu: usize, vaddr: u64, host_page: u64, kind: Access, code: bool, watch: bool) {
     let vpage = vaddr & PAGE_MASK;
     let addend = host_page.wrapping_sub(vpage);
     let idx = ((vaddr >> kite_ir::state::PAGE_BITS) as usize) & (TLB_ENTRIES - 1);
@@ -228,9 +233,10 @@ fn fill(h: &mut CpuHeader, mmu: usize, vaddr: u64, host_page: u64, kind: Access,
         *e = TlbEntry::EMPTY;
         e.addend = addend;
     }
+    let w = if watch { tlb_flags::WATCH } else { 0 };
     match kind {
-        Access::Read => e.addr_read = vpage,
-        Access::Write => e.addr_write = vpage | if code { tlb_flags::CODE } else { 0 },
+        Access::Read => e.addr_read = vpage | w,
+        Access::Write => e.addr_write = vpage | w | if code { tlb_flags::CODE } else { 0 },
         Access::Exec => e.addr_code = vpage,
     }
 }

@@ -1,7 +1,8 @@
 //! Translation blocks: the TB cache, the per-vCPU jump cache, chain slots and
 //! invalidation bookkeeping.
 //!
-//! - TBs live in a slab indexed by [`TbId`]; the map finds them by (physical pc, flags).
+//! - TBs live in a slab indexed by [`TbId`]; the map finds them by (physical pc, virtual pc,
+//!   flags).
 //! - Every `Exit::Goto` of a compiled TB owns a [`ChainSlot`] at a fixed heap address that
 //!   the generated code reads: non-zero means "tail-call this code". The dispatcher links a
 //!   slot after it looked the target up; the target records the link in `incoming` so an
@@ -70,13 +71,34 @@ struct JcEntry {
 
 const JC_EMPTY: JcEntry = JcEntry { pc: 0, flags: 0, tb: NO_TB };
 
+/// A vCPU's jump cache: virtual (pc, flags) -> TB. `epoch` is the TB cache's
+/// invalidation epoch its entries are valid for; a cache swapped in from a vCPU that
+/// did not run while TBs were invalidated (ids may have been reused) is cleared.
+#[derive(Debug)]
+pub(crate) struct JumpCache {
+    entries: Box<[JcEntry]>,
+    epoch: u64,
+}
+
+impl JumpCache {
+    pub(crate) fn new() -> JumpCache {
+        JumpCache { entries: vec![JC_EMPTY; JC_SIZE].into_boxed_slice(), epoch: 0 }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct TbCache {
     slab: Vec<Option<Tb>>,
     free: Vec<TbId>,
-    map: HashMap<(u64, u32), TbId>,
+    /// (physical pc, virtual pc, flags) -> TB. The virtual pc is part of the key because
+    /// generated code embeds absolute guest pcs (branch targets, return addresses): a TB
+    /// translated at one alias of a page (e.g. before the MMU is on) must not run at
+    /// another.
+    map: HashMap<(u64, u64, u32), TbId>,
     pages: HashMap<u64, Vec<TbId>>,
-    jc: Box<[JcEntry]>,
+    jc: JumpCache,
+    /// Bumped on every invalidation and full clear (see [`JumpCache`]).
+    epoch: u64,
     fragile: Vec<(TbId, u32, TbId)>,
     graveyard: Vec<Box<[ChainSlot]>>,
 }
@@ -92,7 +114,8 @@ impl TbCache {
             free: Vec::new(),
             map: HashMap::new(),
             pages: HashMap::new(),
-            jc: vec![JC_EMPTY; JC_SIZE].into_boxed_slice(),
+            jc: JumpCache::new(),
+            epoch: 0,
             fragile: Vec::new(),
             graveyard: Vec::new(),
         }
@@ -132,7 +155,7 @@ impl TbCache {
             });
             list.push(id);
         }
-        self.map.insert((tb.phys_pc, tb.flags), id);
+        self.map.insert((tb.phys_pc, tb.vpc, tb.flags), id);
         if self.free.last() == Some(&id) {
             self.free.pop();
             self.slab[id as usize] = Some(tb);
@@ -142,17 +165,27 @@ impl TbCache {
         (id, new_page)
     }
 
-    pub(crate) fn lookup(&self, phys_pc: u64, flags: u32) -> Option<TbId> {
-        self.map.get(&(phys_pc, flags)).copied()
+    pub(crate) fn lookup(&self, phys_pc: u64, vpc: u64, flags: u32) -> Option<TbId> {
+        self.map.get(&(phys_pc, vpc, flags)).copied()
     }
 
     pub(crate) fn jc_probe(&self, pc: u64, flags: u32) -> Option<TbId> {
-        let e = self.jc[jc_index(pc)];
+        let e = self.jc.entries[jc_index(pc)];
         (e.tb != NO_TB && e.pc == pc && e.flags == flags).then_some(e.tb)
     }
 
     pub(crate) fn jc_set(&mut self, pc: u64, flags: u32, tb: TbId) {
-        self.jc[jc_index(pc)] = JcEntry { pc, flags, tb };
+        self.jc.entries[jc_index(pc)] = JcEntry { pc, flags, tb };
+    }
+
+    /// Exchange the current jump cache with `other` (another vCPU's); the incoming one
+    /// is cleared if TBs were invalidated since it was current.
+    pub(crate) fn swap_jump_cache(&mut self, other: &mut JumpCache) {
+        std::mem::swap(&mut self.jc, other);
+        if self.jc.epoch != self.epoch {
+            self.jc.entries.fill(JC_EMPTY);
+            self.jc.epoch = self.epoch;
+        }
     }
 
     pub(crate) fn is_code_page(&self, page: u64) -> bool {
@@ -162,7 +195,7 @@ impl TbCache {
     /// After a TLB flush: clear the jump cache and cut the links that depended on the old
     /// mapping.
     pub(crate) fn on_tlb_flush(&mut self) {
-        self.jc.fill(JC_EMPTY);
+        self.jc.entries.fill(JC_EMPTY);
         for (src, idx, dst) in std::mem::take(&mut self.fragile) {
             self.unlink(src, idx, dst);
         }
@@ -227,8 +260,8 @@ impl TbCache {
         let Some(tb) = self.slab.get_mut(id as usize).and_then(|t| t.take()) else {
             return false;
         };
-        if self.map.get(&(tb.phys_pc, tb.flags)) == Some(&id) {
-            self.map.remove(&(tb.phys_pc, tb.flags));
+        if self.map.get(&(tb.phys_pc, tb.vpc, tb.flags)) == Some(&id) {
+            self.map.remove(&(tb.phys_pc, tb.vpc, tb.flags));
         }
         for page in std::iter::once(tb.phys_pc & PAGE_MASK).chain(tb.phys_page2) {
             if let Some(list) = self.pages.get_mut(&page) {
@@ -252,11 +285,14 @@ impl TbCache {
                 slot.linked.set(NO_TB);
             }
         }
-        for e in self.jc.iter_mut() {
+        for e in self.jc.entries.iter_mut() {
             if e.tb == id {
                 *e = JC_EMPTY;
             }
         }
+        // The current jump cache is scrubbed above; saved ones are cleared on swap-in.
+        self.epoch += 1;
+        self.jc.epoch = self.epoch;
         self.fragile.retain(|&(s, _, d)| s != id && d != id);
         self.graveyard.push(tb.slots);
         self.free.push(id);
@@ -269,7 +305,9 @@ impl TbCache {
         self.free.clear();
         self.map.clear();
         self.pages.clear();
-        self.jc.fill(JC_EMPTY);
+        self.jc.entries.fill(JC_EMPTY);
+        self.epoch += 1;
+        self.jc.epoch = self.epoch;
         self.fragile.clear();
         self.graveyard.clear();
     }
@@ -308,7 +346,7 @@ mod tests {
         // A store to page 0x1000 kills a and b.
         let (n, cur) = c.invalidate_page(0x1000, b);
         assert_eq!((n, cur), (2, true));
-        assert_eq!(c.lookup(0x1040, 0), None);
+        assert_eq!(c.lookup(0x1040, 0x1040, 0), None);
         assert_eq!(c.jc_probe(0x1040, 0), None);
         assert!(!c.is_code_page(0x1000));
         assert!(c.get(d).unwrap().incoming.is_empty());
@@ -318,5 +356,41 @@ mod tests {
         assert!(c.link(e, 0, d, true));
         c.on_tlb_flush();
         assert_eq!(c.get(e).unwrap().slots[0].target.load(Ordering::Relaxed), 0, "fragile link cut");
+    }
+
+    #[test]
+    fn tbs_are_per_virtual_alias() {
+        let mut c = TbCache::new();
+        let (a, _) = c.insert(tb(0x1000, 0x100, 0, 0));
+        assert_eq!(c.lookup(0x1000, 0x1000, 0), Some(a));
+        assert_eq!(c.lookup(0x1000, 0xffff_0000_0000_1000, 0), None, "same physical pc, other virtual pc");
+        let mut high = tb(0x1000, 0x200, 0, 1);
+        high.vpc = 0xffff_0000_0000_1000;
+        let (b, _) = c.insert(high);
+        assert_eq!(c.lookup(0x1000, 0x1000, 0), Some(a));
+        assert_eq!(c.lookup(0x1000, 0xffff_0000_0000_1000, 0), Some(b));
+        assert_eq!(c.invalidate_page(0x1000, NO_TB).0, 2, "a store kills both aliases");
+    }
+
+    #[test]
+    fn saved_jump_caches_survive_only_without_invalidations() {
+        let mut c = TbCache::new();
+        let (a, _) = c.insert(tb(0x1000, 0x100, 0, 0));
+        let (b, _) = c.insert(tb(0x2000, 0x200, 0, 1));
+        let mut other = JumpCache::new();
+        other.epoch = c.epoch;
+        c.jc_set(0x1000, 0, a); // vCPU 0's entry
+        c.swap_jump_cache(&mut other); // vCPU 1 runs
+        assert_eq!(c.jc_probe(0x1000, 0), None, "private to vCPU 0");
+        c.jc_set(0x2000, 0, b);
+        c.swap_jump_cache(&mut other); // back to vCPU 0: nothing was invalidated
+        assert_eq!(c.jc_probe(0x1000, 0), Some(a));
+        assert_eq!(c.jc_probe(0x2000, 0), None);
+        // Invalidating b while vCPU 0 runs: vCPU 1's saved entry for b must go.
+        c.invalidate_page(0x2000, NO_TB);
+        let (reused, _) = c.insert(tb(0x3000, 0x300, 0, b));
+        assert_eq!(reused, b, "id reused");
+        c.swap_jump_cache(&mut other);
+        assert_eq!(c.jc_probe(0x2000, 0), None, "stale entry dropped");
     }
 }

@@ -1,5 +1,6 @@
 //! Miscellaneous devices.
 
+pub mod htif;
 pub mod test_finisher;
 
 pub use test_finisher::TestFinisher;

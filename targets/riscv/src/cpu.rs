@@ -5,8 +5,10 @@
 //! state as bytes). Generated code reaches fields through [`offsets`].
 //!
 //! `header.flags` holds the TB flags: bits 0-1 the privilege level (0 U,
-//! 1 S, 3 M). Bits 2.. are reserved for MPRV-effective mode, FS/VS state etc.
-//! Whatever changes privilege (traps, mret/sret) calls [`RiscvCpu::update_flags`].
+//! 1 S, 3 M), bits 2-3 the softmmu TLB index data accesses use (U=0, S=1,
+//! S with SUM=2, M=3; under MPRV in M-mode the MPP mode's index). Bits 4.. are
+//! free for FS/VS state etc. Whatever changes privilege, MPRV, MPP or SUM
+//! (traps, mret/sret, mstatus writes) calls [`RiscvCpu::update_flags`].
 //!
 //! Interrupt-pending bits driven by devices (MSIP, MTIP, MEIP, SEIP) live in
 //! the shared [`HartIrq`] so other threads can set them; the software-writable
@@ -23,7 +25,7 @@ use kite_ir::state::{flush, CpuHeader};
 use kite_ir::{Access, Builder};
 
 use crate::csr::{self, mstatus as ms, Csrs};
-use crate::{disas, translate};
+use crate::{disas, mmu, translate};
 
 /// Privilege levels (the encoding of mstatus.MPP and of the TB flags).
 pub const PRV_U: u64 = 0;
@@ -37,6 +39,13 @@ pub const NO_RESERVATION: u64 = u64::MAX;
 pub mod tbflags {
     /// Current privilege level.
     pub const PRIV_MASK: u32 = 3;
+    /// The data-access MMU index (see `RiscvCpu::mmu_index`).
+    pub const MMU_SHIFT: u32 = 2;
+    pub const MMU_MASK: u32 = 3 << MMU_SHIFT;
+    /// mstatus.FS (0 Off .. 3 Dirty): F/D instructions are illegal when Off,
+    /// and FP register writes in a non-Dirty block set Dirty.
+    pub const FS_SHIFT: u32 = 4;
+    pub const FS_MASK: u32 = 3 << FS_SHIFT;
 }
 
 /// Exception causes (mcause values without the interrupt bit).
@@ -72,8 +81,8 @@ pub mod irq {
 }
 
 /// Externally driven interrupt-pending bits of one hart (CLINT, PLIC/APLIC
-/// set them from any thread). Setting a bit does not kick the vCPU: the
-/// caller also sets the hart's exit request (e.g. through `VmControl`).
+/// set them from any thread). Setting a bit does not kick the vCPU: devices
+/// reach it through a [`HartIrqLine`], which also kicks.
 #[derive(Debug, Default)]
 pub struct HartIrq {
     pending: AtomicU64,
@@ -94,14 +103,61 @@ impl HartIrq {
     }
 }
 
+/// Wakes a vCPU: sets its `header.exit_request` (so running translated code
+/// leaves at the next block entry) and calls `VmControl::notify()` (so a hart
+/// sleeping in `wfi` re-checks). `VmControl::kick_all` does both.
+pub type Kick = Arc<dyn Fn() + Send + Sync>;
+
+/// The machine's adaptor from a device interrupt output to one `mip` bit of
+/// one hart: CLINT -> MSIP/MTIP, PLIC context -> MEIP/SEIP, the Sstc compare
+/// timer -> STIP. Raising the line also kicks the hart so it is seen
+/// promptly; lowering needs no kick (pending state is re-read at every check).
+pub struct HartIrqLine {
+    pub irq: Arc<HartIrq>,
+    /// One of [`irq`] (MSI, MTI, MEI, SEI, STI).
+    pub bit: u32,
+    pub kick: Kick,
+}
+
+impl HartIrqLine {
+    pub fn new(irq: Arc<HartIrq>, bit: u32, kick: Kick) -> HartIrqLine {
+        HartIrqLine { irq, bit, kick }
+    }
+}
+
+impl fmt::Debug for HartIrqLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HartIrqLine").field("bit", &self.bit).field("pending", &self.irq.bits()).finish()
+    }
+}
+
+impl kite_core::IrqLine for HartIrqLine {
+    fn set_level(&self, level: bool) {
+        self.irq.set(self.bit, level);
+        if level {
+            (self.kick)();
+        }
+    }
+}
+
+/// Called with the new effective `stimecmp` on every change (u64::MAX while
+/// menvcfg.STCE is clear): the machine forwards it to the compare timer
+/// whose output line drives STIP (`CompareTimer::set_compare`).
+pub type StimecmpHook = Arc<dyn Fn(u64) + Send + Sync>;
+
 /// Source of the `time` CSR (the machine's CLINT mtime).
 pub trait TimeSource: Send + Sync + fmt::Debug {
     fn now(&self) -> u64;
 }
 
 /// An RV64 hart.
+///
+/// SMP: the LR/SC reservation (`res_addr`/`res_val`) is per hart, which is
+/// exact for the single-threaded round-robin scheduler (another hart's store
+/// runs only between our blocks, and SC compares the value). A multi-threaded
+/// translator will need atomic IR ops (cmpxchg for SC/AMOs, fetch-ops) and a
+/// host-atomic A/D update (already done with `cmpxchg_u64` in the walker).
 #[repr(C)]
-#[derive(Debug)]
 pub struct RiscvCpu {
     pub header: CpuHeader,
     /// Integer registers; `x[0]` is always 0 (translated code never writes it).
@@ -120,6 +176,21 @@ pub struct RiscvCpu {
     /// Source of the `time` CSR; without one, `time` reads as the retired
     /// instruction count.
     pub time: Option<Arc<dyn TimeSource>>,
+    /// Sstc: see [`StimecmpHook`]. Set it with [`RiscvCpu::set_stimecmp_hook`].
+    pub stimecmp_hook: Option<StimecmpHook>,
+}
+
+impl fmt::Debug for RiscvCpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RiscvCpu")
+            .field("pc", &self.header.pc)
+            .field("privilege", &self.privilege)
+            .field("x", &self.x)
+            .field("hartid", &self.hartid)
+            .field("csr", &self.csr)
+            .field("irq", &self.irq)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Byte offsets of `RiscvCpu` fields, for generated code.
@@ -152,6 +223,7 @@ impl RiscvCpu {
             csr: Csrs::reset(),
             irq: Arc::new(HartIrq::default()),
             time: None,
+            stimecmp_hook: None,
         });
         c.header.pc = 0x1000;
         c.update_flags();
@@ -171,10 +243,43 @@ impl RiscvCpu {
         }
     }
 
-    /// Recompute `header.flags` from the privilege level (and, later, the
-    /// other translation-relevant state).
+    /// Recompute the privilege and MMU-index bits of `header.flags` (other
+    /// bits, e.g. FP state, are kept).
     pub fn update_flags(&mut self) {
-        self.header.flags = (self.privilege as u32) & tbflags::PRIV_MASK;
+        let st = self.csr.mstatus;
+        let data_priv = if self.privilege == PRV_M && st & ms::MPRV != 0 {
+            (st & ms::MPP) >> ms::MPP_SHIFT
+        } else {
+            self.privilege
+        };
+        let idx = match data_priv {
+            PRV_U => 0,
+            PRV_S if st & ms::SUM != 0 => 2,
+            PRV_S => 1,
+            _ => 3,
+        };
+        let keep = self.header.flags & !(tbflags::PRIV_MASK | tbflags::MMU_MASK | tbflags::FS_MASK);
+        let fs = (((st & ms::FS) >> 13) as u32) << tbflags::FS_SHIFT;
+        self.header.flags = keep | ((self.privilege as u32) & tbflags::PRIV_MASK) | (idx << tbflags::MMU_SHIFT) | fs;
+    }
+
+    /// Install the Sstc hook and tell it the current effective compare value.
+    pub fn set_stimecmp_hook(&mut self, hook: StimecmpHook) {
+        self.stimecmp_hook = Some(hook);
+        self.stimecmp_changed();
+    }
+
+    /// Whether Sstc is enabled for S-mode (menvcfg.STCE).
+    pub fn stce(&self) -> bool {
+        self.csr.menvcfg & csr::MENVCFG_STCE != 0
+    }
+
+    /// Report the effective stimecmp to the hook (u64::MAX while STCE is off,
+    /// so the compare line stays low and STIP is the software bit).
+    pub fn stimecmp_changed(&self) {
+        if let Some(h) = &self.stimecmp_hook {
+            h(if self.stce() { self.csr.stimecmp } else { u64::MAX });
+        }
     }
 
     /// Record an exception for the accelerator (used by helpers).
@@ -184,9 +289,16 @@ impl RiscvCpu {
         self.header.tval = tval;
     }
 
-    /// The architectural mip: software bits OR device-driven bits.
+    /// The architectural mip: software bits OR device-driven bits. SEIP is
+    /// the OR of the software bit and the PLIC line; STIP is the Sstc compare
+    /// line while menvcfg.STCE is set, else the software bit.
     pub fn mip(&self) -> u64 {
-        self.csr.mip | (self.irq.bits() & csr::MIP_MASK)
+        let (sw, hw) = if self.stce() {
+            (self.csr.mip & !(1 << irq::STI), csr::MIP_MASK)
+        } else {
+            (self.csr.mip, csr::MIP_MASK & !(1 << irq::STI))
+        };
+        sw | (self.irq.bits() & hw)
     }
 
     /// Interrupts pending, enabled in mie, and deliverable at the current
@@ -286,13 +398,16 @@ impl RiscvCpu {
         Some(self.csr.sepc & !1)
     }
 
-    /// Store mstatus and request a TLB flush if translation-relevant bits changed.
+    /// Store mstatus and keep the TB flags current. MPRV, MPP and SUM only
+    /// select another TLB (flags bits 2-3); MXR changes what a mapping
+    /// permits in every TLB, so it flushes them.
     pub(crate) fn set_mstatus_raw(&mut self, new: u64) {
         let old = self.csr.mstatus;
         self.csr.mstatus = new;
-        if (old ^ new) & (ms::MPRV | ms::SUM | ms::MXR | ms::MPP) != 0 {
+        if (old ^ new) & ms::MXR != 0 {
             self.header.flush_request |= flush::TLB_ALL;
         }
+        self.update_flags();
     }
 
     /// Retired-instruction count as seen by an instruction with `remaining`
@@ -345,22 +460,31 @@ unsafe impl GuestCpu for RiscvCpu {
     }
 
     fn mmu_index(&self, tb_flags: u32) -> usize {
-        // U=0, S=1, M=3: the privilege is the TLB index. MPRV will pick the
-        // MPP mode here once it is in the TB flags.
-        (tb_flags & tbflags::PRIV_MASK) as usize
+        // U=0, S=1, S+SUM=2, M=3, computed by update_flags (MPRV included), so
+        // toggling SUM switches TLBs instead of flushing.
+        ((tb_flags & tbflags::MMU_MASK) >> tbflags::MMU_SHIFT) as usize
     }
 
     fn translate_addr(
         &mut self,
         vaddr: u64,
-        _access: Access,
-        _mmu_index: usize,
-        _mem: &dyn PhysMemory,
+        access: Access,
+        mmu_index: usize,
+        mem: &dyn PhysMemory,
     ) -> Result<u64, Fault> {
-        // Bare mode only (satp accepts only mode Bare for now). The Sv39/48/57
-        // walk goes here for S/U-mode indices when satp.MODE != Bare, followed
-        // by the PMP check on the resulting physical address.
-        Ok(vaddr)
+        // Instruction fetch always uses the current privilege (never MPRV);
+        // SUM never applies to fetches.
+        let mode = if access == Access::Exec {
+            mmu::Mode { privilege: self.privilege, sum: false }
+        } else {
+            mmu::mode_of_index(mmu_index)
+        };
+        let mxr = self.csr.mstatus & ms::MXR != 0;
+        mmu::translate(&self.csr, vaddr, access, mode, mxr, mem)
+    }
+
+    fn tlb_cacheable(&self, paddr: u64, _mmu_index: usize) -> bool {
+        mmu::pmp_page_cacheable(&self.csr, paddr)
     }
 
     fn fault_for(&self, kind: FaultKind, access: Access, vaddr: u64) -> Fault {
@@ -437,7 +561,7 @@ mod tests {
         let c = RiscvCpu::new(3);
         assert_eq!(c.header.pc, 0x1000);
         assert_eq!(c.privilege, PRV_M);
-        assert_eq!(c.header.flags, 3);
+        assert_eq!(c.header.flags, 3 | 3 << tbflags::MMU_SHIFT);
         assert_eq!(c.mmu_index(c.header.flags), 3);
         assert_eq!(c.hartid, 3);
         assert_eq!(c.res_addr, NO_RESERVATION);
@@ -487,7 +611,7 @@ mod tests {
         c.csr.mstatus |= ms::SIE;
         c.trap(cause::ECALL_U, 0);
         assert_eq!(c.privilege, PRV_S);
-        assert_eq!(c.header.flags, 1);
+        assert_eq!(c.header.flags, 1 | 1 << tbflags::MMU_SHIFT);
         assert_eq!(c.header.pc, 0x9000);
         assert_eq!(c.csr.sepc, 0x1234);
         assert_eq!(c.csr.scause, 8);

@@ -42,17 +42,17 @@ pub mod mstatus {
     pub const UXL: u64 = 3 << 32;
     pub const SXL: u64 = 3 << 34;
     pub const SD: u64 = 1 << 63;
-    /// Bits an M-mode write may change. FS/VS stay 0 (read-only) until the
-    /// F/D and V work adds them here.
-    pub const WRITABLE: u64 = SIE | MIE | SPIE | MPIE | SPP | MPP | MPRV | SUM | MXR | TVM | TW | TSR;
+    /// Bits an M-mode write may change. VS stays 0 (read-only) until the
+    /// V work adds it here.
+    pub const WRITABLE: u64 = SIE | MIE | SPIE | MPIE | SPP | MPP | FS | MPRV | SUM | MXR | TVM | TW | TSR;
     /// The sstatus view.
     pub const SSTATUS: u64 = SIE | SPIE | UBE | SPP | VS | FS | XS | SUM | MXR | UXL | SD;
     /// Bits an S-mode write to sstatus may change.
-    pub const S_WRITABLE: u64 = SIE | SPIE | SPP | SUM | MXR;
+    pub const S_WRITABLE: u64 = SIE | SPIE | SPP | FS | SUM | MXR;
 }
 
 /// misa: RV64 with A, C, I, M, S, U (F/D pending).
-pub const MISA: u64 = (2 << 62) | 1 | (1 << 2) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20);
+pub const MISA: u64 = (2 << 62) | 1 | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20);
 /// mie bits that exist (SSIE, MSIE, STIE, MTIE, SEIE, MEIE).
 pub const MIE_MASK: u64 = 0xaaa;
 /// mip bits that can be pending at all.
@@ -63,8 +63,12 @@ pub const MIP_WRITABLE: u64 = 0x222;
 pub const MIDELEG_MASK: u64 = 0x222;
 /// Exceptions that may be delegated to S (not ecall-from-M, 11).
 pub const MEDELEG_MASK: u64 = 0xb3ff;
-/// menvcfg/senvcfg: only FIOM without Zicbo*/Svpbmt/Sstc.
-pub const ENVCFG_MASK: u64 = 1;
+/// senvcfg: FIOM and the Zicbom/Zicboz enables CBIE, CBCFE, CBZE.
+pub const ENVCFG_MASK: u64 = 1 | 0xf0;
+/// menvcfg.STCE (Sstc: stimecmp enabled for S-mode, STIP driven by it).
+pub const MENVCFG_STCE: u64 = 1 << 63;
+/// menvcfg: FIOM, CBIE, CBCFE, CBZE and STCE (no Svpbmt).
+pub const MENVCFG_MASK: u64 = ENVCFG_MASK | MENVCFG_STCE;
 /// mcountinhibit: CY, IR and the hpm bits (TM is hardwired 0).
 pub const COUNTINHIBIT_MASK: u64 = 0xffff_fffd;
 /// pmpaddr holds address bits 55:2.
@@ -104,11 +108,15 @@ pub struct Csrs {
     /// pmpcfg0 and pmpcfg2 (RV64 has only the even ones).
     pub pmpcfg: [u64; 2],
     pub pmpaddr: [u64; 16],
+    /// Sstc supervisor timer compare (reset: all ones, "never").
+    pub stimecmp: u64,
+    /// fcsr: fflags (bits 0-4) and frm (bits 5-7).
+    pub fcsr: u64,
 }
 
 impl Csrs {
     pub fn reset() -> Csrs {
-        Csrs { mstatus: (2 << 32) | (2 << 34), ..Csrs::default() }
+        Csrs { mstatus: (2 << 32) | (2 << 34), stimecmp: u64::MAX, ..Csrs::default() }
     }
 }
 
@@ -193,12 +201,35 @@ fn write_stvec(c: &mut RiscvCpu, _: u16, v: u64, _: u64) {
 }
 
 fn write_satp(c: &mut RiscvCpu, _: u16, v: u64, _: u64) {
-    // WARL: a write selecting an unsupported mode has no effect. Only Bare
-    // for now; Sv39/48/57 are added together with the page walker.
-    if v >> 60 == 0 {
-        c.csr.satp = v;
-        c.header.flush_request |= flush::TLB_ALL;
+    use crate::mmu::satp::*;
+    // WARL: a write selecting an unsupported mode has no effect (QEMU).
+    let v = match v >> MODE_SHIFT {
+        MODE_BARE => 0, // Bare: ASID and PPN read as zero
+        MODE_SV39 | MODE_SV48 | MODE_SV57 => v & ((0xf << MODE_SHIFT) | ASID_MASK | PPN_MASK),
+        _ => return,
+    };
+    c.csr.satp = v;
+    // The softmmu caches translations per page; every satp change flushes.
+    c.header.flush_request |= flush::TLB_ALL;
+}
+
+fn write_menvcfg(c: &mut RiscvCpu, _: u16, v: u64, _: u64) {
+    let old = c.csr.menvcfg;
+    c.csr.menvcfg = v & MENVCFG_MASK;
+    if (old ^ c.csr.menvcfg) & MENVCFG_STCE != 0 {
+        c.stimecmp_changed();
+        c.request_exit_if_irq();
     }
+}
+
+fn write_stimecmp(c: &mut RiscvCpu, _: u16, v: u64, _: u64) {
+    c.csr.stimecmp = v;
+    c.stimecmp_changed();
+}
+
+/// stimecmp: M always; S only with menvcfg.STCE and mcounteren.TM (Sstc).
+fn pred_stimecmp(c: &RiscvCpu, _: u16) -> bool {
+    c.privilege == PRV_M || (c.stce() && c.csr.mcounteren & TM != 0)
 }
 
 /// satp is illegal from S-mode when mstatus.TVM is set.
@@ -217,6 +248,7 @@ fn pred_counter(c: &RiscvCpu, csr: u16) -> bool {
 }
 
 const CY: u64 = 1 << 0;
+const TM: u64 = 1 << 1;
 const IR: u64 = 1 << 2;
 
 fn read_cycle(c: &RiscvCpu, _: u16, now: u64) -> u64 {
@@ -268,7 +300,9 @@ fn write_mie(c: &mut RiscvCpu, _: u16, v: u64, _: u64) {
     c.request_exit_if_irq();
 }
 fn write_mip(c: &mut RiscvCpu, _: u16, v: u64, _: u64) {
-    c.csr.mip = (c.csr.mip & !MIP_WRITABLE) | (v & MIP_WRITABLE);
+    // With Sstc enabled STIP is the compare line, read-only here.
+    let m = if c.stce() { MIP_WRITABLE & !(1 << crate::cpu::irq::STI) } else { MIP_WRITABLE };
+    c.csr.mip = (c.csr.mip & !m) | (v & m);
     c.request_exit_if_irq();
 }
 fn write_sie(c: &mut RiscvCpu, _: u16, v: u64, _: u64) {
@@ -331,6 +365,9 @@ fn write_pmpaddr(c: &mut RiscvCpu, csr: u16, v: u64, _: u64) {
 
 /// The CSR table, sorted by number (checked by a test).
 pub static TABLE: &[CsrEntry] = &[
+    csr!(0x001, "fflags", Some(crate::fpu::pred_fcsr), crate::fpu::read_fcsr, crate::fpu::write_fcsr),
+    csr!(0x002, "frm", Some(crate::fpu::pred_fcsr), crate::fpu::read_fcsr, crate::fpu::write_fcsr),
+    csr!(0x003, "fcsr", Some(crate::fpu::pred_fcsr), crate::fpu::read_fcsr, crate::fpu::write_fcsr),
     csr!(0x100, "sstatus", None, |c, _, _| read_mstatus(c) & mstatus::SSTATUS, |c, _, v, _| write_mstatus(
         c,
         v,
@@ -345,6 +382,7 @@ pub static TABLE: &[CsrEntry] = &[
     plain!(0x142, "scause", scause, u64::MAX),
     plain!(0x143, "stval", stval, u64::MAX),
     csr!(0x144, "sip", None, |c, _, _| c.mip() & c.csr.mideleg, write_sip),
+    csr!(0x14d, "stimecmp", Some(pred_stimecmp), |c, _, _| c.csr.stimecmp, write_stimecmp),
     csr!(0x180, "satp", Some(pred_satp), |c, _, _| c.csr.satp, write_satp),
     csr!(0x300, "mstatus", None, |c, _, _| read_mstatus(c), |c, _, v, _| write_mstatus(c, v, mstatus::WRITABLE)),
     csr!(0x301, "misa", None, |_, _, _| MISA, ignore),
@@ -353,7 +391,7 @@ pub static TABLE: &[CsrEntry] = &[
     csr!(0x304, "mie", None, |c, _, _| c.csr.mie, write_mie),
     csr!(0x305, "mtvec", None, |c, _, _| c.csr.mtvec, write_mtvec),
     plain!(0x306, "mcounteren", mcounteren, 0xffff_ffff),
-    plain!(0x30a, "menvcfg", menvcfg, ENVCFG_MASK),
+    csr!(0x30a, "menvcfg", None, |c, _, _| c.csr.menvcfg, write_menvcfg),
     csr!(0x320, "mcountinhibit", None, |c, _, _| c.csr.mcountinhibit, write_countinhibit),
     csr!(0x323, 0x33f, "mhpmevent", None, zero, ignore),
     plain!(0x340, "mscratch", mscratch, u64::MAX),
@@ -429,10 +467,18 @@ pub fn access(
     }
     let old = if read || op != CsrOp::Rw { (e.read)(c, num, now) } else { 0 };
     if write {
+        // csrrs/csrrc on mip: only the software-writable SEIP bit takes part
+        // in the read-modify-write, not the PLIC line ORed into reads.
+        let base = if num == 0x344 {
+            let sei = 1u64 << crate::cpu::irq::SEI;
+            (old & !sei) | (c.csr.mip & sei)
+        } else {
+            old
+        };
         let new = match op {
             CsrOp::Rw => src,
-            CsrOp::Rs => old | src,
-            CsrOp::Rc => old & !src,
+            CsrOp::Rs => base | src,
+            CsrOp::Rc => base & !src,
         };
         (e.write)(c, num, new, now);
     }
@@ -469,8 +515,8 @@ mod tests {
         rw(&mut c, 0x300, u64::MAX).unwrap();
         let v = rd(&mut c, 0x300).unwrap();
         assert_eq!(v & mstatus::MPP, mstatus::MPP);
-        assert_eq!(v & mstatus::FS, 0, "FS is read-only 0 without F");
-        assert_eq!(v & mstatus::SD, 0);
+        assert_eq!(v & mstatus::FS, mstatus::FS, "FS is writable");
+        assert_eq!(v & mstatus::SD, mstatus::SD, "FS = Dirty sets SD");
         assert_eq!((v & mstatus::UXL) >> 32, 2);
         assert_eq!((v & mstatus::SXL) >> 34, 2);
         // MPP = 2 is reserved: the old value (3) stays.
@@ -506,8 +552,8 @@ mod tests {
         assert_eq!(rd(&mut c, 0x301), Ok(MISA));
         rw(&mut c, 0x301, 0).unwrap();
         assert_eq!(rd(&mut c, 0x301), Ok(MISA), "misa writes ignored");
-        rw(&mut c, 0x180, 8 << 60 | 5).unwrap();
-        assert_eq!(rd(&mut c, 0x180), Ok(0), "unsupported satp mode: no effect");
+        rw(&mut c, 0x180, 11 << 60 | 5).unwrap();
+        assert_eq!(rd(&mut c, 0x180), Ok(0), "unsupported satp mode (Sv64): no effect");
         rw(&mut c, 0x320, u64::MAX).unwrap();
         assert_eq!(rd(&mut c, 0x320), Ok(COUNTINHIBIT_MASK));
     }

@@ -9,7 +9,7 @@
 //! 32-bit equivalent; the caller learns the length from [`decode`].
 //!
 //! Pure and allocation-free: any 32-bit word decodes to something (never panics).
-//! F/D encodings (c.fld, c.fsd, ...) decode to `Op::Illegal` until the FP work lands.
+//! F/D and bitmanip encodings live in `decode_ext` (looked up after these tables).
 
 use kite_ir::MemSize;
 
@@ -209,6 +209,10 @@ pub enum Op {
         rs1: Reg,
         rs2: Reg,
     },
+    /// F/D instructions (see `decode_ext`).
+    Fp(crate::decode_ext::FpInsn),
+    /// Zba/Zbb/Zbs/Zicond/Zicbom/Zicboz (see `decode_ext`).
+    Bit(crate::decode_ext::BitInsn),
 }
 
 /// One decode-table line.
@@ -614,6 +618,15 @@ fn lookup(table: &'static [Entry], insn: u32) -> Option<&'static Entry> {
     table.iter().find(|e| insn & e.mask == e.bits)
 }
 
+/// The base table first, then the extension table (`decode_ext`).
+fn lookup_all(insn: u32) -> Option<&'static Entry> {
+    if insn & 3 != 3 {
+        lookup(TABLE16, insn & 0xffff).or_else(|| lookup(crate::decode_ext::TABLE16_EXT, insn & 0xffff))
+    } else {
+        lookup(TABLE32, insn).or_else(|| lookup(crate::decode_ext::TABLE32_EXT, insn))
+    }
+}
+
 /// Length in bytes of the instruction whose first parcel is `parcel`.
 pub fn insn_len(parcel: u16) -> u32 {
     if parcel & 3 == 3 {
@@ -627,21 +640,13 @@ pub fn insn_len(parcel: u16) -> u32 {
 /// compressed instruction only the low 16 bits are looked at). Returns the
 /// operation and the instruction length in bytes (2 or 4).
 pub fn decode(insn: u32) -> (Op, u32) {
-    if insn & 3 != 3 {
-        let p = insn & 0xffff;
-        (lookup(TABLE16, p).map_or(Op::Illegal, |e| (e.ctor)(p)), 2)
-    } else {
-        (lookup(TABLE32, insn).map_or(Op::Illegal, |e| (e.ctor)(insn)), 4)
-    }
+    let insn = if insn & 3 != 3 { insn & 0xffff } else { insn };
+    (lookup_all(insn).map_or(Op::Illegal, |e| (e.ctor)(insn)), insn_len(insn as u16))
 }
 
 /// The table name of the instruction (`"c.addi"`, `"lr.w"`...), if any line matches.
 pub fn name_of(insn: u32) -> Option<&'static str> {
-    if insn & 3 != 3 {
-        lookup(TABLE16, insn & 0xffff).map(|e| e.name)
-    } else {
-        lookup(TABLE32, insn).map(|e| e.name)
-    }
+    lookup_all(insn).map(|e| e.name)
 }
 
 #[cfg(test)]

@@ -253,10 +253,6 @@ fn compressed_reserved_encodings() {
         (0x9c41, "c.subw reserved 10"),
         (0x9c61, "c.subw reserved 11"),
         (0x8000, "q0 reserved funct3 100"),
-        (0x2000, "c.fld (F pending)"),
-        (0xa000, "c.fsd (F pending)"),
-        (0x2002, "c.fldsp (F pending)"),
-        (0xa002, "c.fsdsp (F pending)"),
     ];
     for &(p, what) in illegal {
         if what.ends_with("ok?") {
@@ -293,15 +289,18 @@ fn variant(op: &Op) -> usize {
         Op::Lr { .. } => 19,
         Op::Sc { .. } => 20,
         Op::Amo { .. } => 21,
+        Op::Fp(_) => 22,
+        Op::Bit(_) => 23,
     }
 }
 
 #[test]
 fn every_variant_and_table_line_is_reachable() {
-    let mut seen = [false; 22];
+    let mut seen = [false; 24];
     // Each table line's own match value decodes through that line.
     let mut x: u32 = 12345;
-    for e in TABLE32.iter().chain(TABLE16.iter()) {
+    let ext = crate::decode_ext::TABLE32_EXT.iter().chain(crate::decode_ext::TABLE16_EXT.iter());
+    for e in TABLE32.iter().chain(TABLE16.iter()).chain(ext) {
         // Fill the don't-care bits at random until this line is the one that
         // matches (earlier, more specific lines shadow some fillings).
         let found = (0..1000).find_map(|_| {
@@ -328,7 +327,8 @@ fn random_words_decode_and_translate() {
         }
         let _ = decode(words[0]);
         let _ = crate::disas::format_op(&decode(words[1]).0, 0);
-        let flags = (x >> 20) as u32 & 3;
+        // Privilege and FS (F/D legal or not) at random.
+        let flags = (x >> 20) as u32 & 3 | ((x >> 24) as u32 & 3) << crate::cpu::tbflags::FS_SHIFT;
         let pc = 0x8000_0000u64 + ((x >> 8) & 0xffe);
         let mut fetch = |a: u64| {
             let off = a.wrapping_sub(pc) as usize / 2;

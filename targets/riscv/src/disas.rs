@@ -148,6 +148,8 @@ pub fn format_op(op: &Op, pc: u64) -> String {
         Op::Amo { op, width, aq, rl, rd, rs1, rs2 } => {
             format!("{}.{}{} {},{},({})", amo_name(op), width.suffix(), ordering(aq, rl), r(rd), r(rs2), r(rs1))
         }
+        Op::Fp(ref f) => crate::decode_ext::format_fp(f),
+        Op::Bit(ref i) => crate::decode_ext::format_bit(i),
     }
 }
 

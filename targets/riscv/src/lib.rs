@@ -7,9 +7,7 @@
 //!   entry, interrupts, and the `kite_core::GuestCpu` implementation.
 //! - [`csr`]: the CSR table with privilege rules and WARL masks.
 //! - `translate`: block translation into Kite IR, one function per instruction.
-//!
-//! Not yet: the MMU (satp accepts only Bare; `translate_addr` is the place for
-//! Sv39/48/57 and PMP), F/D (misa and mstatus.FS say absent), bitmanip.
+//! - [`mmu`]: Sv39/Sv48/Sv57 page walks (hardware A/D updates) and PMP.
 //!
 //! Counters: `header.icount` is advanced by the whole block at block entry,
 //! and the IR un-counts the instructions that did not run when a block leaves
@@ -23,11 +21,17 @@
 pub mod cpu;
 pub mod csr;
 pub mod decode;
+pub mod decode_ext;
 pub mod disas;
+pub mod fpu;
+pub mod gdb;
+pub mod mmu;
 mod translate;
 
 #[cfg(test)]
+mod priv_tests;
+#[cfg(test)]
 mod testutil;
 
-pub use cpu::{HartIrq, RiscvCpu, TimeSource, PRV_M, PRV_S, PRV_U};
+pub use cpu::{HartIrq, HartIrqLine, Kick, RiscvCpu, StimecmpHook, TimeSource, PRV_M, PRV_S, PRV_U};
 pub use translate::translate_block;

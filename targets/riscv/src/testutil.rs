@@ -1,8 +1,16 @@
 //! Test runner: translate a block, run it through the reference IR
 //! interpreter over a flat RAM, enter traps, repeat. Plus small instruction
 //! encoders so tests are written from the spec's encodings.
+//!
+//! Every load, store and fetch goes through `RiscvCpu::translate_addr` (page
+//! walk + PMP) with the RAM as the walker's [`PhysMemory`], so MMU tests run
+//! real guest code; in M-mode with no PMP that is the identity.
 
 use std::mem::size_of;
+use std::sync::Mutex;
+
+use kite_core::PhysMemory;
+use kite_ir::Access;
 
 use kite_core::guest::TbLimits;
 use kite_core::GuestCpu;
@@ -13,7 +21,7 @@ use kite_ir::{Block, Builder, MemOp};
 use crate::cpu::{cause, RiscvCpu};
 
 pub const RAM_BASE: u64 = 0x8000_0000;
-pub const RAM_SIZE: usize = 0x10_000;
+pub const RAM_SIZE: usize = 0x40_000;
 
 /// Flat RAM at `RAM_BASE`. Misaligned plain accesses succeed; misaligned
 /// aligned-only accesses and out-of-range ones fault with RISC-V causes.
@@ -53,6 +61,76 @@ impl TestMem {
     }
 }
 
+/// The RAM as the page walker's physical memory (test-only: a Mutex gives
+/// the `&self` writes that A/D updates need).
+pub struct PhysView<'a>(pub Mutex<&'a mut [u8]>);
+
+impl PhysView<'_> {
+    fn with<R>(&self, paddr: u64, n: usize, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        let mut g = self.0.lock().unwrap();
+        let off = paddr.checked_sub(RAM_BASE)? as usize;
+        let end = off.checked_add(n)?;
+        g.get_mut(off..end).map(f)
+    }
+}
+
+impl PhysMemory for PhysView<'_> {
+    fn read_ram(&self, paddr: u64, buf: &mut [u8]) -> bool {
+        self.with(paddr, buf.len(), |m| buf.copy_from_slice(m)).is_some()
+    }
+    fn write_ram(&self, paddr: u64, data: &[u8]) -> bool {
+        self.with(paddr, data.len(), |m| m.copy_from_slice(data)).is_some()
+    }
+    fn read(&self, paddr: u64, size: u32) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.read_ram(paddr, &mut b[..size as usize]).then(|| u64::from_le_bytes(b))
+    }
+    fn write(&self, paddr: u64, size: u32, value: u64) -> bool {
+        self.write_ram(paddr, &value.to_le_bytes()[..size as usize])
+    }
+    fn ram_ptr(&self, _paddr: u64) -> Option<(*mut u8, u64)> {
+        None
+    }
+    fn cmpxchg_u64(&self, paddr: u64, old: u64, new: u64) -> Option<u64> {
+        self.with(paddr, 8, |m| {
+            let cur = u64::from_le_bytes(m[..8].try_into().unwrap());
+            if cur == old {
+                m.copy_from_slice(&new.to_le_bytes());
+            }
+            cur
+        })
+    }
+}
+
+impl TestMem {
+    /// Translate `vaddr` for `access` with the CPU living in `state`,
+    /// recording the fault in the header on failure.
+    fn xlate(&mut self, state: &mut [u8], vaddr: u64, access: Access) -> Option<u64> {
+        assert!(state.len() >= size_of::<RiscvCpu>());
+        // SAFETY: `state` is the byte view of the Machine's RiscvCpu (see
+        // `Machine::step`); it is not used otherwise while `cpu` lives.
+        let cpu = unsafe { &mut *(state.as_mut_ptr() as *mut RiscvCpu) };
+        let mmu = cpu.mmu_index(cpu.header.flags);
+        let view = PhysView(Mutex::new(&mut self.bytes[..]));
+        match cpu.translate_addr(vaddr, access, mmu, &view) {
+            Ok(p) => Some(p),
+            Err(f) => {
+                cpu.raise(f.cause, f.tval);
+                None
+            }
+        }
+    }
+
+    /// Translate every byte of an access (it may cross a page).
+    fn xlate_all(&mut self, state: &mut [u8], vaddr: u64, n: u64, access: Access) -> Option<[u64; 8]> {
+        let mut p = [0u64; 8];
+        for i in 0..n {
+            p[i as usize] = self.xlate(state, vaddr.wrapping_add(i), access)?;
+        }
+        Some(p)
+    }
+}
+
 impl Env for TestMem {
     fn load(&mut self, state: &mut [u8], vaddr: u64, mop: MemOp) -> Option<u64> {
         let n = mop.size.bytes() as u64;
@@ -60,13 +138,16 @@ impl Env for TestMem {
             fault(state, cause::LOAD_MISALIGNED, vaddr);
             return None;
         }
-        match self.range(vaddr, n) {
-            Some(_) => Some(self.read(vaddr, n as usize)),
-            None => {
-                fault(state, cause::LOAD_ACCESS, vaddr);
-                None
-            }
+        let p = self.xlate_all(state, vaddr, n, mop.perm(Access::Read))?;
+        if p[..n as usize].iter().any(|&a| self.range(a, 1).is_none()) {
+            fault(state, cause::LOAD_ACCESS, vaddr);
+            return None;
         }
+        let mut v = 0u64;
+        for (i, &a) in p[..n as usize].iter().enumerate() {
+            v |= self.read(a, 1) << (8 * i);
+        }
+        Some(v)
     }
     fn store(&mut self, state: &mut [u8], vaddr: u64, val: u64, mop: MemOp) -> bool {
         let n = mop.size.bytes() as u64;
@@ -74,16 +155,17 @@ impl Env for TestMem {
             fault(state, cause::STORE_MISALIGNED, vaddr);
             return false;
         }
-        match self.range(vaddr, n) {
-            Some(_) => {
-                self.write(vaddr, n as usize, val);
-                true
-            }
-            None => {
-                fault(state, cause::STORE_ACCESS, vaddr);
-                false
-            }
+        let Some(p) = self.xlate_all(state, vaddr, n, Access::Write) else {
+            return false;
+        };
+        if p[..n as usize].iter().any(|&a| self.range(a, 1).is_none()) {
+            fault(state, cause::STORE_ACCESS, vaddr);
+            return false;
         }
+        for (i, &a) in p[..n as usize].iter().enumerate() {
+            self.write(a, 1, val >> (8 * i));
+        }
+        true
     }
 }
 
@@ -126,18 +208,47 @@ impl Machine {
         Machine { cpu, mem, max_insns: 512, stop_on_ecall: true, blocks: 0 }
     }
 
-    /// Translate the block at the current pc (validated).
-    pub fn translate(&self) -> Block {
+    /// Translate the block at the current pc (validated). Code is fetched
+    /// through `translate_addr` (Exec), like the engine: the pc's page first,
+    /// the next page only if an instruction reaches into it.
+    pub fn translate(&mut self) -> Block {
         let pc = self.cpu.header.pc;
-        let mut b = Builder::new(pc);
-        let mem = &self.mem;
-        let mut fetch = |a: u64| mem.fetch(a);
-        self.cpu.translate_block(pc, self.cpu.header.flags, TbLimits { max_insns: self.max_insns }, &mut fetch, &mut b);
-        let blk = b.finish();
+        let page0 = pc & !0xfff;
+        let page1 = page0.wrapping_add(0x1000);
+        let mut pages = [Some(self.xlate_exec(page0)), None];
+        let blk = loop {
+            let mut b = Builder::new(pc);
+            let mem = &self.mem;
+            let mut wants_second = false;
+            let mut fetch = |a: u64| -> Result<u16, kite_core::Fault> {
+                let which = usize::from(a & !0xfff != page0);
+                match pages[which] {
+                    Some(Ok(p)) => mem.fetch(p | (a & 0xfff)).map_err(|f| kite_core::Fault { tval: a, ..f }),
+                    Some(Err(f)) => Err(kite_core::Fault { tval: a, ..f }),
+                    None => {
+                        wants_second = true;
+                        Err(kite_core::Fault { cause: cause::INSN_ACCESS, tval: a })
+                    }
+                }
+            };
+            let limits = TbLimits { max_insns: self.max_insns };
+            self.cpu.translate_block(pc, self.cpu.header.flags, limits, &mut fetch, &mut b);
+            if wants_second && pages[1].is_none() {
+                pages[1] = Some(self.xlate_exec(page1));
+                continue;
+            }
+            break b.finish();
+        };
         if let Err(e) = blk.validate() {
             panic!("invalid block at {pc:#x}: {e}\n{blk:#?}");
         }
         blk
+    }
+
+    fn xlate_exec(&mut self, vaddr: u64) -> Result<u64, kite_core::Fault> {
+        let mmu = self.cpu.mmu_index(self.cpu.header.flags);
+        let view = PhysView(Mutex::new(&mut self.mem.bytes[..]));
+        self.cpu.translate_addr(vaddr, Access::Exec, mmu, &view)
     }
 
     /// Run one block. (The IR un-counts instructions that did not retire

@@ -219,3 +219,74 @@ fn measure() {
         );
     }
 }
+
+#[test]
+fn vcpus_take_turns_and_halted_ones_are_skipped() {
+    // vCPU A spins (a chained loop) until vCPU B sets a flag, so it only finishes if the
+    // scheduler preempts it; B then halts in `wfi` for good: were it resumed without a
+    // wake-up it would exit with 7 instead of A's 42.
+    let mut prog = vec![0u32; 25];
+    prog[..5].copy_from_slice(&[
+        insn(1, 2, 0, 1),
+        insn(0x0b, 3, 7, 0x100),
+        insn(5, 3, 2, -1),
+        insn(1, 1, 0, 42),
+        insn(7, 0, 0, 0),
+    ]);
+    prog[16..].copy_from_slice(&[
+        insn(1, 2, 0, 1),
+        insn(1, 4, 0, 0),
+        insn(1, 5, 0, 2000),
+        insn(2, 4, 4, 1),
+        insn(5, 4, 5, -1),
+        insn(0x0a, 2, 7, 0x100),
+        insn(9, 0, 0, 0),
+        insn(1, 1, 0, 7),
+        insn(7, 0, 0, 0),
+    ]);
+    for tier in TIERS {
+        let (mem, _dev) = machine();
+        load_program(&mem, RAM_BASE, &prog);
+        let vm = Arc::new(VmControl::new());
+        let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
+        let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
+        for (c, pc) in cpus.iter_mut().zip([RAM_BASE, RAM_BASE + 0x40]) {
+            c.h.pc = pc;
+            c.regs[7] = RAM_BASE;
+        }
+        let t0 = Instant::now();
+        assert_eq!(e.run_all(&mut cpus), ExitCode::Exit(42), "{tier:?}");
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        assert_eq!(cpus[1].regs[4], 2000, "B ran to its wfi");
+        assert_eq!(cpus[1].h.pc, RAM_BASE + 23 * 4, "B stays halted after its wfi");
+        let st = e.stats();
+        assert!(st.exits.halt >= 1, "{st:?}");
+        assert!(st.insns > 2 * 2000, "both vCPUs' instructions counted: {st:?}");
+    }
+}
+
+#[test]
+fn all_halted_vcpus_sleep_until_an_interrupt() {
+    // Both vCPUs: wfi; then exit with their r1 (A: 5, B: 6). Only B gets an interrupt.
+    let mut prog = vec![0u32; 20];
+    prog[..3].copy_from_slice(&[insn(1, 1, 0, 5), insn(9, 0, 0, 0), insn(7, 0, 0, 0)]);
+    prog[16..19].copy_from_slice(&[insn(1, 1, 0, 6), insn(9, 0, 0, 0), insn(7, 0, 0, 0)]);
+    let (mem, _dev) = machine();
+    load_program(&mem, RAM_BASE, &prog);
+    let vm = Arc::new(VmControl::new());
+    let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions::default()).unwrap();
+    let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
+    cpus[0].h.pc = RAM_BASE;
+    cpus[1].h.pc = RAM_BASE + 0x40;
+    let irq = cpus[1].irq.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        irq.store(true, std::sync::atomic::Ordering::SeqCst);
+        vm.kick_all();
+    });
+    let t0 = Instant::now();
+    assert_eq!(e.run_all(&mut cpus), ExitCode::Exit(6));
+    assert!(t0.elapsed() >= Duration::from_millis(45));
+    t.join().unwrap();
+    assert_eq!((cpus[0].regs[15], cpus[1].regs[15]), (0, 1), "only B took an interrupt");
+}

@@ -9,9 +9,11 @@
 //! A block ends at a control-flow instruction, at a CSR access that writes or
 //! reads a counter, before the next 4 KiB page, or after `max_insns`.
 
+mod bitmanip;
 mod rv64a;
 mod rv64i;
 mod rv64m;
+mod rvf;
 mod system;
 mod zicsr;
 mod zifencei;
@@ -38,6 +40,8 @@ pub(crate) struct Ctx<'a> {
     pub insn: u32,
     /// Privilege level from the TB flags.
     pub privilege: u64,
+    /// The block's TB flags (FS state for F/D).
+    pub flags: u32,
 }
 
 /// Whether the instruction ended the block (it emitted its own exits).
@@ -126,6 +130,8 @@ pub(crate) fn translate_op(ctx: &mut Ctx, op: &Op) -> Flow {
         Op::Lr { width, rd, rs1, .. } => rv64a::lr(ctx, width, rd, rs1),
         Op::Sc { width, rd, rs1, rs2, .. } => rv64a::sc(ctx, width, rd, rs1, rs2),
         Op::Amo { op, width, rd, rs1, rs2, .. } => rv64a::amo(ctx, op, width, rd, rs1, rs2),
+        Op::Fp(ref f) => rvf::fp(ctx, f),
+        Op::Bit(ref i) => bitmanip::bit(ctx, i),
     }
 }
 
@@ -168,7 +174,7 @@ pub fn translate_block(
         b.insn_start(cur);
         n += 1;
         let (op, _) = decode(insn);
-        let mut ctx = Ctx { b, pc: cur, len, insn, privilege };
+        let mut ctx = Ctx { b, pc: cur, len, insn, privilege, flags: tb_flags };
         let flow = translate_op(&mut ctx, &op);
         cur = cur.wrapping_add(len);
         if flow == Flow::End {
@@ -184,6 +190,8 @@ pub fn translate_block(
 
 #[cfg(test)]
 mod tests_amo;
+#[cfg(test)]
+mod tests_fp;
 #[cfg(test)]
 mod tests_int;
 #[cfg(test)]

@@ -102,7 +102,7 @@ fn ebreak_and_ecall_causes() {
         m.cpu.take_exception();
         assert_eq!((m.cpu.csr.mcause, m.cpu.csr.mepc), (cause, RAM_BASE + 12));
         assert_eq!((m.cpu.csr.mstatus & ms::MPP) >> ms::MPP_SHIFT, mode);
-        assert_eq!((m.cpu.privilege, m.cpu.header.flags), (PRV_M, 3));
+        assert_eq!((m.cpu.privilege, m.cpu.header.flags & crate::cpu::tbflags::PRIV_MASK), (PRV_M, 3));
     }
 }
 
