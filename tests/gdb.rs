@@ -8,6 +8,13 @@
 //!
 //! Without `gdb-multiarch` (CI installs it) the gdb-driven tests print SKIP and pass; the
 //! protocol-level test over a Unix socket needs no gdb.
+//!
+//! The `linux_*` tests are issue 5's acceptance: `-smp 2` Linux (OpenSBI + the shared
+//! riscv64 `Image`, `initramfs.cpio.gz` and `vmlinux` for symbols, from `$KITE_IMAGES`),
+//! SKIP when those or OpenSBI are missing. The vmlinux has symbols but no DWARF, so
+//! untyped kernel variables are cast (`*(unsigned long *)&jiffies`) and `bt` is only
+//! trusted for its innermost frame. Either hart may run a given kernel path, so checks
+//! read the registers of the thread gdb reports as the one that stopped.
 
 mod common;
 
@@ -100,6 +107,17 @@ fn gdb(port: u16, cmds: &[&str]) -> String {
 /// [`gdb`], calling `meanwhile` with gdb's pid on another thread while it runs.
 fn gdb_with(port: u16, cmds: &[&str], meanwhile: impl FnOnce(u32) + Send + 'static) -> String {
     let elf = guest("gdb_target").to_string_lossy().into_owned();
+    gdb_run(&elf, port, cmds, GDB_TIMEOUT, meanwhile)
+}
+
+/// gdb-multiarch in batch mode with symbols from `elf`, killed (failing the test) after `timeout`.
+fn gdb_run(
+    elf: &str,
+    port: u16,
+    cmds: &[&str],
+    timeout: Duration,
+    meanwhile: impl FnOnce(u32) + Send + 'static,
+) -> String {
     let mut args: Vec<String> = ["-batch", "-nx", "-ex", "set architecture riscv:rv64", "-ex", "set pagination off"]
         .iter()
         .map(|s| s.to_string())
@@ -134,11 +152,11 @@ fn gdb_with(port: u16, cmds: &[&str], meanwhile: impl FnOnce(u32) + Send + 'stat
     loop {
         match child.try_wait() {
             Ok(Some(_)) => break,
-            Ok(None) if t0.elapsed() > GDB_TIMEOUT => {
+            Ok(None) if t0.elapsed() > timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
                 let out = out_t.join().unwrap_or_default() + &err_t.join().unwrap_or_default();
-                panic!("gdb timed out after {GDB_TIMEOUT:?}:\n{out}");
+                panic!("gdb timed out after {timeout:?}:\n{out}");
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => panic!("waiting for gdb: {e}"),
@@ -576,62 +594,308 @@ fn freeze_without_a_stub_is_an_error() {
     assert_eq!(bad.stderr.lines().count(), 1, "one line: {}", bad.dump());
 }
 
-/// `break start_kernel` on the shared Linux vmlinux (virtual address, MMU on).
+// ---- Linux: the shared riscv64 vmlinux + Image under OpenSBI (issue 5's acceptance) ----
+
+/// gdb time limit for the Linux scripts (a boot to the late stop points takes ~5-10 s).
+const LINUX_GDB_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Where `-bios default` finds OpenSBI (the same list as `kite`'s `opensbi_candidates`).
+const OPENSBI: [&str; 3] = [
+    "roms/opensbi/fw_dynamic.bin",
+    "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin",
+    "/usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin",
+];
+
+/// Kite booting Linux with the gdb stub, CPUs stopped at the reset vector.
+struct LinuxBoot {
+    kite: Kite,
+    vmlinux: String,
+}
+
+impl LinuxBoot {
+    /// Starts `-smp 2` Linux with `-gdb tcp::PORT -S`, or `None` after a SKIP line when gdb,
+    /// the images or OpenSBI are missing.
+    fn start(test: &str) -> Option<LinuxBoot> {
+        if !have_gdb(test) {
+            return None;
+        }
+        let dir = images_dir().join("riscv64");
+        let (vmlinux, image, initrd) = (dir.join("vmlinux"), dir.join("Image"), dir.join("initramfs.cpio.gz"));
+        if !vmlinux.is_file() || !image.is_file() || !initrd.is_file() {
+            eprintln!(
+                "SKIP {test}: no riscv64/vmlinux + Image + initramfs.cpio.gz under {} (set KITE_IMAGES)",
+                dir.display()
+            );
+            return None;
+        }
+        if !OPENSBI.iter().any(|p| repo_root().join(p).is_file()) {
+            eprintln!("SKIP {test}: no OpenSBI fw_dynamic.bin (install the Debian package 'opensbi')");
+            return None;
+        }
+        let port = free_port();
+        let dev = format!("tcp::{port}");
+        let (img, rd) = (image.to_string_lossy().into_owned(), initrd.to_string_lossy().into_owned());
+        let child = spawn_kite(&[
+            "-M",
+            "virt",
+            "-smp",
+            "2",
+            "-m",
+            "256M",
+            "-nographic",
+            "-bios",
+            "default",
+            "-kernel",
+            &img,
+            "-initrd",
+            &rd,
+            "-append",
+            "console=ttyS0 kite.test=poweroff",
+            "-gdb",
+            &dev,
+            "-S",
+        ]);
+        // From here on, dropping `kite` kills the emulator (timeouts and failed asserts included).
+        let mut kite = Kite { child: Some(child), port };
+        let t0 = Instant::now();
+        while !listening(port) {
+            if let Some(Ok(Some(st))) = kite.child.as_mut().map(|c| c.try_wait()) {
+                let k = kite.child.take().map(|c| wait_with_timeout(c, KITE_TIMEOUT, |_| {}));
+                panic!("kite exited before listening ({st}): {}", k.map(|k| k.dump()).unwrap_or_default());
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "kite does not listen on port {port}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(LinuxBoot { kite, vmlinux: vmlinux.to_string_lossy().into_owned() })
+    }
+
+    /// One gdb session (symbols from vmlinux) running `cmds`.
+    fn gdb(&self, cmds: &[&str]) -> String {
+        gdb_run(&self.vmlinux, self.kite.port, cmds, LINUX_GDB_TIMEOUT, |_| {})
+    }
+}
+
+/// Prints the kernel image's bounds as VAL lines (minimal symbols: no DWARF needed).
+const KERNEL_BOUNDS: [&str; 2] =
+    ["printf \"VAL k_start = 0x%lx\\n\", &_start", "printf \"VAL k_end = 0x%lx\\n\", &_end"];
+
+/// sstatus bits the assertions look at.
+const SSTATUS_SIE: u64 = 1 << 1;
+const SSTATUS_SPP: u64 = 1 << 8;
+const SSTATUS_SUM: u64 = 1 << 18;
+const SSTATUS_UXL: u64 = 3 << 32;
+
+/// satp of a kernel with paging on: Sv39/48/57 mode and a root table in guest RAM (256 MiB).
+fn assert_paging_on(satp: u64, what: &str) {
+    let mode = satp >> 60;
+    assert!(matches!(mode, 8..=10), "{what}: satp {satp:#x} mode {mode} is not Sv39/48/57");
+    let root = (satp & ((1 << 44) - 1)) << 12;
+    assert!((0x8000_0000..0x9000_0000).contains(&root), "{what}: satp {satp:#x} root {root:#x} not in RAM");
+}
+
+/// A stopped hart's pc fits its privilege: the kernel image in S-mode, OpenSBI (in the first
+/// 2 MiB of RAM, below the kernel) in M-mode, the lower half in U-mode.
+fn assert_plausible_pc(out: &str, pc: u64, prv: u64, what: &str) {
+    let (ks, ke) = (val(out, "k_start"), val(out, "k_end"));
+    let ok = match prv {
+        1 => (ks..ke).contains(&pc),
+        3 => (0x8000_0000..0x8020_0000).contains(&pc),
+        0 => pc < 1 << 56,
+        _ => false,
+    };
+    assert!(ok, "{what}: pc {pc:#x} implausible at privilege {prv} (kernel {ks:#x}..{ke:#x}):\n{out}");
+}
+
+/// `x/2i $pc` outputs in order: (this instruction's address, the next one's, the mnemonic).
+fn disassembled_pairs(out: &str) -> Vec<(u64, u64, String)> {
+    let addr = |l: &str| {
+        let hex = l.trim_start_matches("=>").split_whitespace().next().unwrap_or_default();
+        u64::from_str_radix(hex.trim_start_matches("0x").trim_end_matches(':'), 16).ok()
+    };
+    let lines: Vec<&str> = out.lines().collect();
+    let mut pairs = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if !l.starts_with("=> 0x") {
+            continue;
+        }
+        let next = lines.get(i + 1).and_then(|n| addr(n));
+        let mnemonic = l.split('\t').nth(1).unwrap_or_default().to_string();
+        if let (Some(a), Some(b)) = (addr(l), next) {
+            pairs.push((a, b, mnemonic));
+        }
+    }
+    pairs
+}
+
+/// The value gdb printed for register `reg` in `info registers` ("pc  0x... ...").
+fn info_reg(out: &str, reg: &str) -> u64 {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.split_whitespace().next() == Some(reg))
+        .unwrap_or_else(|| panic!("info registers lacks {reg}:\n{out}"));
+    let hex = line.split_whitespace().nth(1).unwrap_or_default().trim_start_matches("0x");
+    u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("bad info registers line {line}"))
+}
+
+/// `break start_kernel` (a virtual address, MMU on), `bt`, the CSRs the kernel has set, then
+/// `stepi` x N through start_kernel's straight-line prologue (2- and 4-byte instructions),
+/// and `kill` ends Kite.
 #[test]
 fn linux_break_start_kernel() {
-    if !have_gdb("linux_break_start_kernel") {
-        return;
+    const STEPS: usize = 8;
+    let Some(boot) = LinuxBoot::start("linux_break_start_kernel") else { return };
+    let mut cmds: Vec<String> = vec![
+        "break start_kernel".into(),
+        "continue".into(),
+        "bt".into(),
+        print_val("pc", "$pc"),
+        print_val("sk", "&start_kernel"),
+        print_val("satp", "$satp"),
+        print_val("sstatus", "$sstatus"),
+        print_val("priv", "$priv"),
+    ];
+    cmds.extend(KERNEL_BOUNDS.iter().map(|c| c.to_string()));
+    for i in 0..STEPS {
+        cmds.extend(["x/2i $pc".into(), "stepi".into(), print_val(&format!("step{i}"), "$pc")]);
     }
-    let dir = images_dir().join("riscv64");
-    let (vmlinux, image) = (dir.join("vmlinux"), dir.join("Image"));
-    if !vmlinux.is_file() || !image.is_file() {
-        eprintln!("SKIP linux_break_start_kernel: no riscv64/vmlinux + Image under {}", dir.display());
-        return;
-    }
-    let port = free_port();
-    let dev = format!("tcp::{port}");
-    let img = image.to_string_lossy().into_owned();
-    let child = spawn_kite(&["-M", "virt", "-nographic", "-m", "256M", "-kernel", &img, "-gdb", &dev, "-S"]);
-    let mut kite = Kite { child: Some(child), port };
-    let t0 = Instant::now();
-    while !listening(port) {
-        if let Some(Ok(Some(st))) = kite.child.as_mut().map(|c| c.try_wait()) {
-            eprintln!("SKIP linux_break_start_kernel: kite exited ({st}); no OpenSBI firmware?");
-            return;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(20), "kite does not listen");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let mut child = Command::new("gdb-multiarch")
-        .args(["-batch", "-nx", "-ex", "set architecture riscv:rv64"])
-        .arg("-ex")
-        .arg(format!("file {}", vmlinux.display()))
-        .arg("-ex")
-        .arg(format!("target remote 127.0.0.1:{port}"))
-        .args(["-ex", "break start_kernel", "-ex", "continue", "-ex", "printf \"VAL pc = 0x%lx\\n\", $pc"])
-        .args(["-ex", "printf \"VAL sk = 0x%lx\\n\", &start_kernel", "-ex", "kill"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gdb");
-    let t0 = Instant::now();
-    while child.try_wait().ok().flatten().is_none() {
-        if t0.elapsed() > Duration::from_secs(90) {
-            let _ = child.kill();
-            let _ = child.wait();
-            eprintln!("SKIP linux_break_start_kernel: the kernel did not reach start_kernel in 90 s");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut out = String::new();
-    let _ = child.stdout.take().map(|mut o| o.read_to_string(&mut out));
-    eprintln!("--- gdb ---\n{out}");
-    if !out.contains("start_kernel") || !out.contains("VAL pc") {
-        eprintln!("SKIP linux_break_start_kernel: gdb did not stop at start_kernel:\n{out}");
-        return;
-    }
+    cmds.push("kill".into());
+    let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
+    let out = boot.gdb(&cmds);
+    let k = boot.kite.wait();
+    assert!(k.status.success(), "kill ends Kite with status 0: {}\n{out}", k.dump());
+
+    assert!(out.contains("hit Breakpoint 1, ") && out.contains(" in start_kernel ()"), "{out}");
     assert_eq!(val(&out, "pc"), val(&out, "sk"), "{out}");
-    drop(kite);
+    // No DWARF: gdb unwinds by prologue analysis; the innermost frame is what it must get right.
+    assert!(out.lines().any(|l| l.starts_with("#0 ") && l.ends_with(" in start_kernel ()")), "bt: {out}");
+    // head.S turned paging on and entered start_kernel in S-mode with interrupts off.
+    assert_eq!(val(&out, "priv"), 1, "S-mode");
+    assert_paging_on(val(&out, "satp"), "start_kernel");
+    let sstatus = val(&out, "sstatus");
+    assert_eq!(sstatus & (SSTATUS_SIE | SSTATUS_SUM), 0, "sstatus {sstatus:#x}: SIE and SUM clear");
+    assert_eq!(sstatus & SSTATUS_UXL, 2 << 32, "sstatus {sstatus:#x}: UXL = 64-bit");
+    assert_plausible_pc(&out, val(&out, "pc"), 1, "start_kernel");
+
+    // Each stepi advances exactly one instruction: to the next line of `x/2i $pc`.
+    let pairs = disassembled_pairs(&out);
+    assert_eq!(pairs.len(), STEPS, "one x/2i per step: {out}");
+    let mut prev = val(&out, "pc");
+    let mut lens = Vec::new();
+    for (i, (at, next, mnemonic)) in pairs.iter().enumerate() {
+        assert_eq!(*at, prev, "step {i} starts where the last ended: {out}");
+        assert!(
+            !matches!(mnemonic.as_str(), "j" | "jal" | "jalr" | "jr" | "ret" | "call" | "tail")
+                && !mnemonic.starts_with('b'),
+            "start_kernel's prologue now has a control transfer ({mnemonic}); step elsewhere: {out}"
+        );
+        let pc = val(&out, &format!("step{i}"));
+        assert_eq!(pc, *next, "stepi {i} over {mnemonic} at {at:#x}: {out}");
+        lens.push(next - at);
+        prev = pc;
+    }
+    assert!(lens.iter().all(|l| *l == 2 || *l == 4), "{lens:?}");
+    assert!(lens.contains(&2) && lens.contains(&4), "both compressed and full-size steps: {lens:?}");
+}
+
+/// One `-smp 2` boot, two gdb sessions. The first stops at start_kernel and detaches; the
+/// second attaches to the running kernel (a plausible pc), `watch`es jiffies until the timer
+/// tick stores to it, `hbreak`s do_sys_openat2 (init's first open, from user space), checks
+/// `info threads` with both harts online and the CSRs of a syscall, and `kill`s Kite.
+#[test]
+fn linux_watch_hbreak_threads_detach_kill() {
+    let Some(boot) = LinuxBoot::start("linux_watch_hbreak_threads_detach_kill") else { return };
+    let out1 = boot.gdb(&["break start_kernel", "continue", "delete", "detach"]);
+    assert!(out1.contains(" in start_kernel ()") && out1.contains("detached"), "{out1}");
+    // OpenSBI's boot-hart lottery may pick either hart; the other waits in the firmware with
+    // the MMU off, where the kernel's virtual addresses mean nothing: work on the boot hart.
+    let boot_thread = out1
+        .lines()
+        .find_map(|l| l.strip_prefix("Thread ")?.strip_suffix(" in start_kernel ()"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("which thread stopped at start_kernel?\n{out1}"))
+        .to_string();
+
+    let online = "*(unsigned long *)&__cpu_online_mask";
+    let mut cmds: Vec<String> = KERNEL_BOUNDS.iter().map(|c| c.to_string()).collect();
+    cmds.extend([
+        print_val("attach_pc", "$pc"),
+        print_val("attach_priv", "$priv"),
+        format!("thread {boot_thread}"),
+        print_val("satp0", "$satp"),
+        // jiffies has no debug type: watch it as the unsigned long it is.
+        "watch *(unsigned long *)&jiffies".into(),
+        "continue".into(),
+        print_val("jiffies_now", "*(unsigned long *)&jiffies"),
+        print_val("w_pc", "$pc"),
+        print_val("w_priv", "$priv"),
+        "delete".into(),
+        "hbreak do_sys_openat2".into(),
+        "continue".into(),
+        // The hart that hit it (either may run init) is the selected thread.
+        print_val("satp", "$satp"),
+        print_val("sstatus", "$sstatus"),
+        print_val("priv", "$priv"),
+        print_val("pc", "$pc"),
+        "info registers".into(),
+        print_val("online", online),
+        "info threads".into(),
+        "thread 1".into(),
+        print_val("t1_hart", "$mhartid"),
+        print_val("t1_pc", "$pc"),
+        print_val("t1_priv", "$priv"),
+        "thread 2".into(),
+        print_val("t2_hart", "$mhartid"),
+        print_val("t2_pc", "$pc"),
+        print_val("t2_priv", "$priv"),
+        "kill".into(),
+    ]);
+    let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
+    let out = boot.gdb(&cmds);
+    let k = boot.kite.wait();
+    assert!(k.status.success(), "kill ends Kite with status 0: {}\n{out}", k.dump());
+
+    // Attaching stopped the kernel mid-boot.
+    assert_plausible_pc(&out, val(&out, "attach_pc"), val(&out, "attach_priv"), "on attach");
+
+    // The timer tick's store to jiffies, reported once it has completed.
+    assert!(out.contains("Hardware watchpoint 1: *(unsigned long *)&jiffies"), "{out}");
+    let num = |key: &str| -> u64 {
+        let l = out.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("no {key}:\n{out}"));
+        l.trim().parse().unwrap_or_else(|_| panic!("bad {key}{l}"))
+    };
+    let (old, new) = (num("Old value = "), num("New value = "));
+    assert!(new > old && new - old < 100, "jiffies {old} -> {new}");
+    assert_eq!(val(&out, "jiffies_now"), new, "the store is done when gdb reports it");
+    assert_eq!(val(&out, "w_priv"), 1);
+    assert_plausible_pc(&out, val(&out, "w_pc"), 1, "after the jiffies store");
+    assert!(
+        ["do_timer ()", "tick_do_update_jiffies64 ()"].iter().any(|f| out.contains(&format!(" in {f}"))),
+        "the store is in the tick code: {out}"
+    );
+
+    // Hardware breakpoint, late in boot: both harts are online and show as two threads.
+    assert!(out.contains("Hardware assisted breakpoint 2 at"), "{out}");
+    assert!(out.contains("Breakpoint 2, ") && out.contains(" in do_sys_openat2 ()"), "{out}");
+    assert_eq!(val(&out, "online"), 0b11, "cpu_online_mask: both harts up");
+    assert!(out.contains("Thread 1.1") && out.contains("Thread 1.2"), "info threads: {out}");
+    assert_eq!(val(&out, "t1_hart"), 0);
+    assert_eq!(val(&out, "t2_hart"), 1);
+    assert_plausible_pc(&out, val(&out, "t1_pc"), val(&out, "t1_priv"), "thread 1");
+    assert_plausible_pc(&out, val(&out, "t2_pc"), val(&out, "t2_priv"), "thread 2");
+    assert!([val(&out, "t1_pc"), val(&out, "t2_pc")].contains(&val(&out, "pc")), "the hitting thread is one of them");
+
+    // A syscall from init: S-mode, entered from U (SPP clear), interrupts back on, SUM clear,
+    // and satp on init's own page table (not the one start_kernel ran on).
+    assert_eq!(val(&out, "priv"), 1);
+    let sstatus = val(&out, "sstatus");
+    assert_eq!(sstatus & (SSTATUS_SPP | SSTATUS_SUM | SSTATUS_SIE), SSTATUS_SIE, "sstatus {sstatus:#x}");
+    let (satp0, satp) = (val(&out, "satp0"), val(&out, "satp"));
+    assert_paging_on(satp, "do_sys_openat2");
+    assert_eq!(satp >> 60, satp0 >> 60, "the same paging mode throughout");
+    assert_ne!(satp & ((1 << 44) - 1), satp0 & ((1 << 44) - 1), "init's page table");
+    // info registers agrees with $pc; the stack is in the kernel half.
+    assert_eq!(info_reg(&out, "pc"), val(&out, "pc"));
+    assert_plausible_pc(&out, info_reg(&out, "pc"), 1, "info registers");
+    assert!(info_reg(&out, "sp") >> 56 == 0xff, "kernel stack: {out}");
 }

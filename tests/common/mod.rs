@@ -282,3 +282,135 @@ pub fn spawn_kite_piped(args: &[&str]) -> Child {
         Err(e) => panic!("cannot start emulator {:?}: {e}", cmd.get_program()),
     }
 }
+
+/// Where `-bios default` finds OpenSBI's `fw_dynamic.bin` (the same order as Kite's).
+pub const LINUX_OPENSBI_PATHS: [&str; 3] = [
+    "roms/opensbi/fw_dynamic.bin",
+    "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin",
+    "/usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin",
+];
+
+/// The riscv64 `Image` and `initramfs.cpio.gz` from [`images_dir`], or `None`
+/// after printing a SKIP line for `test` (no images, or no OpenSBI for Kite).
+pub fn linux_images(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let dir = images_dir().join("riscv64");
+    let (k, i) = (dir.join("Image"), dir.join("initramfs.cpio.gz"));
+    if !k.is_file() || !i.is_file() {
+        eprintln!(
+            "SKIP {test}: no riscv64/Image + initramfs.cpio.gz under {} (set KITE_IMAGES)",
+            images_dir().display()
+        );
+        return None;
+    }
+    let firmware = LINUX_OPENSBI_PATHS.iter().map(|p| repo_root().join(p)).find(|p| p.is_file());
+    if firmware.is_none() && !is_external() {
+        eprintln!("SKIP {test}: no OpenSBI fw_dynamic.bin (install the Debian package 'opensbi')");
+        return None;
+    }
+    Some((k, i))
+}
+
+/// The `virt` Linux boot command line used by the boot tests (2 harts, 256 MiB, OpenSBI).
+pub fn linux_boot_args<'a>(kernel: &'a str, initrd: &'a str, append: &'a str) -> Vec<&'a str> {
+    let fixed = ["-M", "virt", "-smp", "2", "-m", "256M", "-nographic", "-bios", "default"];
+    let mut args = fixed.to_vec();
+    args.extend(["-kernel", kernel, "-initrd", initrd, "-append", append]);
+    args
+}
+
+/// An emulator whose serial console the test drives: stdin is written with
+/// [`Console::send`], stdout is collected by a reader thread. Every wait has a
+/// deadline; on failure the child is killed and the test panics with the
+/// console so far.
+pub struct Console {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Console {
+    /// Starts the emulator (Kite or `KITE_TEST_EMULATOR`) with `args`.
+    pub fn spawn(args: &[&str]) -> Console {
+        let mut child = spawn_kite_piped(args);
+        let stdin = child.stdin.take();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let stdout = child.stdout.take();
+        let reader = thread::spawn(move || {
+            let Some(mut stdout) = stdout else { return };
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&buf[..n]);
+            }
+        });
+        Console { child, stdin, out, reader: Some(reader) }
+    }
+
+    /// Everything the console printed so far, `\r` removed.
+    pub fn text(&self) -> String {
+        let bytes = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&bytes).replace('\r', "")
+    }
+
+    /// Waits until the console (after offset `from` of [`Console::text`])
+    /// shows `needle`; returns the offset just past it.
+    pub fn wait_for(&mut self, needle: &str, from: usize, deadline: Instant) -> usize {
+        loop {
+            let t = self.text();
+            if let Some(p) = t.get(from..).and_then(|s| s.find(needle)) {
+                return from + p + needle.len();
+            }
+            if Instant::now() >= deadline || matches!(self.child.try_wait(), Ok(Some(_))) {
+                let _ = self.child.kill();
+                panic!("no {needle:?} on the console; console so far:\n{t}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Types `line` on the console.
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let ok = match self.stdin.as_mut() {
+            Some(s) => s.write_all(line.as_bytes()).and_then(|_| s.flush()).is_ok(),
+            None => false,
+        };
+        if !ok {
+            let _ = self.child.kill();
+            panic!("cannot write {line:?} to the console; console so far:\n{}", self.text());
+        }
+    }
+
+    /// Closes stdin and waits for the emulator to exit; returns its status,
+    /// stderr and the whole console.
+    pub fn finish(mut self, deadline: Instant) -> (ExitStatus, String, String) {
+        drop(self.stdin.take());
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = self.child.kill();
+                    panic!("the emulator did not exit; console:\n{}", self.text());
+                }
+            }
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let err = drain(self.child.stderr.take()).join().unwrap_or_default();
+        (status, err, self.text())
+    }
+}
+
+impl Drop for Console {
+    /// A failing test must not leave the emulator running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

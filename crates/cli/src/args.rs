@@ -138,7 +138,7 @@ struct RawArgs {
     /// Write log output to FILE instead of stderr
     #[arg(short = 'D', value_name = "FILE", allow_hyphen_values = true)]
     logfile: Option<PathBuf>,
-    /// Accelerator: tcg[,tier=interp|jit]
+    /// Accelerator: tcg[,tier=interp|jit|tiered][,thresh=N]
     #[arg(long, value_name = "ACCEL", allow_hyphen_values = true)]
     accel: Option<String>,
     /// Use KVM (the same as -accel kvm)
@@ -221,6 +221,8 @@ pub struct Config {
     pub debug: DebugItems,
     pub logfile: Option<PathBuf>,
     pub tier: Tier,
+    /// `-accel tcg,thresh=N`: executions before a block is compiled (tiered).
+    pub thresh: u32,
     /// Accelerators to try, in order (`-accel kvm:tcg`); empty = the default choice.
     pub accels: Vec<AccelKind>,
     /// `-device isa-debug-exit,iobase=..,iosize=..`: (iobase, iosize).
@@ -313,7 +315,7 @@ pub enum AccelKind {
     Tcg,
 }
 
-fn parse_accel(s: &str) -> Result<(Vec<AccelKind>, Tier), String> {
+fn parse_accel(s: &str) -> Result<(Vec<AccelKind>, Tier, u32), String> {
     let mut parts = s.split(',');
     let mut kinds = Vec::new();
     for name in parts.next().unwrap_or("").split(':') {
@@ -327,17 +329,25 @@ fn parse_accel(s: &str) -> Result<(Vec<AccelKind>, Tier), String> {
             kinds.push(k);
         }
     }
-    let mut tier = Tier::Jit;
+    let mut tier = Tier::Tiered;
+    let mut thresh = kite_jit::DEFAULT_THRESH;
     for opt in parts {
         match opt.split_once('=') {
             Some(("tier", "interp")) => tier = Tier::Interp,
             Some(("tier", "jit")) => tier = Tier::Jit,
-            Some(("tier", v)) => return Err(format!("invalid tcg tier '{v}' (interp or jit)")),
+            Some(("tier", "tiered")) => tier = Tier::Tiered,
+            Some(("tier", v)) => return Err(format!("invalid tcg tier '{v}' (interp, jit or tiered)")),
+            Some(("thresh", v)) => {
+                thresh = v.parse().map_err(|_| format!("invalid tcg thresh '{v}' (a count, 0..=1000000)"))?;
+                if thresh > 1_000_000 {
+                    return Err(format!("invalid tcg thresh '{v}' (a count, 0..=1000000)"));
+                }
+            }
             Some(("thread", "single")) => {}
-            _ => return Err(format!("unsupported accelerator option '{opt}' (tcg: tier=interp|jit)")),
+            _ => return Err(format!("unsupported accelerator option '{opt}' (tcg: tier=interp|jit|tiered, thresh=N)")),
         }
     }
-    Ok((kinds, tier))
+    Ok((kinds, tier, thresh))
 }
 
 /// `-device` options: only `isa-debug-exit[,iobase=PORT][,iosize=N]` (QEMU's defaults 0x501, 2).
@@ -428,7 +438,8 @@ impl RawArgs {
             Some("") => return Err("-bios needs a file name, 'none' or 'default'".into()),
             Some(f) => Bios::File(PathBuf::from(f)),
         };
-        let mut accel = self.accel.as_deref().map(parse_accel).transpose()?.unwrap_or((Vec::new(), Tier::Jit));
+        let default_accel = (Vec::new(), Tier::Tiered, kite_jit::DEFAULT_THRESH);
+        let mut accel = self.accel.as_deref().map(parse_accel).transpose()?.unwrap_or(default_accel);
         if self.enable_kvm && !accel.0.contains(&AccelKind::Kvm) {
             accel.0.insert(0, AccelKind::Kvm);
         }
@@ -446,6 +457,7 @@ impl RawArgs {
             debug,
             logfile: self.logfile,
             tier: accel.1,
+            thresh: accel.2,
             accels: accel.0,
             debug_exit: parse_devices(&self.device)?,
             no_reboot: self.no_reboot,
@@ -603,7 +615,7 @@ mod tests {
         let c = run(&[]).unwrap();
         assert_eq!(c.ram_size, 128 << 20);
         assert_eq!(c.bios, Bios::Default);
-        assert_eq!(c.tier, Tier::Jit);
+        assert_eq!((c.tier, c.thresh), (Tier::Tiered, kite_jit::DEFAULT_THRESH));
         assert_eq!(c.serial, Serial::Stdio);
         assert_eq!(c.smp, 1);
         assert!(!c.no_reboot);
@@ -618,7 +630,9 @@ mod tests {
             assert_eq!((c.machine, c.dumpdtb), ("virt", Some(PathBuf::from("out.dtb"))), "{m}");
         }
         assert_eq!(run(&["-serial", "none"]).unwrap().serial, Serial::None);
-        assert_eq!(run(&["-accel", "tcg"]).unwrap().tier, Tier::Jit);
+        assert_eq!(run(&["-accel", "tcg"]).unwrap().tier, Tier::Tiered);
+        assert_eq!(run(&["-accel", "tcg,tier=jit"]).unwrap().tier, Tier::Jit);
+        assert_eq!(run(&["-accel", "tcg,thresh=5"]).unwrap().thresh, 5);
         assert_eq!(run(&["-accel", "kvm:tcg"]).unwrap().accels, vec![AccelKind::Kvm, AccelKind::Tcg]);
         assert_eq!(run(&["-enable-kvm"]).unwrap().accels, vec![AccelKind::Kvm]);
         assert!(run(&[]).unwrap().accels.is_empty());
@@ -648,6 +662,8 @@ mod tests {
             (&["-device", "isa-debug-exit,iobase=0xzz"], "invalid value"),
             (&["-device", "isa-debug-exit,iobase=0xffff,iosize=4"], "invalid isa-debug-exit port range"),
             (&["-accel", "tcg,tier=fast"], "invalid tcg tier 'fast'"),
+            (&["-accel", "tcg,thresh=-1"], "invalid tcg thresh '-1'"),
+            (&["-accel", "tcg,thresh=99999999"], "invalid tcg thresh"),
             (&["-smp", "0"], "invalid -smp"),
             (&["-smp", "9"], "at most 8 harts"),
             (&["-M", "virt,dumpdtb="], "unsupported machine option"),

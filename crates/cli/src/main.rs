@@ -197,7 +197,7 @@ fn boot_once(
         let sstc = sstc.clone();
         cpu.set_stimecmp_hook(Arc::new(move |v| sstc.set_compare(v)));
     }
-    let opts = JitOptions { tier: cfg.tier, ..JitOptions::default() };
+    let opts = JitOptions { tier: cfg.tier, thresh: cfg.thresh, ..JitOptions::default() };
     let mut engine =
         Engine::<RiscvCpu>::new(machine.mem.clone(), vm.clone(), opts).context("cannot start the translator")?;
     if let (Some(link), Some(cpu0)) = (gdb, cpus.first()) {

@@ -57,7 +57,7 @@ pub fn run(cfg: &Config) -> Result<i32> {
         cpu.header.pc = m.reset_vector;
         cpu.time = Some(Arc::new(ClockTime(m.clock.clone())));
     }
-    let opts = JitOptions { tier: cfg.tier, ..JitOptions::default() };
+    let opts = JitOptions { tier: cfg.tier, thresh: cfg.thresh, ..JitOptions::default() };
     let mut engine = Engine::<RiscvCpu>::new(m.mem.clone(), vm, opts).context("cannot start the translator")?;
     let code = engine.run_all(&mut cpus);
     Ok(match code {

@@ -163,10 +163,8 @@ struct Shared<C: GuestCpu> {
     nvcpus: std::sync::atomic::AtomicUsize,
     /// Report watchpoints after the access (`CpuRegs::WATCH_AFTER_ACCESS`).
     watch_after: bool,
-    /// A debugger is connected.
+    /// A debugger is connected (cleared by the stub only after its last packet is sent).
     session: AtomicBool,
-    /// The stub has seen the VM exit (and told gdb).
-    exit_seen: AtomicBool,
     /// The current machine's control (replaced when a reset rebuilds the machine).
     vm: Mutex<Arc<VmControl>>,
 }
@@ -213,7 +211,6 @@ impl<C: GuestCpu + CpuRegs> DebugLink<C> {
                 nvcpus: std::sync::atomic::AtomicUsize::new(1),
                 watch_after: C::WATCH_AFTER_ACCESS,
                 session: AtomicBool::new(false),
-                exit_seen: AtomicBool::new(false),
                 vm: Mutex::new(vm),
             }),
         }
@@ -222,13 +219,12 @@ impl<C: GuestCpu + CpuRegs> DebugLink<C> {
 
 impl<C: GuestCpu> DebugLink<C> {
     /// The machine has ended: give a connected debugger up to `timeout` to be told
-    /// (gdb then prints the exit status instead of "connection closed").
+    /// (gdb then prints the exit status instead of "connection closed"). Waits for the
+    /// session to end, not merely for the stub to notice the exit: the stub still has to
+    /// write the exit packet, and returning earlier lets the process exit first.
     pub fn finish(&self, timeout: Duration) {
         let t0 = std::time::Instant::now();
-        while self.shared.session.load(Ordering::SeqCst)
-            && !self.shared.exit_seen.load(Ordering::SeqCst)
-            && t0.elapsed() < timeout
-        {
+        while self.shared.session.load(Ordering::SeqCst) && t0.elapsed() < timeout {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -329,7 +325,6 @@ impl<C: GuestCpu + CpuRegs> DebugTarget for DebugLink<C> {
                 return Some(e);
             }
             if let Some(ExitCode::Exit(code)) = self.shared.vm().exit_requested() {
-                self.shared.exit_seen.store(true, Ordering::SeqCst);
                 return Some(StopEvent::Exited(code));
             }
             let left = timeout.saturating_sub(t0.elapsed());

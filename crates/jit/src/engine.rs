@@ -7,6 +7,15 @@
 //! returned. The interpreter tier uses the same loop with blocks run by
 //! [`kite_ir::interp::run`].
 //!
+//! Tiering ([`Tier::Tiered`]): a new TB is only translated to IR and interpreted; every
+//! dispatcher entry heats it, and at [`JitOptions::thresh`] it is compiled in place
+//! ([`Engine::tier_up`]) under the same id. Interpreted TBs are never chain targets
+//! (`TbCache::link` wants native code), so every entry into one passes the dispatcher and
+//! is counted; chain slots that point at it get linked on the first exit after tier-up.
+//!
+//! Instruction fetch on a jump-cache miss goes through the per-vCPU fetch TLB
+//! ([`Engine::code_phys`]) before walking page tables.
+//!
 //! Aliasing: generated code and the slow path reach the CPU and the engine context through
 //! raw pointers, so the loop keeps only raw pointers across a TB run and re-borrows briefly
 //! between runs.
@@ -20,6 +29,7 @@ use kite_core::guest::{FaultKind, TbLimits};
 use kite_core::{ExitCode, Fault, GuestCpu, PhysMemory, VmControl};
 use kite_ir::state::{flush, status, MMU_MODES, PAGE_MASK, PAGE_SIZE};
 use kite_ir::{interp, Access, Block, Builder, Exit, Inst};
+use kite_memory::Hit;
 use kite_memory::PhysMap;
 
 use crate::codecache::CodeCache;
@@ -49,6 +59,9 @@ pub(crate) struct Ctx<C> {
     pub dbg: debug::DebugState,
     _cpu: std::marker::PhantomData<fn(C)>,
 }
+
+/// A compiled TB: its host code and chain slots.
+type Compiled = (*const u8, Box<[ChainSlot]>);
 
 type Trampoline = unsafe extern "C" fn(cpu: *mut u8, code: *const u8) -> u64;
 
@@ -121,7 +134,7 @@ impl<C: GuestCpu> Engine<C> {
     pub fn new(mem: Arc<PhysMap>, vm: Arc<VmControl>, opts: JitOptions) -> Result<Self, JitError> {
         let native = match opts.tier {
             Tier::Interp => None,
-            Tier::Jit => {
+            Tier::Jit | Tier::Tiered => {
                 let mut cg = Codegen::new(opts.verify)?;
                 let mut cache = CodeCache::new(opts.code_cache_bytes)?;
                 let code = cg.trampoline().map_err(JitError::Trampoline)?;
@@ -299,9 +312,83 @@ impl<C: GuestCpu> Engine<C> {
         cpu.take_exception();
     }
 
-    /// Find or make the TB for the current pc and flags. `None` if fetching raised an
-    /// exception (already taken) or translation failed (the VM was asked to exit).
+    /// Find or make the TB for the current pc and flags, compiling it if it just got hot.
+    /// `None` if fetching raised an exception (already taken) or translation failed (the
+    /// VM was asked to exit).
     fn find_tb(&mut self, cpu_ptr: *mut C) -> Option<TbId> {
+        let id = self.find_tb_any(cpu_ptr)?;
+        if self.opts.tier != Tier::Tiered {
+            return Some(id);
+        }
+        match self.tier_up(id) {
+            Ok(()) => Some(id),
+            Err(()) => {
+                // The code cache is full: start over; the block is translated afresh
+                // (interpreted, cold) below.
+                self.full_flush();
+                self.find_tb_any(cpu_ptr)
+            }
+        }
+    }
+
+    /// Heat an interpreted TB and compile it at the threshold. `Err(())`: the code cache
+    /// is full (the TB is left interpreted).
+    fn tier_up(&mut self, id: TbId) -> Result<(), ()> {
+        let thresh = self.opts.thresh;
+        let Some(tb) = self.ctx().tbs.get_mut(id) else {
+            return Ok(());
+        };
+        let Exec::Interp(block) = &tb.exec else {
+            return Ok(());
+        };
+        tb.heat = tb.heat.saturating_add(1);
+        if tb.heat < thresh || tb.heat == u32::MAX {
+            return Ok(());
+        }
+        let (block, mmu) = (block.clone(), tb.mmu);
+        match self.compile_native(&block, id, mmu)? {
+            Some((code, slots)) => {
+                let ctx = self.ctx();
+                ctx.tbs.promote(id, code, slots);
+                ctx.stats.tbs_promoted += 1;
+                ctx.stats.tbs_compiled += 1;
+            }
+            None => {
+                // Compile error (logged): never try again.
+                self.ctx().stats.compile_fallbacks += 1;
+                if let Some(tb) = self.ctx().tbs.get_mut(id) {
+                    tb.heat = u32::MAX;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The physical address of instruction fetch `va` (through the fetch TLB, filling it
+    /// for whole, cacheable RAM pages after a page walk).
+    fn code_phys(&mut self, cpu: &mut C, va: u64, flags: u32, mmu: usize) -> Result<u64, Fault> {
+        let vpage = va & PAGE_MASK;
+        let ctx = self.ctx();
+        if let Some(ppage) = ctx.tbs.itlb_probe(vpage, flags) {
+            ctx.stats.itlb_hits += 1;
+            return Ok(ppage | (va & !PAGE_MASK));
+        }
+        ctx.stats.itlb_misses += 1;
+        let mem = ctx.mem.clone();
+        let p = cpu.translate_addr(va, Access::Exec, mmu, &*mem)?;
+        let ppage = p & PAGE_MASK;
+        if let Some(Hit::Ram { ram, .. }) = mem.lookup(p) {
+            // Only whole RAM pages (a region ending mid-page must keep faulting beyond it).
+            let whole = ram.base() <= ppage && ppage + PAGE_SIZE <= ram.base() + ram.size();
+            if whole && cpu.tlb_cacheable(p, mmu) {
+                self.ctx().tbs.itlb_set(vpage, flags, ppage);
+            }
+        }
+        Ok(p)
+    }
+
+    /// [`Engine::find_tb`] without tier-up.
+    fn find_tb_any(&mut self, cpu_ptr: *mut C) -> Option<TbId> {
         // SAFETY: no TB is running.
         let cpu = unsafe { &mut *cpu_ptr };
         let pc = cpu.header().pc;
@@ -314,7 +401,7 @@ impl<C: GuestCpu> Engine<C> {
         ctx.stats.jump_cache_misses += 1;
         let mmu = cpu.mmu_index(flags).min(MMU_MODES - 1);
         let mem = ctx.mem.clone();
-        let phys = match cpu.translate_addr(pc, Access::Exec, mmu, &*mem) {
+        let phys = match self.code_phys(cpu, pc, flags, mmu) {
             Ok(p) => p,
             Err(f) => {
                 self.raise(cpu, f.cause, f.tval);
@@ -333,7 +420,7 @@ impl<C: GuestCpu> Engine<C> {
                 None => true,
                 Some(p2) => {
                     let next = (pc & PAGE_MASK).wrapping_add(PAGE_SIZE);
-                    matches!(cpu.translate_addr(next, Access::Exec, mmu, &*mem), Ok(p) if p & PAGE_MASK == p2)
+                    matches!(self.code_phys(cpu, next, flags, mmu), Ok(p) if p & PAGE_MASK == p2)
                 }
             };
             if ok {
@@ -357,10 +444,10 @@ impl<C: GuestCpu> Engine<C> {
         mem: &PhysMap,
         may_flush: bool,
     ) -> Option<TbId> {
-        let t0 = Instant::now();
         if let Some(r) = self.debug_bp_tb(cpu, pc, flags, phys, mmu) {
             return r;
         }
+        let t0 = Instant::now();
         let max = if self.opts.single_step { 1 } else { MAX_INSNS };
         let limits = TbLimits { max_insns: self.debug_max_insns(cpu, pc, flags, mmu, max) };
         // The code bytes: the rest of pc's page, and (only if an instruction crosses into
@@ -415,6 +502,10 @@ impl<C: GuestCpu> Engine<C> {
             }
             break;
         }
+        let dt = t0.elapsed().as_nanos() as u64;
+        let stats = &mut self.ctx().stats;
+        stats.translate_ns_total += dt;
+        stats.tbs_translated += 1;
         if let Err(e) = block.validate() {
             log::error!("frontend produced an invalid block at pc {pc:#x}: {e}\n{block}");
             self.vm.request_exit(ExitCode::Exit(1));
@@ -433,10 +524,7 @@ impl<C: GuestCpu> Engine<C> {
         }
         match self.install(cpu, block, phys, page2, flags, mmu) {
             Ok(id) => {
-                let dt = t0.elapsed().as_nanos() as u64;
-                let ctx = self.ctx();
-                ctx.stats.compile_ns_total += dt;
-                ctx.tbs.jc_set(pc, flags, id);
+                self.ctx().tbs.jc_set(pc, flags, id);
                 log::debug!("TB {pc:#x} (phys {phys:#x}) translated in {:.1} us", dt as f64 / 1000.0);
                 Some(id)
             }
@@ -480,6 +568,53 @@ impl<C: GuestCpu> Engine<C> {
         log::info!(target: "in_asm", "IN: {:#x}\n{text}", block.pc);
     }
 
+    /// Compile `block` (the TB that has or will get id `id`) into the code cache.
+    /// `Ok(None)`: Cranelift failed (a Kite bug, logged); `Err(())`: the cache is full.
+    fn compile_native(&mut self, block: &Block, id: TbId, mmu: usize) -> Result<Option<Compiled>, ()> {
+        let t0 = Instant::now();
+        let ctx_ptr = self.ctx.as_ptr();
+        // SAFETY: the context is boxed and outlives the engine's code; only the address
+        // of the field is taken here.
+        let jc_base = unsafe { std::ptr::addr_of!((*ctx_ptr).tbs.jc_base) } as u64;
+        let inline_jc = !self.opts.single_step;
+        let Some(n) = self.native.as_mut() else {
+            return Ok(None);
+        };
+        let ngoto = block.insts.iter().filter(|i| matches!(i, Inst::Exit(Exit::Goto(_)))).count();
+        let slots = TbCache::new_slots(id, ngoto);
+        let addrs: Vec<u64> = slots.iter().map(|s| s as *const ChainSlot as u64).collect();
+        let spec = TbSpec {
+            block,
+            mmu,
+            tb: id,
+            slots: &addrs,
+            ctx: ctx_ptr as u64,
+            slow: slow_access::<C> as unsafe extern "C" fn(*mut Ctx<C>, *mut u8, u64, u64, u64) -> u64 as usize as u64,
+            jc_base: if inline_jc { Some(jc_base) } else { None },
+        };
+        // A Cranelift panic is a Kite bug, not the guest's: contain it and fall back
+        // to the interpreter for this block.
+        let cg = &mut n.cg;
+        let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cg.compile(&spec).map(|c| c.to_vec())))
+            .unwrap_or_else(|_| Err("Cranelift panicked".into()));
+        let r = match compiled {
+            Ok(code) => match n.cache.add(&code) {
+                Ok(Some(p)) => Some((p, slots)),
+                Ok(None) => return Err(()),
+                Err(e) => {
+                    log::error!("code cache: {e}");
+                    None
+                }
+            },
+            Err(e) => {
+                log::error!("Cranelift failed on the block at {:#x} (a Kite bug): {e}\n{block}", block.pc);
+                None
+            }
+        };
+        self.ctx().stats.compile_ns_total += t0.elapsed().as_nanos() as u64;
+        Ok(r)
+    }
+
     /// Compile (or keep for the interpreter) `block` and add it to the TB cache.
     /// `Err(())` means the code cache is full.
     pub(crate) fn install(
@@ -491,39 +626,26 @@ impl<C: GuestCpu> Engine<C> {
         flags: u32,
         mmu: usize,
     ) -> Result<TbId, ()> {
-        let ctx_ptr = self.ctx.as_ptr();
         let id = self.ctx().tbs.next_id();
-        let ngoto = block.insts.iter().filter(|i| matches!(i, Inst::Exit(Exit::Goto(_)))).count();
         let mut exec = None;
         let mut slots = TbCache::new_slots(id, 0);
-        if let Some(n) = self.native.as_mut() {
-            slots = TbCache::new_slots(id, ngoto);
-            let addrs: Vec<u64> = slots.iter().map(|s| s as *const ChainSlot as u64).collect();
-            let spec = TbSpec {
-                block: &block,
-                mmu,
-                tb: id,
-                slots: &addrs,
-                ctx: ctx_ptr as u64,
-                slow: slow_access::<C> as unsafe extern "C" fn(*mut Ctx<C>, *mut u8, u64, u64, u64) -> u64 as usize
-                    as u64,
-            };
-            // A Cranelift panic is a Kite bug, not the guest's: contain it and fall back
-            // to the interpreter for this block.
-            let cg = &mut n.cg;
-            let compiled =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cg.compile(&spec).map(|c| c.to_vec())))
-                    .unwrap_or_else(|_| Err("Cranelift panicked".into()));
-            match compiled {
-                Ok(code) => match n.cache.add(&code) {
-                    Ok(Some(p)) => exec = Some(Exec::Native(p)),
-                    Ok(None) => return Err(()),
-                    Err(e) => log::error!("code cache: {e}"),
-                },
-                Err(e) => log::error!("Cranelift failed on the block at {:#x} (a Kite bug): {e}\n{block}", block.pc),
+        // Tiered: cold blocks start interpreted (thresh 0 compiles at once, like Jit).
+        let compile = match self.opts.tier {
+            Tier::Interp => false,
+            Tier::Jit => true,
+            Tier::Tiered => self.opts.thresh == 0,
+        };
+        let mut failed = false;
+        if compile {
+            match self.compile_native(&block, id, mmu)? {
+                Some((p, s)) => {
+                    exec = Some(Exec::Native(p));
+                    slots = s;
+                }
+                None => failed = true,
             }
         }
-        let has_native = self.native.is_some();
+        let (vpc, size) = (block.pc, block.size);
         let stats = &mut self.ctx().stats;
         let exec = match exec {
             Some(e) => {
@@ -531,14 +653,17 @@ impl<C: GuestCpu> Engine<C> {
                 e
             }
             None => {
-                if has_native {
+                if failed {
                     stats.compile_fallbacks += 1;
                 }
                 stats.tbs_interp += 1;
-                Exec::Interp(Arc::new(block.clone()))
+                Exec::Interp(Arc::new(block))
             }
         };
-        let tb = Tb { vpc: block.pc, flags, mmu, phys_pc: phys, phys_page2: page2, exec, slots, incoming: Vec::new() };
+        // A block that failed to compile never tiers up (heat saturated).
+        let heat = if failed { u32::MAX } else { 0 };
+        let tb =
+            Tb { vpc, flags, mmu, phys_pc: phys, phys_page2: page2, size, exec, slots, incoming: Vec::new(), heat };
         let (got, new_page) = self.ctx().tbs.insert(tb);
         debug_assert_eq!(got, id);
         if new_page {

@@ -22,9 +22,12 @@
 //!   until then.
 //! - The host is assumed little-endian with a coherent instruction cache (x86-64); other
 //!   hosts need an icache flush after code is written.
-//! - Two tiers: [`Tier::Interp`] runs blocks through [`kite_ir::interp`] with the same
-//!   softmmu code (the reference for differential tests), [`Tier::Jit`] compiles them. A
-//!   block that fails to compile (a Kite bug) is logged and run by the interpreter.
+//! - Two executors: [`Tier::Interp`] runs blocks through [`kite_ir::interp`] with the same
+//!   softmmu code (the reference for differential tests), [`Tier::Jit`] compiles them at
+//!   first sight, and [`Tier::Tiered`] (the default) interprets a block until it has been
+//!   dispatched [`JitOptions::thresh`] times and then compiles it in place (same TB id, so
+//!   jump-cache entries, invalidation and chain bookkeeping stay valid). A block that
+//!   fails to compile (a Kite bug) is logged and run by the interpreter.
 
 mod codecache;
 mod codegen;
@@ -44,9 +47,15 @@ pub use engine::Engine;
 pub enum Tier {
     /// Blocks run through the reference IR interpreter (slow; the differential-test reference).
     Interp,
-    /// Blocks are compiled to native code with Cranelift.
+    /// Blocks are compiled to native code with Cranelift when first translated.
     Jit,
+    /// Blocks start in the interpreter and are compiled once hot ([`JitOptions::thresh`]).
+    Tiered,
 }
+
+/// Default [`JitOptions::thresh`]: picked by measurement on the Linux boot (see
+/// `docs/performance.md`).
+pub const DEFAULT_THRESH: u32 = 128;
 
 /// Accelerator options.
 #[derive(Clone, Debug)]
@@ -58,11 +67,20 @@ pub struct JitOptions {
     pub code_cache_bytes: usize,
     /// Run the Cranelift verifier on every function (slow; on by default in debug builds).
     pub verify: bool,
+    /// [`Tier::Tiered`]: dispatcher entries of an interpreted block before it is compiled
+    /// (0 compiles at first sight, like [`Tier::Jit`]).
+    pub thresh: u32,
 }
 
 impl Default for JitOptions {
     fn default() -> Self {
-        JitOptions { tier: Tier::Jit, single_step: false, code_cache_bytes: 64 << 20, verify: cfg!(debug_assertions) }
+        JitOptions {
+            tier: Tier::Tiered,
+            single_step: false,
+            code_cache_bytes: 64 << 20,
+            verify: cfg!(debug_assertions),
+            thresh: DEFAULT_THRESH,
+        }
     }
 }
 
@@ -97,12 +115,23 @@ pub struct ExitStats {
 pub struct Stats {
     /// Blocks compiled to native code.
     pub tbs_compiled: u64,
-    /// Blocks translated for the interpreter tier (including compile-error fallbacks).
+    /// Blocks translated for the interpreter tier (including compile-error fallbacks and
+    /// cold blocks of [`Tier::Tiered`]).
     pub tbs_interp: u64,
+    /// Interpreted blocks compiled once hot ([`Tier::Tiered`]; also counted in `tbs_compiled`).
+    pub tbs_promoted: u64,
     /// Blocks that failed to compile and fell back to the interpreter (Kite bugs).
     pub compile_fallbacks: u64,
-    /// Total time spent in frontend + Cranelift for compiled blocks.
+    /// Time spent in Cranelift (and copying into the code cache) for compiled blocks.
     pub compile_ns_total: u64,
+    /// Time spent in the frontend (guest code -> IR) for every translated block.
+    pub translate_ns_total: u64,
+    /// Blocks translated by the frontend (every tier).
+    pub tbs_translated: u64,
+    /// Instruction-fetch translations served by the per-vCPU fetch TLB (no page walk).
+    pub itlb_hits: u64,
+    /// Instruction-fetch translations that walked the page tables.
+    pub itlb_misses: u64,
     /// Chain slots linked (a later execution of that exit jumps straight to the next TB).
     pub chains_linked: u64,
     /// TB entries made by the dispatcher (everything else entered through a chain).
@@ -129,6 +158,15 @@ impl Stats {
             0.0
         } else {
             self.compile_ns_total as f64 / self.tbs_compiled as f64 / 1000.0
+        }
+    }
+
+    /// Average frontend (guest -> IR) time per translated TB, in microseconds.
+    pub fn avg_translate_us(&self) -> f64 {
+        if self.tbs_translated == 0 {
+            0.0
+        } else {
+            self.translate_ns_total as f64 / self.tbs_translated as f64 / 1000.0
         }
     }
 }

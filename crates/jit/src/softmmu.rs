@@ -6,8 +6,9 @@
 //! [`PhysMap`], fills the TLB for RAM pages, performs the access, and on a fault records
 //! `status`/`cause`/`tval` in the header for the generated code to act on.
 //!
-//! A store to a page holding translated code invalidates that page's TBs first; if the
-//! running TB was among them the header status becomes `LOOKUP` so the block exits right
+//! A store to a page holding translated code first invalidates the TBs whose code it
+//! overlaps (the page's TLB write entries keep the CODE flag while any TB remains); if
+//! the running TB was among them the header status becomes `LOOKUP` so the block exits right
 //! after the store.
 //!
 //! `info` (the constant passed by generated code) packs: bits 0-6 `MemOp::encode`,
@@ -144,7 +145,7 @@ fn single<C: GuestCpu>(
         Some(Hit::Ram { ptr, left, ram }) if left >= n => {
             let ppage = paddr & PAGE_MASK;
             if kind == Access::Write && ctx.tbs.is_code_page(ppage) {
-                let (k, hit_cur) = ctx.tbs.invalidate_page(ppage, cur);
+                let (k, hit_cur) = ctx.tbs.invalidate_range(ppage, paddr, paddr + n, cur);
                 ctx.stats.tbs_invalidated += k;
                 if hit_cur {
                     cpu.header_mut().status = status::LOOKUP;

@@ -12,9 +12,21 @@
 //!   TLB flush; same-page links stay valid because the source TB was itself found through
 //!   the current mapping.
 //! - `pages` maps each physical page holding code to its TBs; a store to such a page
-//!   invalidates them all and drops the page from the set.
+//!   invalidates the TBs whose guest code bytes it overlaps ([`TbCache::invalidate_range`]);
+//!   the page leaves the set when its last TB goes. Data that shares a page with code
+//!   (small bare-metal programs) then costs a slow-path store, not a retranslation.
 //! - Invalidated TBs keep their chain slots (moved to `graveyard`) until a full flush,
 //!   because the generated code that references them may still be the one running.
+//! - Jump-cache entries carry the TB's host code address (0 for interpreted TBs) so
+//!   generated code can probe the cache inline on an indirect exit; the address of the
+//!   current vCPU's entry array is published in [`TbCache::jc_base`], a field at a fixed
+//!   address, and must be re-published whenever the array is swapped.
+//! - The per-vCPU fetch TLB ([`JumpCache::itlb`]) maps (virtual page, flags) to a
+//!   physical page so a jump-cache miss skips the page walk. It is keyed by the TB flags
+//!   (which hold the privilege level) rather than stored in the softmmu TLB's
+//!   `addr_code` tags, because a data MMU index does not determine the fetch mode (RISC-V
+//!   MPRV). It depends on the mapping exactly as the jump cache does, so it is cleared
+//!   at the same TLB flushes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,20 +68,51 @@ pub(crate) struct Tb {
     pub phys_pc: u64,
     /// Physical address of the second page, for a block whose last instruction crosses a page.
     pub phys_page2: Option<u64>,
+    /// Bytes of guest code (from `phys_pc`, continuing at `phys_page2` past the page end).
+    pub size: u32,
     pub exec: Exec,
     pub slots: Box<[ChainSlot]>,
     /// Slots of other TBs linked to this one: (source TB, slot index).
     pub incoming: Vec<(TbId, u32)>,
+    /// Dispatcher entries while interpreted ([`crate::Tier::Tiered`] compiles at the threshold).
+    pub heat: u32,
 }
 
+/// One jump-cache entry. Layout is read by generated code (see the `JC_*` offsets).
+#[repr(C)]
 #[derive(Clone, Copy, Debug)]
-struct JcEntry {
+pub(crate) struct JcEntry {
     pc: u64,
+    /// Host code of `tb`, or 0 when it is interpreted (generated code then misses).
+    code: u64,
     flags: u32,
     tb: TbId,
 }
 
-const JC_EMPTY: JcEntry = JcEntry { pc: 0, flags: 0, tb: NO_TB };
+/// Offsets of [`JcEntry`] fields and its size, for generated code.
+pub(crate) const JC_PC: i32 = 0;
+pub(crate) const JC_CODE: i32 = 8;
+pub(crate) const JC_FLAGS: i32 = 16;
+pub(crate) const JC_ENTRY_SIZE: i64 = 24;
+/// Hash shifts of [`jc_index`] (generated code computes the same index).
+pub(crate) const JC_SHIFT_A: i64 = 1;
+pub(crate) const JC_SHIFT_B: i64 = 13;
+
+const JC_EMPTY: JcEntry = JcEntry { pc: 0, code: 0, flags: 0, tb: NO_TB };
+
+/// Fetch-TLB size (entries, power of two).
+const ITLB_SIZE: usize = 256;
+
+/// One fetch-TLB entry: (virtual page, flags) -> physical page. `vpage` is never page
+/// aligned when empty.
+#[derive(Clone, Copy, Debug)]
+struct ItlbEntry {
+    vpage: u64,
+    flags: u32,
+    ppage: u64,
+}
+
+const ITLB_EMPTY: ItlbEntry = ItlbEntry { vpage: 1, flags: 0, ppage: 0 };
 
 /// A vCPU's jump cache: virtual (pc, flags) -> TB. `epoch` is the TB cache's
 /// invalidation epoch its entries are valid for; a cache swapped in from a vCPU that
@@ -78,11 +121,17 @@ const JC_EMPTY: JcEntry = JcEntry { pc: 0, flags: 0, tb: NO_TB };
 pub(crate) struct JumpCache {
     entries: Box<[JcEntry]>,
     epoch: u64,
+    /// The vCPU's fetch TLB (see the module note).
+    itlb: Box<[ItlbEntry]>,
 }
 
 impl JumpCache {
     pub(crate) fn new() -> JumpCache {
-        JumpCache { entries: vec![JC_EMPTY; JC_SIZE].into_boxed_slice(), epoch: 0 }
+        JumpCache {
+            entries: vec![JC_EMPTY; JC_SIZE].into_boxed_slice(),
+            epoch: 0,
+            itlb: vec![ITLB_EMPTY; ITLB_SIZE].into_boxed_slice(),
+        }
     }
 }
 
@@ -97,6 +146,9 @@ pub(crate) struct TbCache {
     map: HashMap<(u64, u64, u32), TbId>,
     pages: HashMap<u64, Vec<TbId>>,
     jc: JumpCache,
+    /// Address of `jc.entries[0]`, read by generated code on indirect exits; kept at a
+    /// fixed address (the context is boxed) and updated whenever `jc` is swapped.
+    pub jc_base: u64,
     /// Bumped on every invalidation and full clear (see [`JumpCache`]).
     epoch: u64,
     fragile: Vec<(TbId, u32, TbId)>,
@@ -104,17 +156,35 @@ pub(crate) struct TbCache {
 }
 
 fn jc_index(pc: u64) -> usize {
-    ((pc >> 1) ^ (pc >> 13)) as usize & (JC_SIZE - 1)
+    ((pc >> JC_SHIFT_A) ^ (pc >> JC_SHIFT_B)) as usize & (JC_SIZE - 1)
+}
+
+fn itlb_index(vpage: u64) -> usize {
+    (vpage >> kite_ir::state::PAGE_BITS) as usize & (ITLB_SIZE - 1)
+}
+
+impl Tb {
+    /// Whether this TB's code bytes on physical page `page` overlap `[lo, hi)`.
+    fn overlaps(&self, page: u64, lo: u64, hi: u64) -> bool {
+        let start = self.phys_pc;
+        let first_end = ((start & PAGE_MASK) + kite_ir::state::PAGE_SIZE).min(start + self.size as u64);
+        let in_first = start & PAGE_MASK == page && start < hi && lo < first_end;
+        let rest = (start + self.size as u64).saturating_sub(first_end);
+        let in_second = self.phys_page2.is_some_and(|p2| p2 == page && rest > 0 && p2 < hi && lo < p2 + rest);
+        in_first || in_second
+    }
 }
 
 impl TbCache {
     pub(crate) fn new() -> TbCache {
+        let jc = JumpCache::new();
         TbCache {
             slab: Vec::new(),
             free: Vec::new(),
             map: HashMap::new(),
             pages: HashMap::new(),
-            jc: JumpCache::new(),
+            jc_base: jc.entries.as_ptr() as u64,
+            jc,
             epoch: 0,
             fragile: Vec::new(),
             graveyard: Vec::new(),
@@ -123,6 +193,36 @@ impl TbCache {
 
     pub(crate) fn get(&self, id: TbId) -> Option<&Tb> {
         self.slab.get(id as usize).and_then(|t| t.as_ref())
+    }
+
+    pub(crate) fn get_mut(&mut self, id: TbId) -> Option<&mut Tb> {
+        self.slab.get_mut(id as usize).and_then(|t| t.as_mut())
+    }
+
+    /// An interpreted TB got native code (tier-up): publish it and its chain slots.
+    /// Jump-cache entries for it learn the code address so inline probes hit.
+    pub(crate) fn promote(&mut self, id: TbId, code: *const u8, slots: Box<[ChainSlot]>) {
+        let Some(tb) = self.get_mut(id) else {
+            return;
+        };
+        tb.exec = Exec::Native(code);
+        // The interpreted TB had no slots, so nothing references the old (empty) box.
+        tb.slots = slots;
+        for e in self.jc.entries.iter_mut() {
+            if e.tb == id {
+                e.code = code as u64;
+            }
+        }
+    }
+
+    /// Fetch-TLB lookup: the physical page of `vpage` under `flags`, if cached.
+    pub(crate) fn itlb_probe(&self, vpage: u64, flags: u32) -> Option<u64> {
+        let e = self.jc.itlb[itlb_index(vpage)];
+        (e.vpage == vpage && e.flags == flags).then_some(e.ppage)
+    }
+
+    pub(crate) fn itlb_set(&mut self, vpage: u64, flags: u32, ppage: u64) {
+        self.jc.itlb[itlb_index(vpage)] = ItlbEntry { vpage, flags, ppage };
     }
 
     /// The id the next [`TbCache::insert`] will use (generated code embeds it).
@@ -175,14 +275,20 @@ impl TbCache {
     }
 
     pub(crate) fn jc_set(&mut self, pc: u64, flags: u32, tb: TbId) {
-        self.jc.entries[jc_index(pc)] = JcEntry { pc, flags, tb };
+        let code = match self.get(tb).map(|t| &t.exec) {
+            Some(Exec::Native(p)) => *p as u64,
+            _ => 0,
+        };
+        self.jc.entries[jc_index(pc)] = JcEntry { pc, code, flags, tb };
     }
 
     /// Exchange the current jump cache with `other` (another vCPU's); the incoming one
     /// is cleared if TBs were invalidated since it was current.
     pub(crate) fn swap_jump_cache(&mut self, other: &mut JumpCache) {
         std::mem::swap(&mut self.jc, other);
+        self.jc_base = self.jc.entries.as_ptr() as u64;
         if self.jc.epoch != self.epoch {
+            // Only TB ids went stale; the fetch TLB depends on the mapping alone.
             self.jc.entries.fill(JC_EMPTY);
             self.jc.epoch = self.epoch;
         }
@@ -196,6 +302,7 @@ impl TbCache {
     /// mapping.
     pub(crate) fn on_tlb_flush(&mut self) {
         self.jc.entries.fill(JC_EMPTY);
+        self.jc.itlb.fill(ITLB_EMPTY);
         for (src, idx, dst) in std::mem::take(&mut self.fragile) {
             self.unlink(src, idx, dst);
         }
@@ -243,6 +350,25 @@ impl TbCache {
         let mut hit_current = false;
         let mut n = 0;
         for id in list {
+            if self.invalidate(id) {
+                n += 1;
+                hit_current |= id == current;
+            }
+        }
+        (n, hit_current)
+    }
+
+    /// Invalidate the TBs on physical page `page` whose code overlaps the physical bytes
+    /// `[lo, hi)` (within that page); returns how many and whether `current` was among them.
+    pub(crate) fn invalidate_range(&mut self, page: u64, lo: u64, hi: u64, current: TbId) -> (u64, bool) {
+        let Some(list) = self.pages.get(&page) else {
+            return (0, false);
+        };
+        let hits: Vec<TbId> =
+            list.iter().copied().filter(|&id| self.get(id).is_some_and(|t| t.overlaps(page, lo, hi))).collect();
+        let mut hit_current = false;
+        let mut n = 0;
+        for id in hits {
             if self.invalidate(id) {
                 n += 1;
                 hit_current |= id == current;
@@ -324,9 +450,11 @@ mod tests {
             mmu: 0,
             phys_pc: pc,
             phys_page2: None,
+            size: 16,
             exec: Exec::Native(code as *const u8),
             slots: TbCache::new_slots(owner, nslots),
             incoming: Vec::new(),
+            heat: 0,
         }
     }
 
@@ -356,6 +484,62 @@ mod tests {
         assert!(c.link(e, 0, d, true));
         c.on_tlb_flush();
         assert_eq!(c.get(e).unwrap().slots[0].target.load(Ordering::Relaxed), 0, "fragile link cut");
+    }
+
+    #[test]
+    fn fetch_tlb_is_keyed_by_flags_and_cleared_with_the_mapping() {
+        let mut c = TbCache::new();
+        c.itlb_set(0x4000, 3, 0x8000_4000);
+        assert_eq!(c.itlb_probe(0x4000, 3), Some(0x8000_4000));
+        assert_eq!(c.itlb_probe(0x4000, 1), None, "another privilege level");
+        assert_eq!(c.itlb_probe(0x4000 + (ITLB_SIZE as u64) * 0x1000, 3), None, "same index, other page");
+        // Invalidating TBs keeps it (mapping unchanged); a TLB flush drops it.
+        let (a, _) = c.insert(tb(0x1000, 0x100, 0, 0));
+        c.invalidate_page(0x1000, a);
+        assert_eq!(c.itlb_probe(0x4000, 3), Some(0x8000_4000));
+        c.on_tlb_flush();
+        assert_eq!(c.itlb_probe(0x4000, 3), None);
+    }
+
+    #[test]
+    fn promotion_publishes_code_to_the_jump_cache() {
+        let mut c = TbCache::new();
+        let mut t = tb(0x1000, 0, 0, 0);
+        t.exec = Exec::Interp(std::sync::Arc::new(kite_ir::Builder::new(0x1000).finish()));
+        let (a, _) = c.insert(t);
+        c.jc_set(0x1000, 0, a);
+        let base = c.jc_base as *const JcEntry;
+        // SAFETY: `jc_base` points at the live entry array of JC_SIZE entries.
+        let entry = |_: &TbCache| unsafe { *base.add(jc_index(0x1000)) }.code;
+        assert_eq!(entry(&c), 0, "interpreted: generated code must miss");
+        c.promote(a, 0x5000 as *const u8, TbCache::new_slots(a, 1));
+        assert_eq!(entry(&c), 0x5000);
+        assert!(matches!(c.get(a).unwrap().exec, Exec::Native(_)));
+        // Swapping jump caches re-publishes the base address.
+        let mut other = JumpCache::new();
+        c.swap_jump_cache(&mut other);
+        assert_eq!(c.jc_base, c.jc.entries.as_ptr() as u64);
+        assert_ne!(c.jc_base, base as u64);
+    }
+
+    #[test]
+    fn stores_invalidate_only_overlapping_tbs() {
+        let mut c = TbCache::new();
+        let (a, _) = c.insert(tb(0x1000, 0x100, 0, 0)); // code 0x1000..0x1010
+        let (b, _) = c.insert(tb(0x1040, 0x200, 0, 1)); // code 0x1040..0x1050
+        let mut x = tb(0x1ff8, 0x300, 0, 2); // 0x1ff8..0x2000 and 0x5000..0x5008
+        x.phys_page2 = Some(0x5000);
+        let (x, _) = c.insert(x);
+        assert_eq!(c.invalidate_range(0x1000, 0x1020, 0x1028, a), (0, false), "data between TBs");
+        assert_eq!(c.invalidate_range(0x1000, 0x1010, 0x1011, a), (0, false), "just past a");
+        assert!(c.is_code_page(0x1000));
+        assert_eq!(c.invalidate_range(0x5000, 0x5008, 0x5010, NO_TB).0, 0, "past x's tail");
+        assert_eq!(c.invalidate_range(0x5000, 0x5004, 0x5005, NO_TB).0, 1, "x's tail");
+        assert!(c.get(x).is_none() && !c.is_code_page(0x5000));
+        assert_eq!(c.invalidate_range(0x1000, 0x100f, 0x1010, a), (1, true), "a's last byte");
+        assert!(c.get(b).is_some() && c.is_code_page(0x1000));
+        assert_eq!(c.invalidate_range(0x1000, 0x1000, 0x2000, NO_TB).0, 1);
+        assert!(!c.is_code_page(0x1000));
     }
 
     #[test]

@@ -402,6 +402,12 @@ pub static TABLE: &[CsrEntry] = &[
     csr!(0x3a0, "pmpcfg0", None, read_pmpcfg, write_pmpcfg),
     csr!(0x3a2, "pmpcfg2", None, read_pmpcfg, write_pmpcfg),
     csr!(0x3b0, 0x3bf, "pmpaddr", None, read_pmpaddr, write_pmpaddr),
+    // Sdtrig with zero triggers: tselect is hardwired 0 and tdata1 reads type 0
+    // ("no trigger here"), so software probing for breakpoints finds none
+    // instead of taking an illegal-instruction trap.
+    csr!(0x7a0, "tselect", None, zero, ignore),
+    csr!(0x7a1, 0x7a3, "tdata", None, zero, ignore),
+    csr!(0x7a4, "tinfo", None, |_, _, _| 1, ignore),
     csr!(0xb00, "mcycle", None, read_cycle, write_cycle),
     csr!(0xb02, "minstret", None, read_instret, write_instret),
     csr!(0xb03, 0xb1f, "mhpmcounter", None, zero, ignore),
@@ -499,6 +505,7 @@ mod tests {
         assert_eq!(name(0x3b5).as_deref(), Some("pmpaddr5"));
         assert!(lookup(0x3a1).is_none(), "pmpcfg1 does not exist on RV64");
         assert!(lookup(0x7c0).is_none());
+        assert_eq!(name(0x7a2).as_deref(), Some("tdata2"));
         assert_eq!(lookup(0xf15).map(|e| e.name), Some("mconfigptr"));
     }
 
@@ -507,6 +514,19 @@ mod tests {
     }
     fn rd(c: &mut RiscvCpu, num: u16) -> Result<u64, IllegalCsr> {
         access(c, num, CsrOp::Rs, 0, true, false, 0)
+    }
+
+    #[test]
+    fn triggers_absent_but_probeable() {
+        let mut c = RiscvCpu::new(0);
+        // tselect is hardwired 0; tdata1 keeps type 0 whatever is written.
+        rw(&mut c, 0x7a0, 1).unwrap();
+        assert_eq!(rd(&mut c, 0x7a0), Ok(0));
+        rw(&mut c, 0x7a1, (2 << 60) | (1 << 6) | (1 << 2)).unwrap();
+        assert_eq!(rd(&mut c, 0x7a1), Ok(0));
+        assert_eq!(rd(&mut c, 0x7a4), Ok(1), "tinfo: only type 0 (none)");
+        c.privilege = PRV_S;
+        assert_eq!(rd(&mut c, 0x7a0), Err(IllegalCsr), "M-mode only");
     }
 
     #[test]
