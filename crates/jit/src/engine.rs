@@ -13,6 +13,10 @@
 //! (`TbCache::link` wants native code), so every entry into one passes the dispatcher and
 //! is counted; chain slots that point at it get linked on the first exit after tier-up.
 //!
+//! With [`JitOptions::background`] the compile runs on a worker thread ([`crate::bg`]):
+//! the TB keeps being interpreted until its code arrives, and the dispatcher installs
+//! finished code at the next dispatch.
+//!
 //! Instruction fetch on a jump-cache miss goes through the per-vCPU fetch TLB
 //! ([`Engine::code_phys`]) before walking page tables.
 //!
@@ -32,6 +36,7 @@ use kite_ir::{interp, Access, Block, Builder, Exit, Inst};
 use kite_memory::Hit;
 use kite_memory::PhysMap;
 
+use crate::bg::{Bg, Done, Job, Pending};
 use crate::codecache::CodeCache;
 use crate::codegen::{ret, Codegen, TbSpec};
 use crate::sched::VcpuState;
@@ -100,6 +105,8 @@ pub struct Engine<C: GuestCpu> {
     pending: Option<PendingLink>,
     /// Breakpoints and the stop/resume link, once a debugger is attached.
     dbg: Option<debug::Attached<C>>,
+    /// The background compiler (tiered mode with `background`).
+    bg: Option<Bg>,
 }
 
 // SAFETY: the engine exclusively owns its context, code cache and the pointers into them;
@@ -156,7 +163,18 @@ impl<C: GuestCpu> Engine<C> {
         });
         // SAFETY: `Box::into_raw` never returns null.
         let ctx = unsafe { NonNull::new_unchecked(Box::into_raw(ctx)) };
-        Ok(Engine { ctx, vm, opts, native, pending: None, dbg: None })
+        let bg = if opts.tier == Tier::Tiered && opts.background && opts.thresh > 0 {
+            match Bg::new(opts.verify) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    log::warn!("compiling in the foreground: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Engine { ctx, vm, opts, native, pending: None, dbg: None, bg })
     }
 
     /// Counters so far.
@@ -316,6 +334,12 @@ impl<C: GuestCpu> Engine<C> {
     /// `None` if fetching raised an exception (already taken) or translation failed (the
     /// VM was asked to exit).
     fn find_tb(&mut self, cpu_ptr: *mut C) -> Option<TbId> {
+        while let Some((p, d)) = self.bg.as_mut().and_then(Bg::poll) {
+            if self.install_bg(p, d).is_err() {
+                self.full_flush();
+                break;
+            }
+        }
         let id = self.find_tb_any(cpu_ptr)?;
         if self.opts.tier != Tier::Tiered {
             return Some(id);
@@ -335,6 +359,7 @@ impl<C: GuestCpu> Engine<C> {
     /// is full (the TB is left interpreted).
     fn tier_up(&mut self, id: TbId) -> Result<(), ()> {
         let thresh = self.opts.thresh;
+        let background = self.bg.is_some() && !self.opts.single_step;
         let Some(tb) = self.ctx().tbs.get_mut(id) else {
             return Ok(());
         };
@@ -346,6 +371,13 @@ impl<C: GuestCpu> Engine<C> {
             return Ok(());
         }
         let (block, mmu) = (block.clone(), tb.mmu);
+        if background {
+            // Submitted once: the TB stays interpreted until `install_bg` (heat saturated).
+            tb.heat = u32::MAX;
+            if self.submit_bg(block.clone(), id, mmu) {
+                return Ok(());
+            }
+        }
         match self.compile_native(&block, id, mmu)? {
             Some((code, slots)) => {
                 let ctx = self.ctx();
@@ -362,6 +394,66 @@ impl<C: GuestCpu> Engine<C> {
             }
         }
         Ok(())
+    }
+
+    /// Send `block` (TB `id`) to the background compiler; `false` if it is gone.
+    fn submit_bg(&mut self, block: Arc<Block>, id: TbId, mmu: usize) -> bool {
+        let (ctx, slow, jc_base) = self.spec_consts();
+        let ngoto = block.insts.iter().filter(|i| matches!(i, Inst::Exit(Exit::Goto(_)))).count();
+        let slots = TbCache::new_slots(id, ngoto);
+        let addrs: Vec<u64> = slots.iter().map(|s| s as *const ChainSlot as u64).collect();
+        let job = Job { seq: 0, block, id, mmu, slots: addrs, ctx, slow, jc_base };
+        match self.bg.as_mut() {
+            Some(bg) => bg.submit(job, slots),
+            None => false,
+        }
+    }
+
+    /// Install code from the background compiler if its TB still holds the block that was
+    /// sent. `Err(())`: the code cache is full.
+    fn install_bg(&mut self, p: Pending, d: Done) -> Result<(), ()> {
+        let ctx = self.ctx();
+        ctx.stats.compile_ns_total += d.ns;
+        let current =
+            ctx.tbs.get(p.id).is_some_and(|tb| matches!(&tb.exec, Exec::Interp(b) if Arc::ptr_eq(b, &p.block)));
+        if !current {
+            return Ok(());
+        }
+        let code = match d.code {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("Cranelift failed on the block at {:#x} (a Kite bug): {e}\n{}", p.block.pc, p.block);
+                ctx.stats.compile_fallbacks += 1;
+                return Ok(());
+            }
+        };
+        let Some(n) = self.native.as_mut() else {
+            return Ok(());
+        };
+        match n.cache.add(&code) {
+            Ok(Some(ptr)) => {
+                let ctx = self.ctx();
+                ctx.tbs.promote(p.id, ptr, p.slots);
+                ctx.stats.tbs_promoted += 1;
+                ctx.stats.tbs_compiled += 1;
+                Ok(())
+            }
+            Ok(None) => Err(()),
+            Err(e) => {
+                log::error!("code cache: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Engine constants baked into generated code: context, slow path, jump-cache word.
+    fn spec_consts(&self) -> (u64, u64, Option<u64>) {
+        let ctx_ptr = self.ctx.as_ptr();
+        // SAFETY: the context is boxed and outlives the engine's code; only the address
+        // of the field is taken here.
+        let jc_base = unsafe { std::ptr::addr_of!((*ctx_ptr).tbs.jc_base) } as u64;
+        let slow = slow_access::<C> as unsafe extern "C" fn(*mut Ctx<C>, *mut u8, u64, u64, u64) -> u64 as usize as u64;
+        (ctx_ptr as u64, slow, if self.opts.single_step { None } else { Some(jc_base) })
     }
 
     /// The physical address of instruction fetch `va` (through the fetch TLB, filling it
@@ -572,26 +664,14 @@ impl<C: GuestCpu> Engine<C> {
     /// `Ok(None)`: Cranelift failed (a Kite bug, logged); `Err(())`: the cache is full.
     fn compile_native(&mut self, block: &Block, id: TbId, mmu: usize) -> Result<Option<Compiled>, ()> {
         let t0 = Instant::now();
-        let ctx_ptr = self.ctx.as_ptr();
-        // SAFETY: the context is boxed and outlives the engine's code; only the address
-        // of the field is taken here.
-        let jc_base = unsafe { std::ptr::addr_of!((*ctx_ptr).tbs.jc_base) } as u64;
-        let inline_jc = !self.opts.single_step;
+        let (ctx, slow, jc_base) = self.spec_consts();
         let Some(n) = self.native.as_mut() else {
             return Ok(None);
         };
         let ngoto = block.insts.iter().filter(|i| matches!(i, Inst::Exit(Exit::Goto(_)))).count();
         let slots = TbCache::new_slots(id, ngoto);
         let addrs: Vec<u64> = slots.iter().map(|s| s as *const ChainSlot as u64).collect();
-        let spec = TbSpec {
-            block,
-            mmu,
-            tb: id,
-            slots: &addrs,
-            ctx: ctx_ptr as u64,
-            slow: slow_access::<C> as unsafe extern "C" fn(*mut Ctx<C>, *mut u8, u64, u64, u64) -> u64 as usize as u64,
-            jc_base: if inline_jc { Some(jc_base) } else { None },
-        };
+        let spec = TbSpec { block, mmu, tb: id, slots: &addrs, ctx, slow, jc_base };
         // A Cranelift panic is a Kite bug, not the guest's: contain it and fall back
         // to the interpreter for this block.
         let cg = &mut n.cg;
@@ -682,6 +762,9 @@ impl<C: GuestCpu> Engine<C> {
         ctx.stats.full_flushes += 1;
         if let Some(n) = self.native.as_mut() {
             n.cache.reset();
+        }
+        if let Some(bg) = self.bg.as_mut() {
+            bg.forget_all();
         }
         self.pending = None;
     }

@@ -29,6 +29,7 @@
 //!   jump-cache entries, invalidation and chain bookkeeping stay valid). A block that
 //!   fails to compile (a Kite bug) is logged and run by the interpreter.
 
+mod bg;
 mod codecache;
 mod codegen;
 mod engine;
@@ -70,6 +71,9 @@ pub struct JitOptions {
     /// [`Tier::Tiered`]: dispatcher entries of an interpreted block before it is compiled
     /// (0 compiles at first sight, like [`Tier::Jit`]).
     pub thresh: u32,
+    /// [`Tier::Tiered`]: compile hot blocks on a worker thread while the dispatcher keeps
+    /// interpreting them (`false`: compile in place, deterministic tier-up point).
+    pub background: bool,
 }
 
 impl Default for JitOptions {
@@ -80,6 +84,7 @@ impl Default for JitOptions {
             code_cache_bytes: 64 << 20,
             verify: cfg!(debug_assertions),
             thresh: DEFAULT_THRESH,
+            background: true,
         }
     }
 }

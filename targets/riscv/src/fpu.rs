@@ -253,6 +253,60 @@ pub fn exec(op: u8, dbl: bool, a: u64, b: u64, c: u64, rm: u8) -> (u64, u8) {
     }
 }
 
+/// Host-FPU fast path ("hardfloat") for add/sub/mul/div/sqrt and the fused
+/// multiply-adds, round-to-nearest-even only. Returns `None` (use [`exec`])
+/// unless the host result provably equals SoftFloat's and the only flag
+/// SoftFloat could raise is NX, which the caller must already have set in
+/// fflags (so whether this operation was inexact does not matter).
+///
+/// Why the result check alone suffices: both the host (SSE, default MXCSR:
+/// RNE, no FTZ/DAZ; `mul_add` is a correctly rounded fma) and SoftFloat
+/// round the exact result correctly, so they agree whenever the result is a
+/// number. A finite result with magnitude above the smallest normal rules
+/// out NaN/infinite inputs (they give NaN, infinity or, for x/inf, zero),
+/// NV, DZ and OF (RNE overflow gives infinity), and UF: rounding is
+/// monotone, so |exact| <= MIN would round to <= MIN, hence the exact value
+/// is not tiny either (RISC-V detects tininess after rounding, and a result
+/// equal to MIN could hide it, so MIN itself falls back). Zero results fall
+/// back too (sign-of-zero rules). Single inputs that are not properly boxed
+/// read as the canonical NaN and so fall back.
+#[inline]
+pub fn exec_host(op: u8, dbl: bool, a: u64, b: u64, c: u64) -> Option<u64> {
+    if dbl {
+        let (x, y, z) = (f64::from_bits(a), f64::from_bits(b), f64::from_bits(c));
+        let r = match op {
+            op::ADD => x + y,
+            op::SUB => x - y,
+            op::MUL => x * y,
+            op::DIV => x / y,
+            op::SQRT => x.sqrt(),
+            op::MADD => x.mul_add(y, z),
+            op::MSUB => x.mul_add(y, -z),
+            op::NMSUB => (-x).mul_add(y, z),
+            op::NMADD => (-x).mul_add(y, -z),
+            _ => return None,
+        };
+        let m = r.abs();
+        (m > f64::MIN_POSITIVE && m < f64::INFINITY).then(|| r.to_bits())
+    } else {
+        let (x, y, z) = (f32::from_bits(unbox_s(a)), f32::from_bits(unbox_s(b)), f32::from_bits(unbox_s(c)));
+        let r = match op {
+            op::ADD => x + y,
+            op::SUB => x - y,
+            op::MUL => x * y,
+            op::DIV => x / y,
+            op::SQRT => x.sqrt(),
+            op::MADD => x.mul_add(y, z),
+            op::MSUB => x.mul_add(y, -z),
+            op::NMSUB => (-x).mul_add(y, z),
+            op::NMADD => (-x).mul_add(y, -z),
+            _ => return None,
+        };
+        let m = r.abs();
+        (m > f32::MIN_POSITIVE && m < f32::INFINITY).then(|| box_s(r.to_bits()))
+    }
+}
+
 // ---- FP state: mstatus.FS and the fflags/frm/fcsr CSRs ----
 
 /// Set mstatus.FS = Dirty and the matching TB-flag bits (the next block
@@ -388,6 +442,90 @@ mod tests {
         }
         assert_eq!(exec(op::CLASS, false, 0x3f80_0000, 0, 0, 0).0, 1 << 9, "unboxed = canonical NaN");
         assert_eq!(exec(op::CLASS, false, BOX | 0x8000_0001, 0, 0, 0).0, 1 << 2);
+    }
+
+    /// xorshift64* (deterministic, no dependency).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    /// A random value of the format: mostly moderate exponents (results that
+    /// take the fast path), sometimes exponents near the underflow and
+    /// overflow thresholds, special encodings and fully random bits.
+    fn operand(r: &mut Rng, dbl: bool) -> u64 {
+        let v = r.next();
+        let (ebits, fbits, bias) = if dbl { (11, 52, 1023i64) } else { (8, 23, 127i64) };
+        let emax = (1i64 << ebits) - 1;
+        let exp = match v % 8 {
+            0 => (r.next() % emax as u64 + 1) as i64,          // anything, incl. inf/NaN
+            1 => (r.next() % 60) as i64,                       // near/below the normal range
+            2 => emax - 1 - (r.next() % 60) as i64,            // near overflow
+            3 => bias / 2 + (r.next() % (bias as u64)) as i64, // wide range around 1
+            _ => bias - 20 + (r.next() % 40) as i64,           // close to 1
+        };
+        let frac = match r.next() % 8 {
+            0 => 0,
+            1 => (1 << fbits) - 1,
+            _ => r.next() & ((1 << fbits) - 1),
+        };
+        let x = (v >> 63) << (ebits + fbits) | (exp as u64) << fbits | frac;
+        if dbl {
+            x
+        } else {
+            box_s(x as u32)
+        }
+    }
+
+    /// Differential test: wherever the host path answers, SoftFloat (RNE)
+    /// gives the same bits and no flag other than NX.
+    #[test]
+    fn host_fast_path_matches_softfloat() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut taken = [0u32; 9];
+        let n = 250_000;
+        for dbl in [true, false] {
+            for op in op::ADD..=op::NMADD {
+                for _ in 0..n {
+                    let (a, b, c) = (operand(&mut r, dbl), operand(&mut r, dbl), operand(&mut r, dbl));
+                    let Some(h) = exec_host(op, dbl, a, b, c) else { continue };
+                    let (s, f) = exec(op, dbl, a, b, c, 0);
+                    assert_eq!((h, f & !flags::NX), (s, 0), "op {op} dbl {dbl} {a:#x} {b:#x} {c:#x}");
+                    taken[op as usize] += 1;
+                }
+            }
+        }
+        // The fast path must actually be exercised for every operation.
+        for (op, &t) in taken.iter().enumerate() {
+            assert!(t > n / 4, "op {op}: host path taken only {t} times");
+        }
+    }
+
+    #[test]
+    fn host_fast_path_boundaries() {
+        let min = f64::MIN_POSITIVE;
+        // A result of exactly MIN, and products just below it, fall back.
+        assert_eq!(exec_host(op::MUL, true, min.to_bits(), 1f64.to_bits(), 0), None);
+        let below = (min * 0.75).to_bits(); // subnormal
+        assert_eq!(exec_host(op::ADD, true, below, 0, 0), None);
+        // A subnormal input with a normal result is fine (exact here: 2^-1023 * 4).
+        assert_eq!(exec_host(op::MUL, true, (min / 2.0).to_bits(), 4f64.to_bits(), 0), Some((min * 2.0).to_bits()));
+        // Zero, infinite, NaN results and DZ fall back.
+        let one = 1f64.to_bits();
+        assert_eq!(exec_host(op::SUB, true, one, one, 0), None);
+        assert_eq!(exec_host(op::DIV, true, one, 0, 0), None);
+        assert_eq!(exec_host(op::MUL, true, f64::MAX.to_bits(), 2f64.to_bits(), 0), None);
+        assert_eq!(exec_host(op::SQRT, true, (-4f64).to_bits(), 0, 0), None);
+        // Improperly boxed single: canonical NaN, falls back.
+        assert_eq!(exec_host(op::ADD, false, 0x3f80_0000, ONE_S, 0), None);
+        assert_eq!(exec_host(op::ADD, false, ONE_S, ONE_S, 0), Some(TWO_S));
+        // Non-arithmetic operations never take it.
+        assert_eq!(exec_host(op::MIN, true, one, one, 0), None);
     }
 
     #[test]

@@ -37,8 +37,10 @@ const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Tiered];
 fn counting_loop_chains_in_the_jit() {
     // r1 = 0; r2 = 1000; loop: r1 += 1; bne r1, r2, loop; ecall (exit code r1)
     let prog = [insn(1, 1, 0, 0), insn(1, 2, 0, 1000), insn(2, 1, 1, 1), insn(5, 1, 2, -1), insn(7, 0, 0, 0)];
+    // Foreground compilation: the tier-up point is deterministic.
+    let opts = JitOptions { background: false, ..JitOptions::default() };
     for tier in TIERS {
-        let (code, st) = run(tier, JitOptions::default(), &prog, &|_, _| {});
+        let (code, st) = run(tier, opts.clone(), &prog, &|_, _| {});
         assert_eq!(code, ExitCode::Exit(1000), "{tier:?}");
         // The trapping ecall does not complete, so it is not counted.
         assert_eq!(st.insns, 2 + 2 * 1000, "{tier:?}: {st:?}");
@@ -56,6 +58,20 @@ fn counting_loop_chains_in_the_jit() {
             assert!(st.dispatches > 1000);
         }
     }
+}
+
+#[test]
+fn background_compile_takes_over_a_hot_loop() {
+    // r1 = 0; loop: r1 += 1; bne r1, r2, loop; ecall (exit code r1), r2 = N from setup.
+    const N: u64 = 3_000_000;
+    let prog = [insn(1, 1, 0, 0), insn(2, 1, 1, 1), insn(5, 1, 2, -1), insn(7, 0, 0, 0)];
+    let opts = JitOptions { background: true, ..JitOptions::default() };
+    let (code, st) = run(Tier::Tiered, opts, &prog, &|cpu, _| cpu.regs[2] = N);
+    assert_eq!(code, ExitCode::Exit(N as i32));
+    assert_eq!(st.insns, 1 + 2 * N, "{st:?}");
+    // The worker's code was installed while the loop ran, and the rest ran chained.
+    assert_eq!(st.tbs_promoted, 1, "{st:?}");
+    assert!(st.chains_linked >= 1 && st.dispatches < N / 2, "{st:?}");
 }
 
 #[test]
@@ -334,8 +350,9 @@ fn indirect_jumps_hit_the_inline_jump_cache() {
         insn(7, 0, 0, 0),
         insn(8, 0, 3, 0),
     ];
+    let opts = JitOptions { background: false, ..JitOptions::default() };
     for tier in TIERS {
-        let (code, st) = run(tier, JitOptions::default(), &prog, &|_, _| {});
+        let (code, st) = run(tier, opts.clone(), &prog, &|_, _| {});
         assert_eq!(code, ExitCode::Exit(1000), "{tier:?}");
         assert_eq!(st.insns, 4 + 2 * 1000 + 999, "{tier:?}: {st:?}");
         match tier {

@@ -54,6 +54,14 @@ unsafe extern "C" fn helper_fp(cpu: *mut u8, a: u64, b: u64, c: u64, ctl: u64) -
         cpu.raise(cause::ILLEGAL_INSN, ctl >> 32);
         return 0;
     }
+    // Host-FPU fast path (see `fpu::exec_host`): round-to-nearest-even with
+    // NX already set. Only ops ADD..=NMADD, which write an f register, so the
+    // caller's register write marks FS dirty as SoftFloat's NX would have.
+    if rm == 0 && op <= fpu::op::NMADD && cpu.csr.fcsr & fpu::flags::NX as u64 != 0 {
+        if let Some(r) = fpu::exec_host(op, dbl, a, b, c) {
+            return r;
+        }
+    }
     let (r, flags) = fpu::exec(op, dbl, a, b, c, rm);
     if flags != 0 {
         cpu.csr.fcsr |= flags as u64;

@@ -1,0 +1,154 @@
+//! Background compilation: a worker thread with its own [`Codegen`] compiles hot
+//! interpreted blocks while the dispatcher keeps interpreting them.
+//!
+//! Protocol: the dispatcher sends a [`Job`] (the block, its TB id, the addresses of the
+//! chain slots it allocated and keeps, and the engine constants baked into code); the
+//! worker answers with the finished machine code as bytes ([`Done`]). Only the dispatcher
+//! thread touches the code cache and the TB cache: it copies the bytes in and promotes the
+//! TB when it polls ([`Bg::poll`]) at a dispatch.
+//!
+//! Invariants: generated code is position-independent apart from the absolute addresses in
+//! the job (helpers, chain slots, context, jump-cache word), all of which stay valid while
+//! the dispatcher holds the job's [`Pending`] entry (the slots box lives there). A result is
+//! installed only if the TB id still holds the very block that was sent (`Arc::ptr_eq`; the
+//! pending entry keeps that allocation alive, so the pointer cannot be reused): a TB
+//! invalidated, flushed or replaced meanwhile simply drops the result.
+//!
+//! Pitfalls: results arrive in any order and after arbitrary delays; nothing may assume a
+//! submitted TB gets compiled. Dropping [`Bg`] closes the channel and joins the worker.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use kite_ir::Block;
+
+use crate::codegen::{Codegen, TbSpec};
+use crate::tb::{ChainSlot, TbId};
+use crate::JitError;
+
+/// One block to compile.
+pub(crate) struct Job {
+    pub seq: u64,
+    pub block: Arc<Block>,
+    pub id: TbId,
+    pub mmu: usize,
+    pub slots: Vec<u64>,
+    pub ctx: u64,
+    pub slow: u64,
+    pub jc_base: Option<u64>,
+}
+
+/// The worker's answer: machine code bytes or the reason compilation failed.
+pub(crate) struct Done {
+    pub seq: u64,
+    pub code: Result<Vec<u8>, String>,
+    pub ns: u64,
+}
+
+/// What the dispatcher keeps for a job in flight.
+pub(crate) struct Pending {
+    pub id: TbId,
+    pub block: Arc<Block>,
+    pub slots: Box<[ChainSlot]>,
+}
+
+/// The dispatcher's side of the worker.
+pub(crate) struct Bg {
+    tx: Option<Sender<Job>>,
+    rx: Receiver<Done>,
+    handle: Option<JoinHandle<()>>,
+    next_seq: u64,
+    /// Jobs sent and not yet answered (polling is skipped while zero).
+    inflight: usize,
+    pending: HashMap<u64, Pending>,
+}
+
+impl Bg {
+    pub(crate) fn new(verify: bool) -> Result<Bg, JitError> {
+        let mut cg = Codegen::new(verify)?;
+        let (tx, jobs) = channel::<Job>();
+        let (done, rx) = channel::<Done>();
+        let handle = std::thread::Builder::new()
+            .name("kite-jit-bg".into())
+            .spawn(move || {
+                while let Ok(job) = jobs.recv() {
+                    let t0 = Instant::now();
+                    let spec = TbSpec {
+                        block: &job.block,
+                        mmu: job.mmu,
+                        tb: job.id,
+                        slots: &job.slots,
+                        ctx: job.ctx,
+                        slow: job.slow,
+                        jc_base: job.jc_base,
+                    };
+                    // A Cranelift panic is a Kite bug: contain it, the block stays interpreted.
+                    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        cg.compile(&spec).map(|c| c.to_vec())
+                    }))
+                    .unwrap_or_else(|_| Err("Cranelift panicked".into()));
+                    let ns = t0.elapsed().as_nanos() as u64;
+                    if done.send(Done { seq: job.seq, code, ns }).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| JitError::Isa(format!("cannot start the compile thread: {e}")))?;
+        Ok(Bg { tx: Some(tx), rx, handle: Some(handle), next_seq: 0, inflight: 0, pending: HashMap::new() })
+    }
+
+    /// Queue a job; `false` if the worker is gone (the caller compiles in place).
+    pub(crate) fn submit(&mut self, mut job: Job, slots: Box<[ChainSlot]>) -> bool {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        job.seq = seq;
+        let p = Pending { id: job.id, block: job.block.clone(), slots };
+        let Some(tx) = &self.tx else {
+            return false;
+        };
+        if tx.send(job).is_err() {
+            return false;
+        }
+        self.pending.insert(seq, p);
+        self.inflight += 1;
+        true
+    }
+
+    /// The next finished job with its pending entry, if any (non-blocking).
+    pub(crate) fn poll(&mut self) -> Option<(Pending, Done)> {
+        while self.inflight > 0 {
+            match self.rx.try_recv() {
+                Ok(d) => {
+                    self.inflight -= 1;
+                    if let Some(p) = self.pending.remove(&d.seq) {
+                        return Some((p, d));
+                    }
+                }
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Disconnected) => {
+                    self.inflight = 0;
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// Forget every job in flight (after a full flush): their results are dropped.
+    pub(crate) fn forget_all(&mut self) {
+        self.pending.clear();
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        // Closing the job channel ends the worker's loop after its current job.
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
