@@ -177,14 +177,36 @@ fn wr(state: &mut [u8], off: u32, ty: Ty, v: u64) {
 /// On a block that fails [`Block::validate`] or a state offset out of range;
 /// both are frontend bugs, never guest behaviour.
 pub fn run(block: &Block, state: &mut [u8], env: &mut dyn Env) -> Outcome {
-    let mut vals = vec![0u64; block.temps.len()];
-    // Label positions, resolved once.
-    let mut labels = vec![usize::MAX; block.nlabels as usize];
-    for (i, inst) in block.insts.iter().enumerate() {
-        if let Inst::SetLabel(l) = inst {
-            labels[l.0 as usize] = i;
+    Scratch::default().run(block, state, env)
+}
+
+/// Reusable buffers for [`run`]: a first execution tier runs blocks millions of
+/// times, and allocating the temp and label arrays per run would dominate.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    vals: Vec<u64>,
+    labels: Vec<usize>,
+}
+
+impl Scratch {
+    /// [`run`] without allocating once the buffers have grown to the largest block.
+    pub fn run(&mut self, block: &Block, state: &mut [u8], env: &mut dyn Env) -> Outcome {
+        self.vals.clear();
+        self.vals.resize(block.temps.len(), 0);
+        self.labels.clear();
+        self.labels.resize(block.nlabels as usize, usize::MAX);
+        if block.nlabels > 0 {
+            for (i, inst) in block.insts.iter().enumerate() {
+                if let Inst::SetLabel(l) = inst {
+                    self.labels[l.0 as usize] = i;
+                }
+            }
         }
+        run_in(block, state, env, &mut self.vals, &self.labels)
     }
+}
+
+fn run_in(block: &Block, state: &mut [u8], env: &mut dyn Env, vals: &mut [u64], labels: &[usize]) -> Outcome {
     let ty = |t: Temp| block.ty(t);
     let mut pc = block.pc;
     let mut ip = 0usize;

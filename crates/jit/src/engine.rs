@@ -107,6 +107,8 @@ pub struct Engine<C: GuestCpu> {
     dbg: Option<debug::Attached<C>>,
     /// The background compiler (tiered mode with `background`).
     bg: Option<Bg>,
+    /// The interpreter tier's reusable buffers (no allocation per block run).
+    scratch: interp::Scratch,
 }
 
 // SAFETY: the engine exclusively owns its context, code cache and the pointers into them;
@@ -174,7 +176,7 @@ impl<C: GuestCpu> Engine<C> {
         } else {
             None
         };
-        Ok(Engine { ctx, vm, opts, native, pending: None, dbg: None, bg })
+        Ok(Engine { ctx, vm, opts, native, pending: None, dbg: None, bg, scratch: interp::Scratch::default() })
     }
 
     /// Counters so far.
@@ -824,7 +826,7 @@ impl<C: GuestCpu> Engine<C> {
                 // the byte view is the only live access to the CPU during the run.
                 let state = unsafe { std::slice::from_raw_parts_mut(cpu_ptr as *mut u8, std::mem::size_of::<C>()) };
                 let mut env = InterpEnv { ctx: self.ctx.as_ptr(), mmu, tb: id };
-                match interp::run(&block, state, &mut env) {
+                match self.scratch.run(&block, state, &mut env) {
                     interp::Outcome::Goto { chain: true, .. } => ret::GOTO,
                     interp::Outcome::Goto { chain: false, .. } => ret::NOCHAIN,
                     interp::Outcome::Indirect { .. } => ret::INDIRECT,
