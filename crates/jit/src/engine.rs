@@ -605,6 +605,17 @@ impl<C: GuestCpu> Engine<C> {
             self.vm.request_exit(ExitCode::Exit(1));
             return None;
         }
+        // A block that is only the fetch fault of an instruction straddling into an unmapped
+        // second page must not be cached: it is keyed by the first page alone, so once the
+        // guest maps the second page it would keep raising the stale fault. (A one-instruction
+        // block that raises and looked at the second page can only be that fault: the
+        // frontend never fetches past an instruction that ends its block.)
+        if let Some(Err(f)) = second {
+            if block.ninsns == 1 && matches!(block.insts.last(), Some(Inst::Exit(Exit::Raise { .. }))) {
+                self.raise(cpu, f.cause, f.tval);
+                return None;
+            }
+        }
         let crosses = (pc & !PAGE_MASK) + block.size as u64 > PAGE_SIZE;
         let page2 = match second {
             Some(Ok((_, _, p1))) if crosses => Some(p1),

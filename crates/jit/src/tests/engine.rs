@@ -196,6 +196,29 @@ fn faults_reach_the_target() {
 }
 
 #[test]
+fn fetch_fault_on_the_second_page_is_not_cached() {
+    // An instruction straddling into a page the guest maps on demand: the first fetch
+    // faults, the "handler" maps the page, and the retry must run the instruction rather
+    // than a cached copy of the fault. Then ecall with r1 = 5.
+    let at = RAM_BASE + 0x1000 - 2;
+    for tier in TIERS {
+        let (mem, _dev) = machine();
+        let mut bytes = Vec::new();
+        for w in [insn(1, 1, 0, 5), insn(7, 0, 0, 0)] {
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
+        assert!(mem.write_ram(at, &bytes));
+        let vm = Arc::new(VmControl::new());
+        let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
+        let mut cpu = MockCpu::new(vm);
+        cpu.h.pc = at;
+        cpu.unmapped = Some(RAM_BASE + 0x1000);
+        assert_eq!(e.run(&mut cpu), ExitCode::Exit(5), "{tier:?}: {:x?}", cpu.traps);
+        assert_eq!(cpu.traps[0].0, 12, "{tier:?}: the first fetch faulted: {:x?}", cpu.traps);
+    }
+}
+
+#[test]
 fn wfi_sleeps_until_an_interrupt() {
     // wfi; ecall (exit code r1 = 9).
     let prog = [insn(1, 1, 0, 9), insn(9, 0, 0, 0), insn(7, 0, 0, 0)];

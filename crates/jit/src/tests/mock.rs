@@ -28,6 +28,8 @@ pub struct MockCpu {
     pub vm: Arc<VmControl>,
     pub irq: Arc<AtomicBool>,
     pub traps: Vec<(u64, u64, u64)>,
+    /// A virtual page that faults until its first fault "maps" it (demand paging).
+    pub unmapped: Option<u64>,
 }
 
 pub const REGS: u32 = offsets::HEADER_END;
@@ -48,6 +50,7 @@ impl MockCpu {
             vm,
             irq: Arc::new(AtomicBool::new(false)),
             traps: Vec::new(),
+            unmapped: None,
         })
     }
 
@@ -69,7 +72,7 @@ unsafe impl GuestCpu for MockCpu {
         flags as usize & 3
     }
     fn translate_addr(&mut self, vaddr: u64, access: Access, _mmu: usize, _mem: &dyn PhysMemory) -> Result<u64, Fault> {
-        if vaddr >= FAULT_VA {
+        if vaddr >= FAULT_VA || self.unmapped == Some(vaddr & PAGE_MASK) {
             let cause = match access {
                 Access::Read => 13,
                 Access::Write => 15,
@@ -181,7 +184,10 @@ unsafe impl GuestCpu for MockCpu {
     }
     fn take_exception(&mut self) {
         self.traps.push((self.h.cause, self.h.tval, self.h.pc));
-        if self.h.cause == ECALL {
+        if self.unmapped.is_some() && self.unmapped == Some(self.h.tval & PAGE_MASK) {
+            // Demand paging: map the page and retry the instruction.
+            self.unmapped = None;
+        } else if self.h.cause == ECALL {
             self.vm.request_exit(kite_core::ExitCode::Exit(self.regs[1] as i32));
         } else {
             self.vm.request_exit(kite_core::ExitCode::Exit(200 + self.h.cause as i32));
