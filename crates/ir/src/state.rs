@@ -75,6 +75,10 @@ pub mod flush {
     /// sure guest stores are visible to later translations (it already
     /// invalidates on stores to code pages, so this is a synchronisation point).
     pub const CODE: u32 = 1 << 1;
+    /// The guest is spin-waiting (RISC-V `pause`, x86 `pause`): an accelerator that runs
+    /// several vCPUs in turns on one thread should let another one run now, since the
+    /// lock or flag being waited for can only change when its holder runs.
+    pub const YIELD: u32 = 1 << 2;
 }
 
 /// The common head of every target's CPU state.

@@ -243,7 +243,8 @@ impl<C: GuestCpu> Engine<C> {
                 if cpu.header().exit_request.load(Ordering::Acquire) != 0 {
                     cpu.header().exit_request.store(0, Ordering::Release);
                     self.debug_poll(cpu);
-                    self.handle_flush(cpu);
+                    // A yield request is acted on just below.
+                    cpu.header_mut().flush_request |= self.handle_flush(cpu) as u32 * flush::YIELD;
                     if cpu.take_interrupt() {
                         self.log_int("interrupt", cpu);
                     }
@@ -252,7 +253,11 @@ impl<C: GuestCpu> Engine<C> {
                         return Stop::Preempted;
                     }
                 }
-                self.handle_flush(cpu);
+                if self.handle_flush(cpu) && preempt.is_some() {
+                    // The guest is spin-waiting: let the other vCPUs run (see `flush::YIELD`).
+                    self.pending = None;
+                    return Stop::Preempted;
+                }
             }
             let Some(id) = self.find_tb(cpu_ptr) else {
                 continue;
@@ -310,13 +315,15 @@ impl<C: GuestCpu> Engine<C> {
         log::info!(target: "int", "{what}: cause={:#x} tval={:#x} -> pc={:#x}", h.cause, h.tval, h.pc);
     }
 
-    fn handle_flush(&mut self, cpu: &mut C) {
+    /// Act on the target's flush requests; returns whether it asked to yield.
+    fn handle_flush(&mut self, cpu: &mut C) -> bool {
         let fr = std::mem::take(&mut cpu.header_mut().flush_request);
         if fr & flush::TLB_ALL != 0 {
             cpu.header_mut().tlb_flush_all();
             self.ctx().tbs.on_tlb_flush();
         }
         // flush::CODE needs nothing more: stores to code pages already invalidate.
+        fr & flush::YIELD != 0
     }
 
     fn raise(&mut self, cpu: &mut C, cause: u64, tval: u64) {

@@ -118,6 +118,7 @@ pub(crate) fn translate_op(ctx: &mut Ctx, op: &Op) -> Flow {
                 rv64i::alu(ctx, op, word, rd, rs1, b)
             }
         }
+        Op::Fence { .. } if ctx.insn == zifencei::PAUSE => zifencei::pause(ctx),
         Op::Fence { .. } => Flow::Next, // single-threaded TCG-style execution: a no-op
         Op::FenceI => zifencei::fence_i(ctx),
         Op::Ecall => system::ecall(ctx),

@@ -205,6 +205,14 @@ fn wfi_fence_i_sfence() {
     let mut m = machine(&[0x1200_0073]);
     m.run_to_ecall();
     assert_ne!(m.cpu.header.flush_request & flush::TLB_ALL, 0);
+    // pause (a fence hint) asks to yield and ends its block; other fences do not.
+    let mut m = machine(&[0x0100_000f, NOP]);
+    m.run_to_ecall();
+    assert_ne!(m.cpu.header.flush_request & flush::YIELD, 0);
+    assert_eq!(translate_at(&m, RAM_BASE, 16).ninsns, 1, "pause ends the block");
+    let mut m = machine(&[0x0ff0_000f, NOP]); // fence iorw, iorw
+    m.run_to_ecall();
+    assert_eq!(m.cpu.header.flush_request & flush::YIELD, 0);
     // wfi/sfence.vma from U are illegal; in S with TW/TVM too.
     for (prv, extra, insn) in
         [(PRV_U, 0, WFI), (PRV_S, ms::TW, WFI), (PRV_U, 0, 0x1200_0073), (PRV_S, ms::TVM, 0x1200_0073)]
