@@ -153,30 +153,7 @@ fn single<C: GuestCpu>(
             }
             // SAFETY: `ptr` points at `left >= n` bytes of guest RAM, which is only ever
             // accessed through raw pointers; unaligned accesses are explicit.
-            let raw = unsafe {
-                match (kind, n) {
-                    (Access::Write, 1) => {
-                        ptr.write(val as u8);
-                        0
-                    }
-                    (Access::Write, 2) => {
-                        (ptr as *mut u16).write_unaligned((val as u16).to_le());
-                        0
-                    }
-                    (Access::Write, 4) => {
-                        (ptr as *mut u32).write_unaligned((val as u32).to_le());
-                        0
-                    }
-                    (Access::Write, _) => {
-                        (ptr as *mut u64).write_unaligned(val.to_le());
-                        0
-                    }
-                    (_, 1) => ptr.read() as u64,
-                    (_, 2) => u16::from_le((ptr as *const u16).read_unaligned()) as u64,
-                    (_, 4) => u32::from_le((ptr as *const u32).read_unaligned()) as u64,
-                    (_, _) => u64::from_le((ptr as *const u64).read_unaligned()),
-                }
-            };
+            let raw = unsafe { host_access(ptr, kind, n, val) };
             // Only cache whole RAM pages (a region ending mid-page must keep faulting
             // beyond its end).
             let whole = ram.base() <= ppage && ppage + PAGE_SIZE <= ram.base() + ram.size();
@@ -203,6 +180,39 @@ fn single<C: GuestCpu>(
             let f = cpu.fault_for(FaultKind::AccessFault, perm, vaddr);
             raise(cpu, f);
             None
+        }
+    }
+}
+
+/// Read (zero-extended) or write `n` bytes of guest RAM at `p`, little endian; a write
+/// returns 0.
+///
+/// # Safety
+/// `p` must point at `n` bytes of guest RAM (only ever accessed through raw pointers).
+unsafe fn host_access(p: *mut u8, kind: Access, n: u64, val: u64) -> u64 {
+    // SAFETY: per the contract `p..p+n` is RAM; unaligned accesses are explicit.
+    unsafe {
+        match (kind, n) {
+            (Access::Write, 1) => {
+                p.write(val as u8);
+                0
+            }
+            (Access::Write, 2) => {
+                (p as *mut u16).write_unaligned((val as u16).to_le());
+                0
+            }
+            (Access::Write, 4) => {
+                (p as *mut u32).write_unaligned((val as u32).to_le());
+                0
+            }
+            (Access::Write, _) => {
+                (p as *mut u64).write_unaligned(val.to_le());
+                0
+            }
+            (_, 1) => p.read() as u64,
+            (_, 2) => u16::from_le((p as *const u16).read_unaligned()) as u64,
+            (_, 4) => u32::from_le((p as *const u32).read_unaligned()) as u64,
+            (_, _) => u64::from_le((p as *const u64).read_unaligned()),
         }
     }
 }
@@ -267,30 +277,7 @@ impl<C: GuestCpu> InterpEnv<C> {
         if let Some(host) = probe(cpu.header(), self.mmu, vaddr, n, mop.perm(kind)) {
             // SAFETY: a TLB hit means `host` is inside a whole RAM page that the slow path
             // validated, and the access is naturally aligned, so it stays in the page.
-            let raw = unsafe {
-                match (kind, n) {
-                    (Access::Write, 1) => {
-                        host.write(val as u8);
-                        0
-                    }
-                    (Access::Write, 2) => {
-                        (host as *mut u16).write_unaligned((val as u16).to_le());
-                        0
-                    }
-                    (Access::Write, 4) => {
-                        (host as *mut u32).write_unaligned((val as u32).to_le());
-                        0
-                    }
-                    (Access::Write, _) => {
-                        (host as *mut u64).write_unaligned(val.to_le());
-                        0
-                    }
-                    (_, 1) => host.read() as u64,
-                    (_, 2) => u16::from_le((host as *const u16).read_unaligned()) as u64,
-                    (_, 4) => u32::from_le((host as *const u32).read_unaligned()) as u64,
-                    (_, _) => u64::from_le((host as *const u64).read_unaligned()),
-                }
-            };
+            let raw = unsafe { host_access(host, kind, n, val) };
             return Some(extend_load(raw, mop, Ty::I64));
         }
         // SAFETY: the engine context outlives the block run and no other reference to it
