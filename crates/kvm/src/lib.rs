@@ -190,10 +190,12 @@ impl KvmVm {
         }
         let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let running = Arc::new(AtomicUsize::new(vcpus.len()));
+        // vCPU threads report here when they end, so the stop loop below wakes at once.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let mut threads = Vec::new();
         for (id, vcpu) in vcpus.into_iter().enumerate() {
             let t = VcpuThread { id, mem: mem.clone(), pio: pio.clone(), ctl: ctl.clone() };
-            let (failure2, running2, ctl2) = (failure.clone(), running.clone(), ctl.clone());
+            let (failure2, running2, ctl2, done2) = (failure.clone(), running.clone(), ctl.clone(), done_tx.clone());
             let spawned = std::thread::Builder::new().name(format!("vcpu{id}")).spawn(move || {
                 if let Err(msg) = t.run(vcpu) {
                     let mut f = failure2.lock().unwrap_or_else(|e| e.into_inner());
@@ -203,6 +205,7 @@ impl KvmVm {
                 }
                 running2.fetch_sub(1, Ordering::SeqCst);
                 ctl2.notify();
+                let _ = done2.send(());
             });
             match spawned {
                 Ok(h) => threads.push(h),
@@ -220,7 +223,11 @@ impl KvmVm {
         while running.load(Ordering::SeqCst) > 0 {
             if ctl.exit_requested().is_some() {
                 kick(&threads);
-                ctl.wait(Duration::from_millis(5), || running.load(Ordering::SeqCst) > 0);
+                // Pace the kicks (`VmControl::wait` returns at once after a stop request):
+                // kicking in a tight loop livelocked a vCPU thread that was inside a
+                // syscall of its own (e.g. the futex of the i8042's reset request), since
+                // every signal interrupts and restarts it.
+                let _ = done_rx.recv_timeout(Duration::from_millis(2));
             } else {
                 ctl.wait(Duration::from_millis(100), || {
                     ctl.exit_requested().is_none() && running.load(Ordering::SeqCst) > 0
