@@ -17,65 +17,25 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
-const OPENSBI: [&str; 3] = [
-    "roms/opensbi/fw_dynamic.bin",
-    "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin",
-    "/usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin",
-];
-
-/// The kernel and initramfs, or `None` after printing why the test skips.
+/// The kernel and initramfs as strings, or `None` after printing why the test skips.
 fn images(test: &str) -> Option<(String, String)> {
-    let dir = images_dir().join("riscv64");
-    let (k, i) = (dir.join("Image"), dir.join("initramfs.cpio.gz"));
-    if !k.is_file() || !i.is_file() {
-        eprintln!(
-            "SKIP {test}: no riscv64/Image + initramfs.cpio.gz under {} (set KITE_IMAGES)",
-            images_dir().display()
-        );
-        return None;
-    }
-    let firmware = OPENSBI.iter().map(|p| repo_root().join(p)).find(|p| p.is_file());
-    if firmware.is_none() && !is_external() {
-        eprintln!("SKIP {test}: no OpenSBI fw_dynamic.bin (install the Debian package 'opensbi')");
-        return None;
-    }
+    let (k, i) = linux_images(test)?;
     Some((k.display().to_string(), i.display().to_string()))
-}
-
-fn boot_args<'a>(kernel: &'a str, initrd: &'a str, append: &'a str) -> Vec<&'a str> {
-    vec![
-        "-M",
-        "virt",
-        "-smp",
-        "2",
-        "-m",
-        "256M",
-        "-nographic",
-        "-bios",
-        "default",
-        "-kernel",
-        kernel,
-        "-initrd",
-        initrd,
-        "-append",
-        append,
-    ]
 }
 
 #[test]
 fn linux_boots_and_powers_off() {
     let Some((k, i)) = images("linux_boots_and_powers_off") else { return };
-    let out = run_kite(&boot_args(&k, &i, "console=ttyS0 kite.test=poweroff"), BOOT_TIMEOUT);
+    let out = run_kite(&linux_boot_args(&k, &i, "console=ttyS0 kite.test=poweroff"), BOOT_TIMEOUT);
     eprintln!("boot to poweroff: {:.2?}", out.elapsed);
     assert!(out.stdout.contains("OpenSBI"), "no OpenSBI banner:\n{}", out.dump());
     assert!(out.stdout.contains("Linux version"), "the kernel did not start:\n{}", out.dump());
@@ -84,83 +44,19 @@ fn linux_boots_and_powers_off() {
     assert!(!out.stderr.contains("panicked"), "{}", out.dump());
 }
 
-/// Output collected so far by a reader thread.
-#[derive(Clone, Default)]
-struct Collected(Arc<Mutex<Vec<u8>>>);
-
-impl Collected {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// Wait until the output (after byte `from`) contains `needle`; returns the
-    /// offset just past it.
-    fn wait_for(&self, needle: &str, from: usize, deadline: Instant) -> Option<usize> {
-        while Instant::now() < deadline {
-            let t = self.text();
-            if let Some(p) = t.get(from..).and_then(|s| s.find(needle)) {
-                return Some(from + p + needle.len());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
 #[test]
 fn linux_shell_answers_on_the_console() {
     let Some((k, i)) = images("linux_shell_answers_on_the_console") else { return };
-    let mut child = spawn_kite_piped(&boot_args(&k, &i, "console=ttyS0"));
-    let out = Collected::default();
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let sink = out.clone();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.0.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
     let deadline = Instant::now() + BOOT_TIMEOUT;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let step = |what: &str, at: Option<usize>, child: &mut std::process::Child| -> usize {
-        match at {
-            Some(p) => p,
-            None => {
-                let _ = child.kill();
-                panic!("no {what} within {BOOT_TIMEOUT:?}; console so far:\n{}", out.text());
-            }
-        }
-    };
-    let booted = out.wait_for("KITE-BOOT-OK", 0, deadline);
-    let booted = step("KITE-BOOT-OK", booted, &mut child);
-    let prompt = out.wait_for("# ", booted, deadline);
-    let prompt = step("shell prompt", prompt, &mut child);
-    stdin.write_all(b"echo hello-$((6*7))\n").expect("write to the console");
-    stdin.flush().expect("flush the console");
+    let mut console = Console::spawn(&linux_boot_args(&k, &i, "console=ttyS0"));
+    let booted = console.wait_for("KITE-BOOT-OK", 0, deadline);
+    let prompt = console.wait_for("# ", booted, deadline);
+    console.send("echo hello-$((6*7))\n");
     // The echo of the command line shows `$((6*7))`; only the output reads 42.
-    let answered = out.wait_for("hello-42", prompt, deadline);
-    step("hello-42", answered, &mut child);
-    stdin.write_all(b"poweroff -f\n").expect("write to the console");
-    drop(stdin);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                panic!("kite did not exit after poweroff -f; console:\n{}", out.text());
-            }
-        }
-    };
-    let _ = reader.join();
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    assert!(status.success(), "exit {status:?}; stderr:\n{err}\nconsole:\n{}", out.text());
+    console.wait_for("hello-42", prompt, deadline);
+    console.send("poweroff -f\n");
+    let (status, err, text) = console.finish(deadline);
+    assert!(status.success(), "exit {status:?}; stderr:\n{err}\nconsole:\n{text}");
 }
 
 #[test]
@@ -171,7 +67,7 @@ fn dumpdtb_writes_the_device_tree() {
     let Some((k, i)) = images("dumpdtb_writes_the_device_tree") else { return };
     let dtb = std::env::temp_dir().join(format!("kite-boot-test-{}.dtb", std::process::id()));
     let m = format!("virt,dumpdtb={}", dtb.display());
-    let mut args = boot_args(&k, &i, "console=ttyS0 quiet");
+    let mut args = linux_boot_args(&k, &i, "console=ttyS0 quiet");
     args[1] = &m;
     let out = run_kite(&args, Duration::from_secs(30));
     assert!(out.status.success(), "{}", out.dump());

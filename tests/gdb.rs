@@ -599,13 +599,6 @@ fn freeze_without_a_stub_is_an_error() {
 /// gdb time limit for the Linux scripts (a boot to the late stop points takes ~5-10 s).
 const LINUX_GDB_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Where `-bios default` finds OpenSBI (the same list as `kite`'s `opensbi_candidates`).
-const OPENSBI: [&str; 3] = [
-    "roms/opensbi/fw_dynamic.bin",
-    "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin",
-    "/usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin",
-];
-
 /// Kite booting Linux with the gdb stub, CPUs stopped at the reset vector.
 struct LinuxBoot {
     kite: Kite,
@@ -619,42 +612,18 @@ impl LinuxBoot {
         if !have_gdb(test) {
             return None;
         }
-        let dir = images_dir().join("riscv64");
-        let (vmlinux, image, initrd) = (dir.join("vmlinux"), dir.join("Image"), dir.join("initramfs.cpio.gz"));
-        if !vmlinux.is_file() || !image.is_file() || !initrd.is_file() {
-            eprintln!(
-                "SKIP {test}: no riscv64/vmlinux + Image + initramfs.cpio.gz under {} (set KITE_IMAGES)",
-                dir.display()
-            );
-            return None;
-        }
-        if !OPENSBI.iter().any(|p| repo_root().join(p).is_file()) {
-            eprintln!("SKIP {test}: no OpenSBI fw_dynamic.bin (install the Debian package 'opensbi')");
+        let (image, initrd) = linux_images(test)?;
+        let vmlinux = images_dir().join("riscv64").join("vmlinux");
+        if !vmlinux.is_file() {
+            eprintln!("SKIP {test}: no riscv64/vmlinux under {} (set KITE_IMAGES)", images_dir().display());
             return None;
         }
         let port = free_port();
         let dev = format!("tcp::{port}");
         let (img, rd) = (image.to_string_lossy().into_owned(), initrd.to_string_lossy().into_owned());
-        let child = spawn_kite(&[
-            "-M",
-            "virt",
-            "-smp",
-            "2",
-            "-m",
-            "256M",
-            "-nographic",
-            "-bios",
-            "default",
-            "-kernel",
-            &img,
-            "-initrd",
-            &rd,
-            "-append",
-            "console=ttyS0 kite.test=poweroff",
-            "-gdb",
-            &dev,
-            "-S",
-        ]);
+        let mut args = linux_boot_args(&img, &rd, "console=ttyS0 kite.test=poweroff");
+        args.extend(["-gdb", &dev, "-S"]);
+        let child = spawn_kite(&args);
         // From here on, dropping `kite` kills the emulator (timeouts and failed asserts included).
         let mut kite = Kite { child: Some(child), port };
         let t0 = Instant::now();
