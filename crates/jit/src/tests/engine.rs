@@ -283,6 +283,39 @@ fn measure() {
 }
 
 #[test]
+fn a_yield_hands_over_to_the_other_vcpu_at_once() {
+    // vCPU A counts loop iterations while spinning (with a yield in the loop) on a flag
+    // that vCPU B sets; A exits with its count. Honouring the yield, B runs right after
+    // A's first iteration; without it A would spin through a whole 1 ms slice first.
+    let mut prog = vec![0u32; 25];
+    prog[..7].copy_from_slice(&[
+        insn(1, 2, 0, 1),
+        insn(2, 6, 6, 1),
+        insn(0x0d, 0, 0, 0),
+        insn(0x0b, 3, 7, 0x100),
+        insn(5, 3, 2, -3),
+        insn(2, 1, 6, 0),
+        insn(7, 0, 0, 0),
+    ]);
+    prog[16..19].copy_from_slice(&[insn(1, 2, 0, 1), insn(0x0a, 2, 7, 0x100), insn(9, 0, 0, 0)]);
+    for tier in TIERS {
+        let (mem, _dev) = machine();
+        load_program(&mem, RAM_BASE, &prog);
+        let vm = Arc::new(VmControl::new());
+        let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
+        let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
+        for (c, pc) in cpus.iter_mut().zip([RAM_BASE, RAM_BASE + 0x40]) {
+            c.h.pc = pc;
+            c.regs[7] = RAM_BASE;
+        }
+        match e.run_all(&mut cpus) {
+            ExitCode::Exit(n) => assert!((1..=3).contains(&n), "{tier:?}: A spun {n} times before B ran"),
+            other => panic!("{tier:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn vcpus_take_turns_and_halted_ones_are_skipped() {
     // vCPU A spins (a chained loop) until vCPU B sets a flag, so it only finishes if the
     // scheduler preempts it; B then halts in `wfi` for good: were it resumed without a

@@ -166,6 +166,14 @@ unsafe impl GuestCpu for MockCpu {
                     b.exit(Exit::Indirect(t));
                 }
                 0x09 => b.exit(Exit::Halt { next_pc: next }),
+                0x0d => {
+                    // yield: ask the scheduler to run another vCPU (like RISC-V `pause`).
+                    let cur = b.ld_state(Ty::I32, offsets::FLUSH_REQUEST);
+                    let bit = b.const32(kite_ir::state::flush::YIELD);
+                    let v = b.bin(BinOp::Or, cur, bit);
+                    b.st_state(v, offsets::FLUSH_REQUEST);
+                    b.exit(Exit::GotoNoChain(next));
+                }
                 _ => {
                     let t = b.const64(word as u64);
                     b.exit(Exit::Raise { cause: 2, tval: t });
