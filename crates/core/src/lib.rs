@@ -17,6 +17,7 @@
 //! CPU-state header ABI). It never names a machine, device or accelerator.
 
 pub mod accel;
+pub mod debug;
 pub mod device;
 pub mod guest;
 pub mod phys;

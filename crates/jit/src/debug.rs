@@ -41,8 +41,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use kite_core::debug::{BreakKind, CpuRegs, DebugError, DebugTarget, Resume, StopEvent, WatchKind};
 use kite_core::{ExitCode, Fault, GuestCpu, PhysMemory, VmControl};
-use kite_gdb::{BreakKind, CpuRegs, DebugError, DebugTarget, Resume, StopEvent, WatchKind};
 use kite_ir::state::{status, PAGE_MASK, PAGE_SIZE};
 use kite_ir::{Access, Builder, Exit, Inst};
 

@@ -1,4 +1,4 @@
-//! The RISC-V register view for gdb ([`kite_gdb::CpuRegs`] on [`RiscvCpu`]) and its
+//! The RISC-V register view for gdb ([`kite_core::debug::CpuRegs`] on [`RiscvCpu`]) and its
 //! target description.
 //!
 //! Numbering is gdb's fixed RISC-V numbering (also QEMU's): x0-x31 = 0-31, pc = 32,
@@ -11,7 +11,7 @@
 //! without the privilege checks a guest access has. Writes that can change TB-key state
 //! (privilege, mstatus, satp) recompute the TB flags and ask for a TLB flush.
 
-use kite_gdb::CpuRegs;
+use kite_core::debug::CpuRegs;
 use kite_ir::state::flush;
 
 use crate::cpu::{PRV_M, PRV_S, PRV_U};
