@@ -1,6 +1,6 @@
 //! VM-wide control shared by devices, vCPU loops and the front end.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 /// How the VM asks to end.
@@ -20,15 +20,18 @@ pub enum ExitCode {
 /// promptly and look at why.
 #[derive(Debug, Default)]
 pub struct VmControl {
-    stop: AtomicBool,
-    code: AtomicI32,
-    reset: AtomicBool,
+    /// The exit request as one word, so a reader never sees "stopping" before
+    /// the code that goes with it: 0 = none, `EXIT_TAG | code`, or `RESET`.
+    stop: AtomicU64,
     /// Addresses of registered exit-request words.
     kicks: Mutex<Vec<usize>>,
     /// Wakes vCPUs sleeping in `wfi`.
     wake_lock: Mutex<u64>,
     wake: Condvar,
 }
+
+const EXIT_TAG: u64 = 1 << 32;
+const RESET: u64 = 2 << 32;
 
 impl VmControl {
     pub fn new() -> VmControl {
@@ -37,25 +40,22 @@ impl VmControl {
 
     /// Ask the VM to stop with `code`. The first request wins.
     pub fn request_exit(&self, code: ExitCode) {
-        if !self.stop.swap(true, Ordering::SeqCst) {
-            match code {
-                ExitCode::Exit(c) => self.code.store(c, Ordering::SeqCst),
-                ExitCode::Reset => self.reset.store(true, Ordering::SeqCst),
-            }
-        }
+        let word = match code {
+            ExitCode::Exit(c) => EXIT_TAG | u64::from(c as u32),
+            ExitCode::Reset => RESET,
+        };
+        // First request wins; later ones only kick again.
+        let _ = self.stop.compare_exchange(0, word, Ordering::SeqCst, Ordering::SeqCst);
         self.kick_all();
     }
 
     /// The pending exit request, if any.
     pub fn exit_requested(&self) -> Option<ExitCode> {
-        if !self.stop.load(Ordering::SeqCst) {
-            return None;
+        match self.stop.load(Ordering::SeqCst) {
+            0 => None,
+            RESET => Some(ExitCode::Reset),
+            w => Some(ExitCode::Exit(w as u32 as i32)),
         }
-        Some(if self.reset.load(Ordering::SeqCst) {
-            ExitCode::Reset
-        } else {
-            ExitCode::Exit(self.code.load(Ordering::SeqCst))
-        })
     }
 
     /// Register a vCPU's exit-request word.
@@ -95,7 +95,7 @@ impl VmControl {
     /// `still_idle` is checked under the lock so a wake-up is never lost.
     pub fn wait(&self, timeout: std::time::Duration, still_idle: impl Fn() -> bool) {
         let g = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if !still_idle() || self.stop.load(Ordering::SeqCst) {
+        if !still_idle() || self.stop.load(Ordering::SeqCst) != 0 {
             return;
         }
         let _ = self.wake.wait_timeout(g, timeout);
@@ -118,5 +118,28 @@ mod tests {
         assert_eq!(vm.exit_requested(), Some(ExitCode::Exit(3)));
         assert_eq!(word.load(Ordering::SeqCst), 1);
         vm.unregister(&word);
+    }
+
+    #[test]
+    fn a_reader_never_sees_the_stop_without_its_code() {
+        // CI once saw Exit(0) for a request of Exit(7): the flag and the code were
+        // two stores, and a vCPU read between them.
+        for _ in 0..200 {
+            let vm = std::sync::Arc::new(VmControl::new());
+            let w = vm.clone();
+            let t = std::thread::spawn(move || w.request_exit(ExitCode::Exit(-7)));
+            let seen = loop {
+                if let Some(c) = vm.exit_requested() {
+                    break c;
+                }
+                std::hint::spin_loop();
+            };
+            t.join().unwrap();
+            assert_eq!(seen, ExitCode::Exit(-7));
+        }
+        let vm = VmControl::new();
+        vm.request_exit(ExitCode::Reset);
+        vm.request_exit(ExitCode::Exit(1));
+        assert_eq!(vm.exit_requested(), Some(ExitCode::Reset));
     }
 }
