@@ -6,7 +6,7 @@
 //! clarity; a fast first tier would pre-decode blocks.
 
 use crate::state::{offsets, status};
-use crate::{Access, BinOp, Block, Exit, Inst, MemOp, Temp, Ty, UnOp};
+use crate::{Access, BinOp, Block, Exit, Inst, MemOp, RmwOp, Temp, Ty, UnOp};
 
 /// Guest memory as the interpreter sees it. A failing access returns `None`
 /// after recording the guest exception in the state header (`status`,
@@ -14,6 +14,20 @@ use crate::{Access, BinOp, Block, Exit, Inst, MemOp, Temp, Ty, UnOp};
 pub trait Env {
     fn load(&mut self, state: &mut [u8], vaddr: u64, mop: MemOp) -> Option<u64>;
     fn store(&mut self, state: &mut [u8], vaddr: u64, val: u64, mop: MemOp) -> bool;
+
+    /// An atomic read-modify-write ([`Inst::Atomic`]); returns the old raw value
+    /// (zero-extended). The default is a write-permission load and a store, which is
+    /// atomic only for an environment no other thread touches.
+    fn atomic(&mut self, state: &mut [u8], vaddr: u64, op: RmwOp, src: u64, expected: u64, mop: MemOp) -> Option<u64> {
+        let raw = MemOp { signed: false, rmw: true, ..mop };
+        let old = self.load(state, vaddr, raw)?;
+        if let Some(new) = op.apply(mop.size, old, src, expected) {
+            if !self.store(state, vaddr, new, mop) {
+                return None;
+            }
+        }
+        Some(old)
+    }
 }
 
 /// How the block was left. The header's `pc` has been updated in every case.
@@ -259,6 +273,20 @@ fn run_in(block: &Block, state: &mut [u8], env: &mut dyn Env, vals: &mut [u64], 
                     return leave_with_status(state, next_insn_pc(block, ip).unwrap_or(pc), rem, rem.saturating_sub(1));
                 }
             }
+            Inst::Atomic { op, dst, addr, src, expected, mop } => {
+                wr(state, offsets::PC, Ty::I64, pc);
+                let (a, v, e) = (vals[addr.0 as usize], vals[src.0 as usize], vals[expected.0 as usize]);
+                match env.atomic(state, a, *op, v, e, *mop) {
+                    Some(raw) => vals[dst.0 as usize] = extend_load(raw, *mop, ty(*dst)),
+                    None => return leave_with_status(state, pc, unexec(started), 0),
+                }
+                // Like a store, it may have invalidated translated code.
+                let st = rd(state, offsets::STATUS, Ty::I32) as u32;
+                if st != status::NONE {
+                    let rem = unexec(started);
+                    return leave_with_status(state, next_insn_pc(block, ip).unwrap_or(pc), rem, rem.saturating_sub(1));
+                }
+            }
             Inst::Call { helper, args, dst } => {
                 let mut a = [0u64; 4];
                 for (slot, t) in a.iter_mut().zip(args.iter()) {
@@ -418,7 +446,7 @@ impl Env for FlatMemory {
 pub fn access_of(inst: &Inst) -> Option<Access> {
     match inst {
         Inst::Load { .. } => Some(Access::Read),
-        Inst::Store { .. } => Some(Access::Write),
+        Inst::Store { .. } | Inst::Atomic { .. } => Some(Access::Write),
         _ => None,
     }
 }

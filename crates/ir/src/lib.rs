@@ -198,6 +198,86 @@ impl MemSize {
     }
 }
 
+/// The operation of an [`Inst::Atomic`] read-modify-write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RmwOp {
+    Xchg,
+    Add,
+    And,
+    Or,
+    Xor,
+    /// Signed minimum/maximum at the access width.
+    MinS,
+    MaxS,
+    MinU,
+    MaxU,
+    /// Compare and swap: store `src` only if memory holds `expected`.
+    Cas,
+}
+
+impl RmwOp {
+    pub const ALL: [RmwOp; 10] = [
+        RmwOp::Xchg,
+        RmwOp::Add,
+        RmwOp::And,
+        RmwOp::Or,
+        RmwOp::Xor,
+        RmwOp::MinS,
+        RmwOp::MaxS,
+        RmwOp::MinU,
+        RmwOp::MaxU,
+        RmwOp::Cas,
+    ];
+
+    /// The value to store (raw, truncated to `size`) given the old memory value `old`
+    /// (raw, zero-extended), or `None` when nothing is stored (a failed `Cas`).
+    /// `src` and `expected` are compared/combined at the access width.
+    pub fn apply(self, size: MemSize, old: u64, src: u64, expected: u64) -> Option<u64> {
+        let bits = size.bytes() * 8;
+        let m = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+        let sx = |v: u64| ((v << (64 - bits)) as i64) >> (64 - bits);
+        let (old, src) = (old & m, src & m);
+        let v = match self {
+            RmwOp::Xchg => src,
+            RmwOp::Add => old.wrapping_add(src),
+            RmwOp::And => old & src,
+            RmwOp::Or => old | src,
+            RmwOp::Xor => old ^ src,
+            RmwOp::MinS => {
+                if sx(old) <= sx(src) {
+                    old
+                } else {
+                    src
+                }
+            }
+            RmwOp::MaxS => {
+                if sx(old) >= sx(src) {
+                    old
+                } else {
+                    src
+                }
+            }
+            RmwOp::MinU => old.min(src),
+            RmwOp::MaxU => old.max(src),
+            RmwOp::Cas => {
+                if old != expected & m {
+                    return None;
+                }
+                src
+            }
+        };
+        Some(v & m)
+    }
+
+    /// Small integer form (for slow-path helpers).
+    pub fn index(self) -> u32 {
+        RmwOp::ALL.iter().position(|&o| o == self).expect("listed") as u32
+    }
+    pub fn from_index(i: u32) -> Option<RmwOp> {
+        RmwOp::ALL.get(i as usize).copied()
+    }
+}
+
 /// Shape of a guest memory access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MemOp {
@@ -408,6 +488,20 @@ pub enum Inst {
         addr: Temp,
         mop: MemOp,
     },
+    /// Atomic read-modify-write of guest memory: `dst = mem[addr]` (extended per
+    /// `mop` to dst's type) and, in one indivisible step, `mem[addr] =
+    /// op(old, src)` at the access width (for [`RmwOp::Cas`]: `src` only if the old
+    /// value equals `expected`; other ops ignore `expected`). Needs write permission
+    /// and faults like a store, even when a `Cas` stores nothing. Atomic across vCPU
+    /// threads. `mop.aligned` must be set (misaligned addresses fault).
+    Atomic {
+        op: RmwOp,
+        dst: Temp,
+        addr: Temp,
+        src: Temp,
+        expected: Temp,
+        mop: MemOp,
+    },
     /// Call a helper with up to four arguments.
     Call {
         helper: &'static Helper,
@@ -514,6 +608,16 @@ impl Block {
                     chk(*dst)?;
                     chk(*addr)?;
                     if self.ty(*addr) != Ty::I64 {
+                        return Err(IrError::TypeMismatch(i));
+                    }
+                }
+                Inst::Atomic { dst, addr, src, expected, mop, .. } => {
+                    for t in [*dst, *addr, *src, *expected] {
+                        chk(t)?;
+                    }
+                    same(*dst, *src)?;
+                    same(*src, *expected)?;
+                    if self.ty(*addr) != Ty::I64 || !mop.aligned || mop.size.bytes() > self.ty(*dst).bits() / 8 {
                         return Err(IrError::TypeMismatch(i));
                     }
                 }
@@ -717,6 +821,21 @@ impl Builder {
 
     pub fn store(&mut self, src: Temp, addr: Temp, mop: MemOp) {
         self.push(Inst::Store { src, addr, mop });
+    }
+
+    /// An atomic read-modify-write (not `Cas`; see [`Builder::cas`]); returns the old value.
+    pub fn atomic(&mut self, op: RmwOp, addr: Temp, src: Temp, mop: MemOp) -> Temp {
+        debug_assert!(op != RmwOp::Cas);
+        let dst = self.temp(self.ty(src));
+        self.push(Inst::Atomic { op, dst, addr, src, expected: src, mop: mop.aligned() });
+        dst
+    }
+
+    /// Atomic compare-and-swap: stores `new` if memory holds `expected`; returns the old value.
+    pub fn cas(&mut self, addr: Temp, expected: Temp, new: Temp, mop: MemOp) -> Temp {
+        let dst = self.temp(self.ty(new));
+        self.push(Inst::Atomic { op: RmwOp::Cas, dst, addr, src: new, expected, mop: mop.aligned() });
+        dst
     }
 
     pub fn call(&mut self, helper: &'static Helper, args: &[Temp]) -> Option<Temp> {

@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-use crate::{BinOp, Block, Cond, Exit, Helper, Inst, IrError, Label, MemOp, MemSize, Temp, Ty, UnOp};
+use crate::{BinOp, Block, Cond, Exit, Helper, Inst, IrError, Label, MemOp, MemSize, RmwOp, Temp, Ty, UnOp};
 
 const BINOPS: &[(BinOp, &str)] = &[
     (BinOp::Add, "add"),
@@ -73,6 +73,19 @@ const CONDS: &[(Cond, &str)] = &[
     (Cond::GtS, "gts"),
     (Cond::LeU, "leu"),
     (Cond::GtU, "gtu"),
+];
+
+const RMWOPS: &[(RmwOp, &str)] = &[
+    (RmwOp::Xchg, "xchg"),
+    (RmwOp::Add, "add"),
+    (RmwOp::And, "and"),
+    (RmwOp::Or, "or"),
+    (RmwOp::Xor, "xor"),
+    (RmwOp::MinS, "mins"),
+    (RmwOp::MaxS, "maxs"),
+    (RmwOp::MinU, "minu"),
+    (RmwOp::MaxU, "maxu"),
+    (RmwOp::Cas, "cas"),
 ];
 
 fn name<T: PartialEq + Copy>(table: &[(T, &'static str)], v: T) -> &'static str {
@@ -131,6 +144,12 @@ impl Block {
             Inst::Select { dst, c, a, b } => write!(f, "    {} select {c}, {a}, {b}", d(dst)),
             Inst::Load { dst, addr, mop } => write!(f, "    {} load.{} {addr}", d(dst), mop_suffix(*mop)),
             Inst::Store { src, addr, mop } => write!(f, "    store.{} {src}, {addr}", mop_suffix(*mop)),
+            Inst::Atomic { op: RmwOp::Cas, dst, addr, src, expected, mop } => {
+                write!(f, "    {} atomic.cas.{} {addr}, {expected}, {src}", d(dst), mop_suffix(*mop))
+            }
+            Inst::Atomic { op, dst, addr, src, mop, .. } => {
+                write!(f, "    {} atomic.{}.{} {addr}, {src}", d(dst), name(RMWOPS, *op), mop_suffix(*mop))
+            }
             Inst::Call { helper, args, dst } => {
                 let a: Vec<String> = args.iter().map(|t| t.to_string()).collect();
                 match dst {
@@ -263,6 +282,20 @@ impl Parser<'_> {
                 Inst::Select { dst, c: self.temp(a[0])?, a: self.temp(a[1])?, b: self.temp(a[2])? }
             }
             "load" => Inst::Load { dst, addr: self.temp(rest)?, mop: self.mop(sfx)? },
+            "atomic" => {
+                let (o, m) = sfx.split_once('.').ok_or_else(|| self.err("atomic needs .op.size"))?;
+                let op = lookup(RMWOPS, o).ok_or_else(|| self.err(format!("bad atomic op `{o}`")))?;
+                let mop = self.mop(m)?;
+                if op == RmwOp::Cas {
+                    let a = self.args(rest, 3)?;
+                    let (addr, expected, src) = (self.temp(a[0])?, self.temp(a[1])?, self.temp(a[2])?);
+                    Inst::Atomic { op, dst, addr, src, expected, mop }
+                } else {
+                    let a = self.args(rest, 2)?;
+                    let (addr, src) = (self.temp(a[0])?, self.temp(a[1])?);
+                    Inst::Atomic { op, dst, addr, src, expected: src, mop }
+                }
+            }
             "call" => {
                 let (hname, args) = rest.split_once('(').ok_or_else(|| self.err("call needs (args)"))?;
                 let helper = self.helper(hname.trim())?;
@@ -417,6 +450,9 @@ mod tests {
         let s = b.select(c, v, x);
         let m = b.load(Ty::I64, s, MemOp::new(MemSize::B4, true).aligned().rmw());
         b.store(m, s, MemOp::new(MemSize::B2, false));
+        let a = b.atomic(RmwOp::MaxS, s, m, MemOp::new(MemSize::B4, true));
+        let c = b.cas(s, a, m, MemOp::new(MemSize::B8, false));
+        b.st_state(c, 0x160);
         b.st_state(s, 0x158);
         b.exit(Exit::Raise { cause: 2, tval: m });
         let blk = b.finish();

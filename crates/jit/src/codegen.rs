@@ -34,7 +34,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use kite_ir::state::{offsets, status, PAGE_MASK};
-use kite_ir::{Access, BinOp, Block, Cond, Exit, Helper, Inst, MemOp, MemSize, Temp, Ty, UnOp};
+use kite_ir::{Access, BinOp, Block, Cond, Exit, Helper, Inst, MemOp, MemSize, RmwOp, Temp, Ty, UnOp};
 
 use crate::softmmu;
 use crate::tb::TbId;
@@ -79,6 +79,7 @@ pub(crate) struct Codegen {
     fctx: FunctionBuilderContext,
     tail_sig: Signature,
     c_sig: Signature,
+    slow_sig: Signature,
 }
 
 impl std::fmt::Debug for Codegen {
@@ -112,7 +113,9 @@ impl Codegen {
             c_sig.params.push(AbiParam::new(types::I64));
         }
         c_sig.returns.push(AbiParam::new(types::I64));
-        Ok(Codegen { isa, ctx: Context::new(), fctx: FunctionBuilderContext::new(), tail_sig, c_sig })
+        let mut slow_sig = c_sig.clone();
+        slow_sig.params.push(AbiParam::new(types::I64));
+        Ok(Codegen { isa, ctx: Context::new(), fctx: FunctionBuilderContext::new(), tail_sig, c_sig, slow_sig })
     }
 
     fn finish(&mut self) -> Result<&[u8], String> {
@@ -152,6 +155,7 @@ impl Codegen {
         let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
         let sig_tail = b.import_signature(self.tail_sig.clone());
         let sig_c = b.import_signature(self.c_sig.clone());
+        let sig_slow = b.import_signature(self.slow_sig.clone());
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
@@ -167,6 +171,7 @@ impl Codegen {
             cache: Vec::new(),
             sig_tail,
             sig_c,
+            sig_slow,
             pc: spec.block.pc,
             started: 0,
             live: true,
@@ -238,6 +243,8 @@ struct Emit<'a, 'b> {
     cache: Vec<Cached>,
     sig_tail: ir::SigRef,
     sig_c: ir::SigRef,
+    /// The softmmu slow path: `fn(ctx, cpu, vaddr, info, val, expected) -> u64`.
+    sig_slow: ir::SigRef,
     /// Guest pc of the instruction being emitted.
     pc: u64,
     /// Guest instructions started so far (the current one included).
@@ -479,6 +486,10 @@ impl Emit<'_, '_> {
                 let ty = self.ty(*src);
                 let next = self.next_pc(i);
                 self.mem(a, *mop, Access::Write, Some(s), ty, next);
+            }
+            Inst::Atomic { op, dst, addr, src, expected, mop } => {
+                let v = self.atomic(i, *op, *addr, *src, *expected, *mop);
+                self.def(*dst, v);
             }
             Inst::Call { helper, args, dst } => self.call(helper, args, *dst),
             Inst::SetLabel(l) => {
@@ -742,7 +753,8 @@ impl Emit<'_, '_> {
             (None, _) => self.k64(0),
         };
         let f = self.k64(self.spec.slow);
-        let call = self.b.ins().call_indirect(self.sig_c, f, &[ctx, self.cpu, addr, info, val]);
+        let zero = self.k64(0);
+        let call = self.b.ins().call_indirect(self.sig_slow, f, &[ctx, self.cpu, addr, info, val, zero]);
         let r = self.b.inst_results(call)[0];
         self.check_status(src.map(|_| next_pc));
         let v = match (src, ty) {
@@ -753,6 +765,32 @@ impl Emit<'_, '_> {
         self.b.ins().jump(merge, &[BlockArg::Value(v)]);
         self.b.switch_to_block(merge);
         out
+    }
+
+    /// An atomic read-modify-write: always the slow-path helper, which probes the TLB and
+    /// does a host atomic on RAM (atomics are rare; QEMU also calls helpers for them).
+    /// Like a store it may invalidate the running TB, so the status check resumes after it.
+    fn atomic(&mut self, i: usize, op: RmwOp, addr: Temp, src: Temp, expected: Temp, mop: MemOp) -> Value {
+        let ty = self.ty(src);
+        let (a, s, e) = (self.var(addr), self.var(src), self.var(expected));
+        let next = self.next_pc(i);
+        let pc = self.pc;
+        self.store_pc(pc);
+        self.writeback_side();
+        let ctx = self.k64(self.spec.ctx);
+        let info = self.k64(softmmu::info(mop, Access::Write, self.spec.mmu, self.spec.tb) | softmmu::atomic_info(op));
+        let (s, e) = match ty {
+            Ty::I32 => (self.b.ins().uextend(types::I64, s), self.b.ins().uextend(types::I64, e)),
+            Ty::I64 => (s, e),
+        };
+        let f = self.k64(self.spec.slow);
+        let call = self.b.ins().call_indirect(self.sig_slow, f, &[ctx, self.cpu, a, info, s, e]);
+        let r = self.b.inst_results(call)[0];
+        self.check_status(Some(next));
+        match ty {
+            Ty::I32 => self.b.ins().ireduce(types::I32, r),
+            Ty::I64 => r,
+        }
     }
 
     fn bin(&mut self, op: BinOp, ty: Ty, a: Value, b: Value) -> Value {

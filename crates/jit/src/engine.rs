@@ -461,7 +461,8 @@ impl<C: GuestCpu> Engine<C> {
         // SAFETY: the context is boxed and outlives the engine's code; only the address
         // of the field is taken here.
         let jc_base = unsafe { std::ptr::addr_of!((*ctx_ptr).tbs.jc_base) } as u64;
-        let slow = slow_access::<C> as unsafe extern "C" fn(*mut Ctx<C>, *mut u8, u64, u64, u64) -> u64 as usize as u64;
+        let slow =
+            slow_access::<C> as unsafe extern "C" fn(*mut Ctx<C>, *mut u8, u64, u64, u64, u64) -> u64 as usize as u64;
         (ctx_ptr as u64, slow, if self.opts.single_step { None } else { Some(jc_base) })
     }
 

@@ -12,17 +12,29 @@
 //! after the store.
 //!
 //! `info` (the constant passed by generated code) packs: bits 0-6 `MemOp::encode`,
-//! bits 7-8 the MMU index, bits 9.. the running TB id plus one (0 = none).
+//! bits 7-8 the MMU index, bits 9-55 the running TB id plus one (0 = none), bits 56-59
+//! the [`RmwOp`] index plus one for an atomic (0 = a plain access).
+//!
+//! Atomics ([`kite_ir::Inst::Atomic`]) always come here (they are rare): a TLB probe,
+//! then the usual translation, and on RAM a host atomic instruction on the guest's
+//! memory, so they stay atomic against other vCPU threads' plain and atomic accesses.
 
 use kite_core::guest::FaultKind;
 use kite_core::{Fault, GuestCpu};
 use kite_ir::interp::{extend_load, Env};
 use kite_ir::state::{status, tlb_flags, CpuHeader, TlbEntry, PAGE_MASK, PAGE_SIZE, TLB_ENTRIES};
-use kite_ir::{Access, MemOp, Ty};
+use kite_ir::{Access, MemOp, RmwOp, Ty};
 use kite_memory::{Hit, PhysMap};
 
 use crate::engine::Ctx;
 use crate::tb::{TbId, NO_TB};
+
+const ATOMIC_SHIFT: u32 = 56;
+
+/// The `info` bits that make a slow-path call an atomic `op` (or with [`info`]).
+pub(crate) fn atomic_info(op: RmwOp) -> u64 {
+    (op.index() as u64 + 1) << ATOMIC_SHIFT
+}
 
 /// Build the `info` word for [`slow_access`].
 pub(crate) fn info(mop: MemOp, kind: Access, mmu: usize, tb: TbId) -> u64 {
@@ -42,11 +54,16 @@ pub(crate) unsafe extern "C" fn slow_access<C: GuestCpu>(
     vaddr: u64,
     info: u64,
     val: u64,
+    expected: u64,
 ) -> u64 {
     // SAFETY: per this function's contract both pointers are valid and unaliased for the
     // duration of the call.
     let (ctx, cpu) = unsafe { (&mut *ctx, &mut *(cpu as *mut C)) };
-    access(ctx, cpu, vaddr, info, val).unwrap_or(0)
+    match RmwOp::from_index(((info >> ATOMIC_SHIFT) as u32).wrapping_sub(1)) {
+        Some(op) => atomic(ctx, cpu, vaddr, info, op, val, expected),
+        None => access(ctx, cpu, vaddr, info, val),
+    }
+    .unwrap_or(0)
 }
 
 fn raise<C: GuestCpu>(cpu: &mut C, f: Fault) {
@@ -62,10 +79,7 @@ pub(crate) fn access<C: GuestCpu>(ctx: &mut Ctx<C>, cpu: &mut C, vaddr: u64, inf
     let (mop, kind) = MemOp::decode((info & ((1 << MemOp::ENCODED_BITS) - 1)) as u32);
     let mmu = ((info >> MemOp::ENCODED_BITS) & 3) as usize;
     let perm = mop.perm(kind);
-    let cur = match info >> (MemOp::ENCODED_BITS + 2) {
-        0 => NO_TB,
-        n => (n - 1) as TbId,
-    };
+    let cur = info_tb(info);
     let n = mop.size.bytes() as u64;
     if !ctx.dbg.watches.is_empty() && crate::engine::debug::watch_hit(&mut ctx.dbg, cpu, vaddr, n, kind) {
         return None;
@@ -82,6 +96,126 @@ pub(crate) fn access<C: GuestCpu>(ctx: &mut Ctx<C>, cpu: &mut C, vaddr: u64, inf
         }
     }
     single(ctx, cpu, vaddr, n, Op { kind, perm }, mmu, cur, val).map(|raw| extend_load(raw, mop, Ty::I64))
+}
+
+fn info_tb(info: u64) -> TbId {
+    match (info >> (MemOp::ENCODED_BITS + 2)) & ((1 << (ATOMIC_SHIFT - MemOp::ENCODED_BITS - 2)) - 1) {
+        0 => NO_TB,
+        n => (n - 1) as TbId,
+    }
+}
+
+/// An atomic read-modify-write through the slow path; returns the old raw value
+/// (zero-extended), `None` after recording a fault.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn atomic<C: GuestCpu>(
+    ctx: &mut Ctx<C>,
+    cpu: &mut C,
+    vaddr: u64,
+    info: u64,
+    op: RmwOp,
+    val: u64,
+    expected: u64,
+) -> Option<u64> {
+    ctx.stats.tlb_slow_path += 1;
+    let (mop, _) = MemOp::decode((info & ((1 << MemOp::ENCODED_BITS) - 1)) as u32);
+    let mmu = ((info >> MemOp::ENCODED_BITS) & 3) as usize;
+    let n = mop.size.bytes() as u64;
+    if !ctx.dbg.watches.is_empty() && crate::engine::debug::watch_hit(&mut ctx.dbg, cpu, vaddr, n, Access::Write) {
+        return None;
+    }
+    if vaddr & (n - 1) != 0 {
+        let f = cpu.fault_for(FaultKind::Misaligned, Access::Write, vaddr);
+        raise(cpu, f);
+        return None;
+    }
+    if let Some(host) = probe(cpu.header(), mmu, vaddr, n, Access::Write) {
+        // SAFETY: a TLB write hit is a whole, plain RAM page (no CODE/WATCH/MMIO flags),
+        // and the access is naturally aligned inside it.
+        return Some(unsafe { host_atomic(host, n, op, val, expected) });
+    }
+    let paddr = match cpu.translate_addr(vaddr, Access::Write, mmu, &*ctx.mem) {
+        Ok(p) => p,
+        Err(f) => {
+            raise(cpu, f);
+            return None;
+        }
+    };
+    let mem: &PhysMap = &ctx.mem;
+    match mem.lookup(paddr) {
+        Some(Hit::Ram { ptr, left, .. }) if left >= n => {
+            let ppage = paddr & PAGE_MASK;
+            if ctx.tbs.is_code_page(ppage) {
+                let (k, hit_cur) = ctx.tbs.invalidate_range(ppage, paddr, paddr + n, info_tb(info));
+                ctx.stats.tbs_invalidated += k;
+                if hit_cur {
+                    cpu.header_mut().status = status::LOOKUP;
+                }
+            }
+            // SAFETY: `ptr` points at `left >= n` bytes of guest RAM; guest RAM is mapped
+            // page aligned, so a naturally aligned guest address is a naturally aligned
+            // host address.
+            Some(unsafe { host_atomic(ptr, n, op, val, expected) })
+        }
+        Some(Hit::Mmio { dev, offset, region }) if offset + n <= region.size => {
+            // Devices serialise their own register accesses; a read then a write is what
+            // a device can observe of an AMO anyway.
+            let old = dev.read(offset, n as u32) & mask(n);
+            if let Some(new) = op.apply(mop.size, old, val, expected) {
+                dev.write(offset, n as u32, new);
+            }
+            Some(old)
+        }
+        _ => {
+            let f = cpu.fault_for(FaultKind::AccessFault, Access::Write, vaddr);
+            raise(cpu, f);
+            None
+        }
+    }
+}
+
+/// A host atomic read-modify-write of `n` bytes (4 or 8; 1 and 2 for completeness) of
+/// guest RAM at `p`, little endian; returns the old value.
+///
+/// # Safety
+/// `p` must point at `n` bytes of guest RAM, aligned to `n`.
+unsafe fn host_atomic(p: *mut u8, n: u64, op: RmwOp, val: u64, expected: u64) -> u64 {
+    use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
+    let size = kite_ir::MemSize::from_bytes(n as u32).unwrap_or(kite_ir::MemSize::B8);
+    macro_rules! rmw {
+        ($at:ty, $t:ty) => {{
+            // SAFETY: per the contract `p` is valid and aligned for `$t`; guest RAM is
+            // only accessed through raw pointers and atomics.
+            let a = unsafe { <$at>::from_ptr(p as *mut $t) };
+            let (v, e) = (val as $t, expected as $t);
+            let old = match op {
+                RmwOp::Xchg => a.swap(v, SeqCst),
+                RmwOp::Add => a.fetch_add(v, SeqCst),
+                RmwOp::And => a.fetch_and(v, SeqCst),
+                RmwOp::Or => a.fetch_or(v, SeqCst),
+                RmwOp::Xor => a.fetch_xor(v, SeqCst),
+                RmwOp::MinU => a.fetch_min(v, SeqCst),
+                RmwOp::MaxU => a.fetch_max(v, SeqCst),
+                RmwOp::Cas => match a.compare_exchange(e, v, SeqCst, SeqCst) {
+                    Ok(o) | Err(o) => o,
+                },
+                RmwOp::MinS | RmwOp::MaxS => {
+                    let f = |o: $t| op.apply(size, o as u64, val, 0).map(|x| x as $t);
+                    match a.fetch_update(SeqCst, SeqCst, f) {
+                        Ok(o) | Err(o) => o,
+                    }
+                }
+            };
+            // Little-endian host (x86_64), as everywhere in the softmmu.
+            old as u64
+        }};
+    }
+    match n {
+        1 => rmw!(AtomicU8, u8),
+        2 => rmw!(AtomicU16, u16),
+        4 => rmw!(AtomicU32, u32),
+        _ => rmw!(AtomicU64, u64),
+    }
 }
 
 /// What an access does (`kind`) and what permission it needs (`perm`): they differ
@@ -294,6 +428,14 @@ impl<C: GuestCpu> Env for InterpEnv<C> {
 
     fn store(&mut self, state: &mut [u8], vaddr: u64, val: u64, mop: MemOp) -> bool {
         self.go(state, vaddr, mop, Access::Write, val).is_some()
+    }
+
+    fn atomic(&mut self, state: &mut [u8], vaddr: u64, op: RmwOp, src: u64, expected: u64, mop: MemOp) -> Option<u64> {
+        // SAFETY: as in `go`: `state` is the byte view of the running `C`, and the
+        // engine context is live and unaliased during the block run.
+        let (cpu, ctx) = unsafe { (&mut *(state.as_mut_ptr() as *mut C), &mut *self.ctx) };
+        let info = info(mop, Access::Write, self.mmu, self.tb) | atomic_info(op);
+        atomic(ctx, cpu, vaddr, info, op, src, expected)
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use kite_core::{PhysMemory, VmControl};
 use kite_ir::state::{offsets, status};
-use kite_ir::{BinOp, Block, Builder, Cond, Effects, Exit, Helper, MemOp, MemSize, Ty, UnOp};
+use kite_ir::{BinOp, Block, Builder, Cond, Effects, Exit, Helper, MemOp, MemSize, RmwOp, Ty, UnOp};
 
 use super::mock::*;
 use crate::engine::normalise;
@@ -324,6 +324,60 @@ fn loads_and_stores_of_every_size_and_address_kind() {
                         b.exit(Exit::Goto(0x1008));
                         b.set_extent(2, 8);
                         check(&b.finish());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn atomics_of_every_op_size_and_address_kind() {
+    let aligned_ram = RAM_BASE + 0x200;
+    // Negative at 32 bits (signed min/max) in both the old value and the operand.
+    let init = 0x8000_0000_7fff_fff0u64;
+    let src = 0xffff_ffff_8000_0005u64;
+    for op in RmwOp::ALL {
+        for (size, ty) in [(MemSize::B4, Ty::I32), (MemSize::B4, Ty::I64), (MemSize::B8, Ty::I64)] {
+            for signed in [false, true] {
+                // A Cas that succeeds and one that fails.
+                for expected in [init, 0] {
+                    for addr in mem_addrs() {
+                        let mop = MemOp { size, signed, aligned: true, rmw: false };
+                        let mut b = Builder::new(0x1000);
+                        b.insn_start(0x1000);
+                        let v = b.const64(init);
+                        let a = b.const64(addr);
+                        b.store(v, a, MemOp::new(MemSize::B8, false));
+                        b.insn_start(0x1004);
+                        let s = b.ld_state(ty, reg(6));
+                        let old = if op == RmwOp::Cas {
+                            let e = b.ld_state(ty, reg(7));
+                            b.cas(a, e, s, mop)
+                        } else {
+                            b.atomic(op, a, s, mop)
+                        };
+                        b.st_state(old, reg(4));
+                        b.insn_start(0x1008);
+                        let y = b.load(Ty::I64, a, MemOp::new(MemSize::B8, false));
+                        b.st_state(y, reg(8));
+                        b.exit(Exit::Goto(0x100c));
+                        b.set_extent(3, 12);
+                        let out = check_with(&b.finish(), &|c| {
+                            c.regs[6] = src;
+                            c.regs[7] = expected;
+                        });
+                        if addr != aligned_ram {
+                            continue;
+                        }
+                        let rd =
+                            |off: u32| u64::from_le_bytes(out.1[off as usize..off as usize + 8].try_into().unwrap());
+                        let keep = if size == MemSize::B4 { init & !0xffff_ffff } else { 0 };
+                        let new = op.apply(size, init, ty.mask(src), ty.mask(expected)).map_or(init, |n| keep | n);
+                        assert_eq!(rd(reg(8)), new, "{op:?} {size:?} {ty:?} memory");
+                        let mask = if size == MemSize::B4 { 0xffff_ffff } else { u64::MAX };
+                        let want = kite_ir::interp::extend_load(init & mask, mop, ty);
+                        assert_eq!(ty.mask(rd(reg(4))), want, "{op:?} {size:?} {ty:?} old value");
                     }
                 }
             }

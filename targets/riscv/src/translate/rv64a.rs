@@ -4,15 +4,14 @@
 //! iff the reservation address matches and memory still holds the reserved
 //! value (QEMU's approach), and always clears the reservation.
 //!
-//! AMOs are an aligned load, the operation and an aligned store. That is
-//! atomic only while one vCPU runs at a time; MTTCG will need an atomic
-//! read-modify-write IR op. Misaligned SC/AMO raise store/AMO-address-
-//! misaligned (6) from an explicit check, since the load half would otherwise
-//! report a load fault; misaligned LR raises load-address-misaligned (4)
-//! through the aligned memory op. The read half of an AMO or SC is an `rmw`
-//! load, so it needs write permission and faults with the store/AMO cause (7).
+//! AMOs are one IR `Atomic` op each, and SC is an atomic compare-and-swap against
+//! the value LR loaded, so both stay atomic with one host thread per vCPU.
+//! Misaligned SC/AMO raise store/AMO-address-misaligned (6) from an explicit
+//! check; misaligned LR raises load-address-misaligned (4) through the aligned
+//! memory op. Atomics need write permission and fault with the store/AMO cause
+//! (7, 15), even an SC whose compare fails.
 
-use kite_ir::{BinOp, Cond, Exit, MemOp, Temp, Ty};
+use kite_ir::{BinOp, Cond, Exit, MemOp, RmwOp, Temp, Ty};
 
 use super::rv64i::{sext32, trunc32};
 use super::{Ctx, Flow};
@@ -54,12 +53,10 @@ pub(super) fn sc(ctx: &mut Ctx, width: Width, rd: Reg, rs1: Reg, rs2: Reg) -> Fl
     let result = ctx.b.const64(1);
     let fail = ctx.b.label();
     ctx.b.brcond(Cond::Ne, addr, res, fail);
-    let cur = ctx.b.load(Ty::I64, addr, mop(width).rmw());
     let reserved = ctx.b.ld_state(Ty::I64, offsets::RES_VAL);
-    ctx.b.brcond(Cond::Ne, cur, reserved, fail);
-    ctx.b.store(src, addr, mop(width));
-    let zero = ctx.b.const64(0);
-    ctx.b.mov(result, zero);
+    let old = ctx.b.cas(addr, reserved, src, mop(width));
+    let failed = ctx.b.setcond(Cond::Ne, old, reserved);
+    ctx.b.mov(result, failed);
     ctx.b.set_label(fail);
     ctx.set_gpr(rd, result);
     Flow::Next
@@ -70,20 +67,20 @@ pub(super) fn amo(ctx: &mut Ctx, op: AmoOp, width: Width, rd: Reg, rs1: Reg, rs2
     check_aligned(ctx, addr, width);
     let src = ctx.gpr(rs2);
     let word = width == Width::W;
-    let (ty, src) = if word { (Ty::I32, trunc32(ctx, src)) } else { (Ty::I64, src) };
-    let old = ctx.b.load(ty, addr, mop(width).rmw());
-    let new = match op {
-        AmoOp::Swap => src,
-        AmoOp::Add => ctx.b.bin(BinOp::Add, old, src),
-        AmoOp::Xor => ctx.b.bin(BinOp::Xor, old, src),
-        AmoOp::And => ctx.b.bin(BinOp::And, old, src),
-        AmoOp::Or => ctx.b.bin(BinOp::Or, old, src),
-        AmoOp::Min => ctx.b.bin(BinOp::MinS, old, src),
-        AmoOp::Max => ctx.b.bin(BinOp::MaxS, old, src),
-        AmoOp::Minu => ctx.b.bin(BinOp::MinU, old, src),
-        AmoOp::Maxu => ctx.b.bin(BinOp::MaxU, old, src),
+    // W: operate on the low word (the IR op works at the access width either way).
+    let src = if word { trunc32(ctx, src) } else { src };
+    let rmw = match op {
+        AmoOp::Swap => RmwOp::Xchg,
+        AmoOp::Add => RmwOp::Add,
+        AmoOp::Xor => RmwOp::Xor,
+        AmoOp::And => RmwOp::And,
+        AmoOp::Or => RmwOp::Or,
+        AmoOp::Min => RmwOp::MinS,
+        AmoOp::Max => RmwOp::MaxS,
+        AmoOp::Minu => RmwOp::MinU,
+        AmoOp::Maxu => RmwOp::MaxU,
     };
-    ctx.b.store(new, addr, mop(width));
+    let old = ctx.b.atomic(rmw, addr, src, mop(width));
     let v = if word { sext32(ctx, old) } else { old };
     ctx.set_gpr(rd, v);
     Flow::Next
