@@ -45,6 +45,8 @@ WORKLOADS=(
     "mem|PASS bench_mem|-M virt -m 256M -nographic -bios none -kernel $OUT/mem.elf"
     "branchy|PASS bench_branchy|-M virt -m 256M -nographic -bios none -kernel $OUT/branchy.elf"
     "code|PASS bench_code|-M virt -m 256M -nographic -bios none -kernel $OUT/code.elf"
+    "par-smp1|PASS bench_par|-M virt -smp 1 -m 256M -nographic -bios none -kernel $OUT/par.elf"
+    "par-smp2|PASS bench_par|-M virt -smp 2 -m 256M -nographic -bios none -kernel $OUT/par.elf"
 )
 if [ -f "$IMG/Image" ]; then
     for smp in 1 2; do
@@ -68,6 +70,7 @@ timed() {
     python3 -c "print(f'{$t1 - $t0:.3f}')"
 }
 
+declare -A KMED QMED
 median() { python3 -c "import sys,statistics as s; v=[float(x) for x in sys.argv[1:] if x!='nan']; print(f'{s.median(v):.3f}' if v else 'nan')" "$@"; }
 
 TABLE="$TMP/table.md"
@@ -92,6 +95,7 @@ for w in "${WORKLOADS[@]}"; do
         qt+=("$(timed "$marker" "$QEMU" "${argv[@]}")")
     done
     km=$(median "${kt[@]}"); qm=$(median "${qt[@]}")
+    KMED[$name]=$km; QMED[$name]=$qm
     ratio=$(python3 -c "k,q='$km','$qm'; print('n/a' if 'nan' in (k,q) else f'{float(k)/float(q):.2f}')")
     echo "| $name | $km | $qm | $ratio |" >>"$TABLE"
     echo "$name: kite ${kt[*]}  qemu ${qt[*]}" >&2
@@ -114,8 +118,25 @@ print(f"| {name} | {g('insns')} | {g('tbs_translated')} / {g('tbs_compiled')} | 
 PY
 done
 
+# Scaling with a second vCPU: smp1 time / smp2 time (par: the same work split over
+# two harts, higher is better; linux: a second hart should cost nothing, >= 1).
+SCALE="$TMP/scale.md"
+{
+    echo "| with -smp 2 | Kite smp1/smp2 | QEMU smp1/smp2 |"
+    echo "|---|---:|---:|"
+    for pre in par linux; do
+        k1=${KMED[$pre-smp1]:-nan}; k2=${KMED[$pre-smp2]:-nan}; q1=${QMED[$pre-smp1]:-nan}; q2=${QMED[$pre-smp2]:-nan}
+        [ "$k1" = nan ] || [ "$k2" = nan ] && continue
+        python3 -c "
+f=lambda a,b: 'n/a' if 'nan' in (a,b) else f'{float(a)/float(b):.2f}'
+print(f'| $pre | {f(\"$k1\",\"$k2\")} | {f(\"$q1\",\"$q2\")} |')"
+    done
+} >"$SCALE"
+
 echo
 cat "$TABLE"
+echo
+cat "$SCALE"
 echo
 cat "$STATS"
 
@@ -127,6 +148,8 @@ if [ "$UPDATE" = 1 ]; then
         echo "command: \`benches/run.sh --reps $REPS${EXTRA:+ -- ${EXTRA[*]}}\` (median of $REPS wall-clock runs each)."
         echo
         cat "$TABLE"
+        echo
+        cat "$SCALE"
         echo
         echo "Kite counters (\`-d stats\`, one run):"
         echo

@@ -5,3 +5,4 @@
 #define EXPECTED_MEM 0x5bb3bb4642dda481ull
 #define EXPECTED_BRANCHY 0xc97690a1658bb338ull
 #define EXPECTED_CODE 0x6942a21cc7f48266ull
+#define EXPECTED_PAR 0xb7fdff19efa8190full

@@ -138,7 +138,7 @@ struct RawArgs {
     /// Write log output to FILE instead of stderr
     #[arg(short = 'D', value_name = "FILE", allow_hyphen_values = true)]
     logfile: Option<PathBuf>,
-    /// Accelerator: tcg[,tier=interp|jit|tiered][,thresh=N]
+    /// Accelerator: tcg[,tier=interp|jit|tiered][,thresh=N][,thread=single|multi]
     #[arg(long, value_name = "ACCEL", allow_hyphen_values = true)]
     accel: Option<String>,
     /// Use KVM (the same as -accel kvm)
@@ -223,6 +223,9 @@ pub struct Config {
     pub tier: Tier,
     /// `-accel tcg,thresh=N`: executions before a block is compiled (tiered).
     pub thresh: u32,
+    /// `-accel tcg,thread=single|multi`: one host thread per vCPU (multi, the default
+    /// with several vCPUs) or all vCPUs in turns on one thread (deterministic).
+    pub mttcg: Option<bool>,
     /// Accelerators to try, in order (`-accel kvm:tcg`); empty = the default choice.
     pub accels: Vec<AccelKind>,
     /// `-device isa-debug-exit,iobase=..,iosize=..`: (iobase, iosize).
@@ -315,7 +318,7 @@ pub enum AccelKind {
     Tcg,
 }
 
-fn parse_accel(s: &str) -> Result<(Vec<AccelKind>, Tier, u32), String> {
+fn parse_accel(s: &str) -> Result<(Vec<AccelKind>, Tier, u32, Option<bool>), String> {
     let mut parts = s.split(',');
     let mut kinds = Vec::new();
     for name in parts.next().unwrap_or("").split(':') {
@@ -331,6 +334,7 @@ fn parse_accel(s: &str) -> Result<(Vec<AccelKind>, Tier, u32), String> {
     }
     let mut tier = Tier::Tiered;
     let mut thresh = kite_jit::DEFAULT_THRESH;
+    let mut multi = None;
     for opt in parts {
         match opt.split_once('=') {
             Some(("tier", "interp")) => tier = Tier::Interp,
@@ -343,11 +347,17 @@ fn parse_accel(s: &str) -> Result<(Vec<AccelKind>, Tier, u32), String> {
                     return Err(format!("invalid tcg thresh '{v}' (a count, 0..=1000000)"));
                 }
             }
-            Some(("thread", "single")) => {}
-            _ => return Err(format!("unsupported accelerator option '{opt}' (tcg: tier=interp|jit|tiered, thresh=N)")),
+            Some(("thread", "single")) => multi = Some(false),
+            Some(("thread", "multi")) => multi = Some(true),
+            Some(("thread", v)) => return Err(format!("invalid tcg thread '{v}' (single or multi)")),
+            _ => {
+                return Err(format!(
+                "unsupported accelerator option '{opt}' (tcg: tier=interp|jit|tiered, thresh=N, thread=single|multi)"
+            ))
+            }
         }
     }
-    Ok((kinds, tier, thresh))
+    Ok((kinds, tier, thresh, multi))
 }
 
 /// `-device` options: only `isa-debug-exit[,iobase=PORT][,iosize=N]` (QEMU's defaults 0x501, 2).
@@ -438,7 +448,7 @@ impl RawArgs {
             Some("") => return Err("-bios needs a file name, 'none' or 'default'".into()),
             Some(f) => Bios::File(PathBuf::from(f)),
         };
-        let default_accel = (Vec::new(), Tier::Tiered, kite_jit::DEFAULT_THRESH);
+        let default_accel = (Vec::new(), Tier::Tiered, kite_jit::DEFAULT_THRESH, None);
         let mut accel = self.accel.as_deref().map(parse_accel).transpose()?.unwrap_or(default_accel);
         if self.enable_kvm && !accel.0.contains(&AccelKind::Kvm) {
             accel.0.insert(0, AccelKind::Kvm);
@@ -458,6 +468,7 @@ impl RawArgs {
             logfile: self.logfile,
             tier: accel.1,
             thresh: accel.2,
+            mttcg: accel.3,
             accels: accel.0,
             debug_exit: parse_devices(&self.device)?,
             no_reboot: self.no_reboot,
@@ -633,6 +644,9 @@ mod tests {
         assert_eq!(run(&["-accel", "tcg"]).unwrap().tier, Tier::Tiered);
         assert_eq!(run(&["-accel", "tcg,tier=jit"]).unwrap().tier, Tier::Jit);
         assert_eq!(run(&["-accel", "tcg,thresh=5"]).unwrap().thresh, 5);
+        assert_eq!(run(&["-accel", "tcg,thread=single"]).unwrap().mttcg, Some(false));
+        assert_eq!(run(&["-accel", "tcg,thread=multi,tier=jit"]).unwrap().mttcg, Some(true));
+        assert_eq!(run(&["-accel", "tcg"]).unwrap().mttcg, None);
         assert_eq!(run(&["-accel", "kvm:tcg"]).unwrap().accels, vec![AccelKind::Kvm, AccelKind::Tcg]);
         assert_eq!(run(&["-enable-kvm"]).unwrap().accels, vec![AccelKind::Kvm]);
         assert!(run(&[]).unwrap().accels.is_empty());
@@ -662,6 +676,7 @@ mod tests {
             (&["-device", "isa-debug-exit,iobase=0xzz"], "invalid value"),
             (&["-device", "isa-debug-exit,iobase=0xffff,iosize=4"], "invalid isa-debug-exit port range"),
             (&["-accel", "tcg,tier=fast"], "invalid tcg tier 'fast'"),
+            (&["-accel", "tcg,thread=many"], "invalid tcg thread 'many'"),
             (&["-accel", "tcg,thresh=-1"], "invalid tcg thresh '-1'"),
             (&["-accel", "tcg,thresh=99999999"], "invalid tcg thresh"),
             (&["-smp", "0"], "invalid -smp"),

@@ -197,16 +197,38 @@ fn boot_once(
         let sstc = sstc.clone();
         cpu.set_stimecmp_hook(Arc::new(move |v| sstc.set_compare(v)));
     }
+    run_tcg(cfg, machine.mem.clone(), vm, &mut cpus, gdb.map(|l| (l, first && cfg.freeze)))
+}
+
+/// Run the harts on the translator until the VM stops: one host thread per vCPU (MTTCG)
+/// when there are several, unless `-accel tcg,thread=single` asked for the deterministic
+/// round-robin mode or a debugger is attached (the gdb stub drives a single engine).
+fn run_tcg(
+    cfg: &Config,
+    mem: Arc<kite_memory::PhysMap>,
+    vm: Arc<VmControl>,
+    cpus: &mut [Box<RiscvCpu>],
+    gdb: Option<(&kite_jit::DebugLink<RiscvCpu>, bool)>,
+) -> Result<ExitCode> {
     let opts = JitOptions { tier: cfg.tier, thresh: cfg.thresh, ..JitOptions::default() };
-    let mut engine =
-        Engine::<RiscvCpu>::new(machine.mem.clone(), vm.clone(), opts).context("cannot start the translator")?;
-    if let (Some(link), Some(cpu0)) = (gdb, cpus.first()) {
-        link.rebind(vm, cpu0, first && cfg.freeze);
-        engine.attach_debugger(link);
+    let multi = cpus.len() > 1 && gdb.is_none() && cfg.mttcg != Some(false);
+    if cfg.mttcg == Some(true) && gdb.is_some() && cpus.len() > 1 {
+        eprintln!("kite: note: a gdb stub runs the vCPUs on one thread (thread=multi ignored)");
     }
-    let code = engine.run_all(&mut cpus);
+    log::info!(target: logging::STATS, "tcg: {} vCPU(s), {}", cpus.len(), if multi { "one thread each" } else { "one thread" });
+    let (code, stats) = if multi {
+        kite_jit::run_parallel(mem, vm, opts, cpus)
+    } else {
+        let mut engine = Engine::<RiscvCpu>::new(mem, vm.clone(), opts).context("cannot start the translator")?;
+        if let (Some((link, freeze)), Some(cpu0)) = (gdb, cpus.first()) {
+            link.rebind(vm, cpu0, freeze);
+            engine.attach_debugger(link);
+        }
+        let code = engine.run_all(cpus);
+        (code, engine.stats())
+    };
     if cfg.debug.stats {
-        log::info!(target: logging::STATS, "{:#?}", engine.stats());
+        log::info!(target: logging::STATS, "{stats:#?}");
     }
     Ok(code)
 }

@@ -6,14 +6,13 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use kite::args::{Bios, Config, Serial};
 use kite_core::{ExitCode, VmControl};
 use kite_hw::char::ns16550::Sink;
 use kite_hw::elf_symbols::find_symbols;
 use kite_hw::intc::aclint::AclintHartLines;
 use kite_hw::riscv::spike::{SpikeConfig, SpikeMachine};
-use kite_jit::{Engine, JitOptions};
 use kite_riscv::RiscvCpu;
 
 use crate::{hart_lines, ClockTime};
@@ -57,9 +56,7 @@ pub fn run(cfg: &Config) -> Result<i32> {
         cpu.header.pc = m.reset_vector;
         cpu.time = Some(Arc::new(ClockTime(m.clock.clone())));
     }
-    let opts = JitOptions { tier: cfg.tier, thresh: cfg.thresh, ..JitOptions::default() };
-    let mut engine = Engine::<RiscvCpu>::new(m.mem.clone(), vm, opts).context("cannot start the translator")?;
-    let code = engine.run_all(&mut cpus);
+    let code = crate::run_tcg(cfg, m.mem.clone(), vm, &mut cpus, None)?;
     Ok(match code {
         ExitCode::Exit(c) => c,
         ExitCode::Reset => 0,

@@ -62,6 +62,8 @@ pub(crate) struct Ctx<C> {
     pub code_gen: u64,
     /// Debugger watchpoints (read by the slow path).
     pub dbg: debug::DebugState,
+    /// The page registry shared with the other vCPUs' engines (MTTCG only).
+    pub shared: Option<crate::mttcg::Link>,
     _cpu: std::marker::PhantomData<fn(C)>,
 }
 
@@ -161,6 +163,7 @@ impl<C: GuestCpu> Engine<C> {
             stats: Stats::default(),
             code_gen: 0,
             dbg: Default::default(),
+            shared: None,
             _cpu: std::marker::PhantomData,
         });
         // SAFETY: `Box::into_raw` never returns null.
@@ -212,6 +215,37 @@ impl<C: GuestCpu> Engine<C> {
         code
     }
 
+    /// Join the page registry of an MTTCG run (see [`crate::mttcg`]).
+    pub(crate) fn link_shared(&mut self, link: crate::mttcg::Link) {
+        let ctx = self.ctx();
+        ctx.tbs.track_dropped = true;
+        ctx.shared = Some(link);
+    }
+
+    /// MTTCG bookkeeping at a block boundary: flush the TLB if a page got code in another
+    /// engine, invalidate what other vCPUs stored over, and tell the registry which
+    /// pages lost their last TB here.
+    fn sync_shared(&mut self, cpu: &mut C) {
+        let ctx = self.ctx();
+        let Some(link) = ctx.shared.as_mut() else {
+            return;
+        };
+        let (flush, ranges) = link.take_work();
+        if flush {
+            cpu.header_mut().tlb_flush_all();
+        }
+        for (page, lo, hi) in ranges {
+            let (n, _) = ctx.tbs.invalidate_range(page, lo, hi, crate::tb::NO_TB);
+            ctx.stats.tbs_invalidated += n;
+        }
+        Self::drain_dropped(ctx);
+    }
+
+    /// Tell the MTTCG registry about pages that lost their last TB here.
+    pub(crate) fn drain_dropped(ctx: &mut Ctx<C>) {
+        crate::mttcg::drain_dropped(&mut ctx.tbs, ctx.shared.as_ref());
+    }
+
     /// Run several vCPUs until the VM asks to exit; returns that code. One vCPU runs
     /// exactly like [`Engine::run`]. With more, they take turns on this thread
     /// (see [`crate::sched`]): a vCPU runs until its time slice ends or it halts in
@@ -242,6 +276,7 @@ impl<C: GuestCpu> Engine<C> {
                 let cpu = unsafe { &mut *cpu_ptr };
                 if cpu.header().exit_request.load(Ordering::Acquire) != 0 {
                     cpu.header().exit_request.store(0, Ordering::Release);
+                    self.sync_shared(cpu);
                     self.debug_poll(cpu);
                     // A yield request is acted on just below.
                     cpu.header_mut().flush_request |= self.handle_flush(cpu) as u32 * flush::YIELD;
@@ -765,8 +800,14 @@ impl<C: GuestCpu> Engine<C> {
         let heat = if failed { u32::MAX } else { 0 };
         let tb =
             Tb { vpc, flags, mmu, phys_pc: phys, phys_page2: page2, size, exec, slots, incoming: Vec::new(), heat };
+        let pages = [Some(phys & PAGE_MASK), page2];
         let (got, new_page) = self.ctx().tbs.insert(tb);
         debug_assert_eq!(got, id);
+        if let Some(link) = self.ctx().shared.as_ref() {
+            for p in pages.into_iter().flatten() {
+                link.add_page(p);
+            }
+        }
         if new_page {
             // Existing TLB write entries for the page must learn it holds code now
             // (other vCPUs flush when they are next scheduled, see `code_gen`).
@@ -780,6 +821,7 @@ impl<C: GuestCpu> Engine<C> {
         log::debug!("code cache full: flushing every TB");
         let ctx = self.ctx();
         ctx.tbs.clear();
+        Self::drain_dropped(ctx);
         ctx.stats.full_flushes += 1;
         if let Some(n) = self.native.as_mut() {
             n.cache.reset();

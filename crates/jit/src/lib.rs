@@ -33,6 +33,7 @@ mod bg;
 mod codecache;
 mod codegen;
 mod engine;
+mod mttcg;
 mod sched;
 mod softmmu;
 mod tb;
@@ -42,6 +43,7 @@ mod tests;
 
 pub use engine::debug::{DebugLink, DEBUG_CAUSE};
 pub use engine::Engine;
+pub use mttcg::{run_parallel, MAX_VCPUS};
 
 /// Which executor runs translated blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +159,61 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Add another engine's counters (MTTCG runs one engine per vCPU).
+    pub fn merge(&mut self, o: &Stats) {
+        let Stats {
+            tbs_compiled,
+            tbs_interp,
+            tbs_promoted,
+            compile_fallbacks,
+            compile_ns_total,
+            translate_ns_total,
+            tbs_translated,
+            itlb_hits,
+            itlb_misses,
+            chains_linked,
+            dispatches,
+            jump_cache_hits,
+            jump_cache_misses,
+            tlb_slow_path,
+            tlb_fills,
+            tbs_invalidated,
+            full_flushes,
+            exits,
+            insns,
+        } = self;
+        let ExitStats { goto_unlinked, goto_nochain, indirect, exception, halt, exit_request, lookup } = exits;
+        for (a, b) in [
+            (tbs_compiled, o.tbs_compiled),
+            (tbs_interp, o.tbs_interp),
+            (tbs_promoted, o.tbs_promoted),
+            (compile_fallbacks, o.compile_fallbacks),
+            (compile_ns_total, o.compile_ns_total),
+            (translate_ns_total, o.translate_ns_total),
+            (tbs_translated, o.tbs_translated),
+            (itlb_hits, o.itlb_hits),
+            (itlb_misses, o.itlb_misses),
+            (chains_linked, o.chains_linked),
+            (dispatches, o.dispatches),
+            (jump_cache_hits, o.jump_cache_hits),
+            (jump_cache_misses, o.jump_cache_misses),
+            (tlb_slow_path, o.tlb_slow_path),
+            (tlb_fills, o.tlb_fills),
+            (tbs_invalidated, o.tbs_invalidated),
+            (full_flushes, o.full_flushes),
+            (insns, o.insns),
+            (goto_unlinked, o.exits.goto_unlinked),
+            (goto_nochain, o.exits.goto_nochain),
+            (indirect, o.exits.indirect),
+            (exception, o.exits.exception),
+            (halt, o.exits.halt),
+            (exit_request, o.exits.exit_request),
+            (lookup, o.exits.lookup),
+        ] {
+            *a += b;
+        }
+    }
+
     /// Average compile time per compiled TB, in microseconds.
     pub fn avg_compile_us(&self) -> f64 {
         if self.tbs_compiled == 0 {

@@ -27,7 +27,9 @@ use kite_ir::{Access, MemOp, RmwOp, Ty};
 use kite_memory::{Hit, PhysMap};
 
 use crate::engine::Ctx;
-use crate::tb::{TbId, NO_TB};
+use crate::mttcg::Link;
+use crate::tb::{TbCache, TbId, NO_TB};
+use crate::Stats;
 
 const ATOMIC_SHIFT: u32 = 56;
 
@@ -144,14 +146,7 @@ pub(crate) fn atomic<C: GuestCpu>(
     let mem: &PhysMap = &ctx.mem;
     match mem.lookup(paddr) {
         Some(Hit::Ram { ptr, left, .. }) if left >= n => {
-            let ppage = paddr & PAGE_MASK;
-            if ctx.tbs.is_code_page(ppage) {
-                let (k, hit_cur) = ctx.tbs.invalidate_range(ppage, paddr, paddr + n, info_tb(info));
-                ctx.stats.tbs_invalidated += k;
-                if hit_cur {
-                    cpu.header_mut().status = status::LOOKUP;
-                }
-            }
+            store_to_code(&mut ctx.tbs, &mut ctx.stats, ctx.shared.as_ref(), cpu, paddr, n, info_tb(info));
             // SAFETY: `ptr` points at `left >= n` bytes of guest RAM; guest RAM is mapped
             // page aligned, so a naturally aligned guest address is a naturally aligned
             // host address.
@@ -218,6 +213,30 @@ unsafe fn host_atomic(p: *mut u8, n: u64, op: RmwOp, val: u64, expected: u64) ->
     }
 }
 
+/// A store of `n` bytes at `paddr` is about to happen: invalidate this engine's TBs that
+/// it overlaps (flagging the running one) and, under MTTCG, queue it for the other
+/// vCPUs with code on the page. Returns whether any other vCPU has code there.
+fn store_to_code<C: GuestCpu>(
+    tbs: &mut TbCache,
+    stats: &mut Stats,
+    link: Option<&Link>,
+    cpu: &mut C,
+    paddr: u64,
+    n: u64,
+    cur: TbId,
+) -> bool {
+    let ppage = paddr & PAGE_MASK;
+    if tbs.is_code_page(ppage) {
+        let (k, hit_cur) = tbs.invalidate_range(ppage, paddr, paddr + n, cur);
+        stats.tbs_invalidated += k;
+        if hit_cur {
+            cpu.header_mut().status = status::LOOKUP;
+        }
+        crate::mttcg::drain_dropped(tbs, link);
+    }
+    link.is_some_and(|l| l.stored(ppage, paddr, paddr + n))
+}
+
 /// What an access does (`kind`) and what permission it needs (`perm`): they differ
 /// for the read half of an atomic read-modify-write.
 #[derive(Clone, Copy, Debug)]
@@ -278,12 +297,11 @@ fn single<C: GuestCpu>(
     match mem.lookup(paddr) {
         Some(Hit::Ram { ptr, left, ram }) if left >= n => {
             let ppage = paddr & PAGE_MASK;
-            if kind == Access::Write && ctx.tbs.is_code_page(ppage) {
-                let (k, hit_cur) = ctx.tbs.invalidate_range(ppage, paddr, paddr + n, cur);
-                ctx.stats.tbs_invalidated += k;
-                if hit_cur {
-                    cpu.header_mut().status = status::LOOKUP;
-                }
+            let mut remote_code = false;
+            if kind == Access::Write {
+                remote_code = store_to_code(&mut ctx.tbs, &mut ctx.stats, ctx.shared.as_ref(), cpu, paddr, n, cur);
+            } else if perm == Access::Write {
+                remote_code = ctx.shared.as_ref().is_some_and(|l| l.others_on(ppage) != 0);
             }
             // SAFETY: `ptr` points at `left >= n` bytes of guest RAM, which is only ever
             // accessed through raw pointers; unaligned accesses are explicit.
@@ -292,7 +310,7 @@ fn single<C: GuestCpu>(
             // beyond its end).
             let whole = ram.base() <= ppage && ppage + PAGE_SIZE <= ram.base() + ram.size();
             if whole && kind != Access::Exec && cpu.tlb_cacheable(paddr, mmu) {
-                let code = ctx.tbs.is_code_page(ppage);
+                let code = remote_code || ctx.tbs.is_code_page(ppage);
                 // Watched pages keep taking the slow path, which checks the exact range.
                 let watch = !ctx.dbg.watches.is_empty() && ctx.dbg.watches_page(vaddr & PAGE_MASK);
                 // Host address of the page start (the offset into the page is below `ptr`).

@@ -153,6 +153,10 @@ pub(crate) struct TbCache {
     epoch: u64,
     fragile: Vec<(TbId, u32, TbId)>,
     graveyard: Vec<Box<[ChainSlot]>>,
+    /// With `track_dropped`: pages that lost their last TB since the owner last drained
+    /// the list (the MTTCG page registry is told; see [`crate::mttcg`]).
+    pub(crate) dropped_pages: Vec<u64>,
+    pub(crate) track_dropped: bool,
 }
 
 fn jc_index(pc: u64) -> usize {
@@ -188,6 +192,8 @@ impl TbCache {
             epoch: 0,
             fragile: Vec::new(),
             graveyard: Vec::new(),
+            dropped_pages: Vec::new(),
+            track_dropped: false,
         }
     }
 
@@ -347,6 +353,9 @@ impl TbCache {
         let Some(list) = self.pages.remove(&page) else {
             return (0, false);
         };
+        if self.track_dropped {
+            self.dropped_pages.push(page);
+        }
         let mut hit_current = false;
         let mut n = 0;
         for id in list {
@@ -394,6 +403,9 @@ impl TbCache {
                 list.retain(|&t| t != id);
                 if list.is_empty() {
                     self.pages.remove(&page);
+                    if self.track_dropped {
+                        self.dropped_pages.push(page);
+                    }
                 }
             }
         }
@@ -430,6 +442,9 @@ impl TbCache {
         self.slab.clear();
         self.free.clear();
         self.map.clear();
+        if self.track_dropped {
+            self.dropped_pages.extend(self.pages.keys());
+        }
         self.pages.clear();
         self.jc.entries.fill(JC_EMPTY);
         self.epoch += 1;

@@ -1,0 +1,234 @@
+//! Multi-threaded TCG: one host thread and one [`Engine`] per vCPU ([`run_parallel`]).
+//!
+//! Each engine owns its TB cache, code cache, jump cache and background compiler, so the
+//! hot paths (dispatch, chaining, TB lookup, tier-up) take no locks and share nothing.
+//! The price is that code both vCPUs run is translated twice; a Linux boot's secondary
+//! harts run little besides the idle loop, and two busy harts running the same hot loop
+//! pay one extra compile each.
+//!
+//! What the engines do share ([`Shared`]) is the knowledge of which physical pages hold
+//! translated code, so that guest stores stay coherent with every vCPU's TBs:
+//! - a page that gets its first TB in any engine bumps `code_gen` and kicks the other
+//!   vCPUs; at their next block boundary they flush their softmmu TLBs, so their next
+//!   fill of that page carries the CODE flag and stores to it take the slow path;
+//! - a slow-path store to such a page queues the byte range in the inbox of every other
+//!   engine with TBs there and kicks it; it invalidates the overlapping TBs at its next
+//!   block boundary (before it takes any interrupt, so an IPI sent after the store, as a
+//!   remote `fence.i` is, always finds the stale code gone).
+//!
+//! Like QEMU's MTTCG, a store that races with another vCPU translating a page for the
+//! first time (between its code read and its TLB flush) is not seen by that TB; RISC-V
+//! only promises cross-hart instruction-fetch coherence after the writer's fence and the
+//! reader's `fence.i`, which a guest can only order after such a store anyway.
+//! Guest atomics are host atomics ([`kite_ir::Inst::Atomic`]); remote `sfence.vma` needs
+//! nothing here: SBI delivers it by IPI and the target hart flushes its own TLB.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use kite_core::{ExitCode, GuestCpu, VmControl};
+use kite_memory::PhysMap;
+
+use crate::engine::Engine;
+use crate::tb::TbCache;
+use crate::{JitOptions, Stats};
+
+/// Most vCPUs [`run_parallel`] runs (the page masks are 32 bits wide).
+pub const MAX_VCPUS: usize = 32;
+
+/// What the per-vCPU engines share: which pages hold whose code, and the invalidation
+/// inboxes.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Physical page -> bit mask of the engines with TBs on it.
+    pages: Mutex<HashMap<u64, u32>>,
+    /// Bumped whenever a page gets code in some engine while none had any there.
+    code_gen: AtomicU64,
+    /// Per engine: byte ranges (page, lo, hi) other vCPUs stored to, and whether any
+    /// are queued.
+    inbox: Vec<Mutex<Vec<(u64, u64, u64)>>>,
+    pending: Vec<AtomicBool>,
+    /// Per engine: the address of its vCPU's `exit_request` word.
+    words: Vec<usize>,
+}
+
+impl Shared {
+    fn new(words: Vec<usize>) -> Shared {
+        let n = words.len();
+        Shared {
+            pages: Mutex::new(HashMap::new()),
+            code_gen: AtomicU64::new(0),
+            inbox: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+            pending: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            words,
+        }
+    }
+
+    fn kick(&self, i: usize) {
+        // SAFETY: every address is the `exit_request` word of a CPU that `run_parallel`
+        // borrows for longer than any engine (and so any caller) runs.
+        let word = unsafe { &*(self.words[i] as *const AtomicU32) };
+        word.store(1, Ordering::Release);
+    }
+
+    fn kick_others(&self, me: usize, mask: u32) {
+        for i in (0..self.words.len()).filter(|&i| i != me && mask & (1 << i) != 0) {
+            self.kick(i);
+        }
+    }
+}
+
+/// One engine's handle on [`Shared`] (lives in the engine context: the slow path uses it).
+#[derive(Debug)]
+pub(crate) struct Link {
+    shared: Arc<Shared>,
+    me: usize,
+    /// `Shared::code_gen` when this vCPU last flushed its TLB for it.
+    seen_gen: u64,
+}
+
+impl Link {
+    fn bit(&self) -> u32 {
+        1 << self.me
+    }
+
+    /// This engine now has TBs on `page`.
+    pub(crate) fn add_page(&self, page: u64) {
+        let mut pages = self.shared.pages.lock().unwrap_or_else(|e| e.into_inner());
+        let m = pages.entry(page).or_insert(0);
+        let first = *m == 0;
+        *m |= self.bit();
+        drop(pages);
+        if first {
+            self.shared.code_gen.fetch_add(1, Ordering::AcqRel);
+            self.shared.kick_others(self.me, u32::MAX);
+        }
+    }
+
+    /// This engine has no TBs left on `page`.
+    pub(crate) fn drop_page(&self, page: u64) {
+        let mut pages = self.shared.pages.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = pages.get_mut(&page) {
+            *m &= !self.bit();
+            if *m == 0 {
+                pages.remove(&page);
+            }
+        }
+    }
+
+    /// A store of `[lo, hi)` on `page` happened here: queue it for every other engine
+    /// with code on the page. Returns whether any has (its TLB write entries for the page
+    /// must then keep taking the slow path).
+    pub(crate) fn stored(&self, page: u64, lo: u64, hi: u64) -> bool {
+        let mask = self.others_on(page);
+        if mask == 0 {
+            return false;
+        }
+        for i in (0..self.shared.words.len()).filter(|&i| mask & (1 << i) != 0) {
+            self.shared.inbox[i].lock().unwrap_or_else(|e| e.into_inner()).push((page, lo, hi));
+            // Kick only on the first queued range: the vCPU drains them all at once.
+            if !self.shared.pending[i].swap(true, Ordering::AcqRel) {
+                self.shared.kick(i);
+            }
+        }
+        true
+    }
+
+    /// The engines other than this one with code on `page`.
+    pub(crate) fn others_on(&self, page: u64) -> u32 {
+        let pages = self.shared.pages.lock().unwrap_or_else(|e| e.into_inner());
+        pages.get(&page).copied().unwrap_or(0) & !self.bit()
+    }
+
+    /// At a block boundary: whether the TLB must be flushed (a page got code elsewhere),
+    /// and the ranges other vCPUs stored to since the last call.
+    pub(crate) fn take_work(&mut self) -> (bool, Vec<(u64, u64, u64)>) {
+        let gen = self.shared.code_gen.load(Ordering::Acquire);
+        let flush = gen != self.seen_gen;
+        self.seen_gen = gen;
+        let ranges = if self.shared.pending[self.me].swap(false, Ordering::AcqRel) {
+            std::mem::take(&mut *self.shared.inbox[self.me].lock().unwrap_or_else(|e| e.into_inner()))
+        } else {
+            Vec::new()
+        };
+        (flush, ranges)
+    }
+}
+
+/// Tell the registry about pages of `tbs` that lost their last TB.
+pub(crate) fn drain_dropped(tbs: &mut TbCache, link: Option<&Link>) {
+    let Some(link) = link else {
+        return;
+    };
+    let mut pages = std::mem::take(&mut tbs.dropped_pages);
+    for &page in &pages {
+        // The page may have got code again since it was dropped.
+        if !tbs.is_code_page(page) {
+            link.drop_page(page);
+        }
+    }
+    pages.clear();
+    tbs.dropped_pages = pages;
+}
+
+/// Run `cpus` in parallel, one host thread and one engine each, until the VM asks to
+/// exit. Returns the exit code and the engines' summed counters. An engine that cannot
+/// start (e.g. no memory for its code cache) stops the VM with exit status 1.
+pub fn run_parallel<C: GuestCpu>(
+    mem: Arc<PhysMap>,
+    vm: Arc<VmControl>,
+    opts: JitOptions,
+    cpus: &mut [Box<C>],
+) -> (ExitCode, Stats) {
+    let n = cpus.len().min(MAX_VCPUS);
+    let cpus = &mut cpus[..n];
+    let words = cpus.iter().map(|c| &c.header().exit_request as *const AtomicU32 as usize).collect();
+    let shared = Arc::new(Shared::new(words));
+    let results: Vec<Option<(ExitCode, Stats)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = cpus
+            .iter_mut()
+            .enumerate()
+            .map(|(i, cpu)| {
+                let (mem, vm2, shared, opts) = (mem.clone(), vm.clone(), shared.clone(), opts.clone());
+                let spawned = std::thread::Builder::new().name(format!("kite-vcpu{i}")).spawn_scoped(s, move || {
+                    // A panicking vCPU thread (a Kite bug) must not leave the others running.
+                    let _guard = StopOnPanic(vm2.clone());
+                    let vm = vm2;
+                    let mut e = match Engine::<C>::new(mem, vm.clone(), opts) {
+                        Ok(e) => e,
+                        Err(err) => {
+                            log::error!("vCPU {i}: cannot start the translator: {err}");
+                            vm.request_exit(ExitCode::Exit(1));
+                            return None;
+                        }
+                    };
+                    e.link_shared(Link { shared, me: i, seen_gen: 0 });
+                    let code = e.run(cpu);
+                    Some((code, e.stats()))
+                });
+                spawned.map_err(|err| {
+                    log::error!("cannot start a vCPU thread: {err}");
+                    vm.request_exit(ExitCode::Exit(1));
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.ok().and_then(|h| h.join().ok().flatten())).collect()
+    });
+    let mut stats = Stats::default();
+    for (_, s) in results.iter().flatten() {
+        stats.merge(s);
+    }
+    let code = vm.exit_requested().unwrap_or(ExitCode::Exit(1));
+    (code, stats)
+}
+
+struct StopOnPanic(Arc<VmControl>);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.request_exit(ExitCode::Exit(1));
+        }
+    }
+}
