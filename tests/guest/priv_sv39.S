@@ -8,7 +8,8 @@
  *  - U-mode runs from a U|X page, loads its U page, cannot load kernel pages
  *  - MXR makes an execute-only page readable
  *  - fetch page faults (12): unmapped target, and S executing a U page
- *  - sfence.vma makes a remapped PTE visible
+ *  - sfence.vma makes a remapped PTE visible; so does sfence.vma with the page's
+ *    address, also for a 4 KiB piece of a remapped megapage other than the one named
  *  - medeleg sends page faults to the S handler (scause/stval/sepc)
  *  - the same tables under Sv48 (one more level on top)
  * Every check runs in M-mode: the code under test runs in S/U via RUN_IN and
@@ -222,6 +223,38 @@ TEST_BEGIN
     CHECK_TRAP(9)
     li s4, 0x0123456789abcdef
     CHECK(s5, s4)
+    /* The same by address: map VA_KRO back (the stale entry is cached). */
+    SETPTE(l0, 1, kro, PTE_V | PTE_R | PTE_A)
+    li a1, VA_KRO + 8
+    RUN_IN(1, s_sfence_addr_load)
+    CHECK_TRAP(9)
+    CHECKI(s5, 0x4b524f)
+    /* A megapage is cached in 4 KiB pieces: load the second one, move the megapage to
+     * RAM_PA + 2 MiB, flush by the megapage's base address: the second piece must see
+     * the new mapping too. */
+    li a1, VA_MEGA + 0x1008
+    RUN_IN(1, s_load)
+    CHECK_TRAP(9)
+    li t0, RAM_PA + 0x1008
+    ld s4, 0(t0)
+    CHECK(s5, s4)
+    li t0, RAM_PA + 0x200000 + 0x1008
+    li s4, 0x6d656761                      /* "mega" at the new place */
+    sd s4, 0(t0)
+    li t0, RAM_PA + 0x200000
+    MKPTE(t0, PTE_V | PTE_R | PTE_A)
+    la t1, l1
+    sd t0, 1 * 8(t1)
+    li a1, VA_MEGA + 0x1008
+    li a2, VA_MEGA
+    RUN_IN(1, s_sfence_other_load)
+    CHECK_TRAP(9)
+    CHECKI(s5, 0x6d656761)
+    li t0, RAM_PA                          /* restore the megapage */
+    MKPTE(t0, PTE_V | PTE_R | PTE_A)
+    la t1, l1
+    sd t0, 1 * 8(t1)
+    sfence.vma
 
     /* ---- delegation of page faults to S ---- */
     la t0, s_trap
@@ -281,6 +314,14 @@ s_jump:
     jr a1
 s_sfence_load:
     sfence.vma
+    ld a0, 0(a1)
+    ecall
+s_sfence_addr_load:
+    sfence.vma a1
+    ld a0, 0(a1)
+    ecall
+s_sfence_other_load:
+    sfence.vma a2
     ld a0, 0(a1)
     ecall
 

@@ -75,6 +75,12 @@ pub unsafe trait GuestCpu: Send + 'static {
         true
     }
 
+    /// The next page (any address in it) a `flush::TLB_PAGE` request asked to flush, or
+    /// `None` when all are taken. The accelerator drains this on every flush request.
+    fn take_flush_page(&mut self) -> Option<u64> {
+        None
+    }
+
     /// The fault to raise when the accelerator finds a problem itself.
     fn fault_for(&self, kind: FaultKind, access: Access, vaddr: u64) -> Fault;
 

@@ -79,6 +79,9 @@ pub mod flush {
     /// several vCPUs in turns on one thread should let another one run now, since the
     /// lock or flag being waited for can only change when its holder runs.
     pub const YIELD: u32 = 1 << 2;
+    /// Flush the pages the target lists (`GuestCpu::take_flush_page`, e.g. RISC-V
+    /// `sfence.vma rs1`): their TLB entries, fetch-TLB and jump-cache entries.
+    pub const TLB_PAGE: u32 = 1 << 3;
 }
 
 /// The common head of every target's CPU state.

@@ -357,6 +357,12 @@ impl<C: GuestCpu> Engine<C> {
             cpu.header_mut().tlb_flush_all();
             self.ctx().tbs.on_tlb_flush();
         }
+        while let Some(a) = cpu.take_flush_page() {
+            if fr & flush::TLB_ALL == 0 {
+                cpu.header_mut().tlb_flush_page(a);
+                self.ctx().tbs.on_tlb_flush_page(a);
+            }
+        }
         // flush::CODE needs nothing more: stores to code pages already invalidate.
         fr & flush::YIELD != 0
     }

@@ -314,6 +314,26 @@ impl TbCache {
         }
     }
 
+    /// The mapping of `vaddr`'s page changed: forget its fetch-TLB entry, the jump-cache
+    /// entries of blocks that start in it or in the page before (a block may run into
+    /// it), and every cross-page chain.
+    pub(crate) fn on_tlb_flush_page(&mut self, vaddr: u64) {
+        let vp = vaddr & PAGE_MASK;
+        let e = &mut self.jc.itlb[itlb_index(vp)];
+        if e.vpage == vp {
+            *e = ITLB_EMPTY;
+        }
+        let lo = vp.wrapping_sub(kite_ir::state::PAGE_SIZE);
+        for e in self.jc.entries.iter_mut() {
+            if e.tb != NO_TB && e.pc.wrapping_sub(lo) < 2 * kite_ir::state::PAGE_SIZE {
+                *e = JC_EMPTY;
+            }
+        }
+        for (src, idx, dst) in std::mem::take(&mut self.fragile) {
+            self.unlink(src, idx, dst);
+        }
+    }
+
     fn unlink(&mut self, src: TbId, idx: u32, dst: TbId) {
         if let Some(slot) = self.get(src).and_then(|t| t.slots.get(idx as usize)) {
             if slot.linked.get() == dst {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use kite_core::guest::{FaultKind, TbLimits};
 use kite_core::{Fault, GuestCpu, PhysMemory};
-use kite_ir::state::{flush, CpuHeader};
+use kite_ir::state::{flush, CpuHeader, PAGE_SIZE};
 use kite_ir::{Access, Builder};
 
 use crate::csr::{self, mstatus as ms, Csrs};
@@ -178,6 +178,15 @@ pub struct RiscvCpu {
     pub time: Option<Arc<dyn TimeSource>>,
     /// Sstc: see [`StimecmpHook`]. Set it with [`RiscvCpu::set_stimecmp_hook`].
     pub stimecmp_hook: Option<StimecmpHook>,
+    /// The smallest aligned region of virtual addresses that covers every superpage
+    /// translation the softmmu may have cached since the last full flush (QEMU's
+    /// large-page tracking): the TLB holds 4 KiB pieces of superpages, so an
+    /// `sfence.vma` by address inside this region must flush everything.
+    pub large: Option<(u64, u64)>,
+    /// Pages `sfence.vma` asked to flush (see `flush::TLB_PAGE`); more than fit become a
+    /// full flush.
+    pub flush_pages: [u64; 8],
+    pub flush_npages: usize,
 }
 
 impl fmt::Debug for RiscvCpu {
@@ -209,6 +218,38 @@ pub mod offsets {
 }
 
 impl RiscvCpu {
+    /// Record that a superpage translation of `vaddr` (`size` bytes) may be cached.
+    pub fn note_large_page(&mut self, vaddr: u64, size: u64) {
+        let m = !(size - 1);
+        self.large = Some(match self.large {
+            None => (vaddr & m, m),
+            Some((base, mask)) => {
+                let mut mask = mask & m;
+                while vaddr & mask != base & mask {
+                    mask <<= 1;
+                }
+                (base & mask, mask)
+            }
+        });
+    }
+
+    /// `sfence.vma` for the page of `vaddr` (`None`: every address).
+    pub fn request_tlb_flush(&mut self, vaddr: Option<u64>) {
+        let in_large = |a: u64| self.large.is_some_and(|(base, mask)| a & mask == base);
+        match vaddr {
+            Some(a) if !in_large(a) && self.flush_npages < self.flush_pages.len() => {
+                self.flush_pages[self.flush_npages] = a;
+                self.flush_npages += 1;
+                self.header.flush_request |= flush::TLB_PAGE;
+            }
+            _ => {
+                self.large = None;
+                self.flush_npages = 0;
+                self.header.flush_request |= flush::TLB_ALL;
+            }
+        }
+    }
+
     /// A hart in its reset state: M-mode, pc = 0x1000 (the machine may set
     /// `header.pc` to its reset vector), interrupts disabled, no reservation.
     pub fn new(hartid: u64) -> Box<RiscvCpu> {
@@ -224,6 +265,9 @@ impl RiscvCpu {
             irq: Arc::new(HartIrq::default()),
             time: None,
             stimecmp_hook: None,
+            large: None,
+            flush_pages: [0; 8],
+            flush_npages: 0,
         });
         c.header.pc = 0x1000;
         c.update_flags();
@@ -480,7 +524,17 @@ unsafe impl GuestCpu for RiscvCpu {
             mmu::mode_of_index(mmu_index)
         };
         let mxr = self.csr.mstatus & ms::MXR != 0;
-        mmu::translate(&self.csr, vaddr, access, mode, mxr, mem)
+        let (paddr, size) = mmu::translate_sized(&self.csr, vaddr, access, mode, mxr, mem)?;
+        if size > PAGE_SIZE {
+            self.note_large_page(vaddr, size);
+        }
+        Ok(paddr)
+    }
+
+    fn take_flush_page(&mut self) -> Option<u64> {
+        let n = self.flush_npages.checked_sub(1)?;
+        self.flush_npages = n;
+        Some(self.flush_pages[n])
     }
 
     fn tlb_cacheable(&self, paddr: u64, _mmu_index: usize) -> bool {

@@ -94,6 +94,19 @@ pub fn translate(
     mxr: bool,
     mem: &dyn PhysMemory,
 ) -> Result<u64, Fault> {
+    translate_sized(csr, vaddr, access, mode, mxr, mem).map(|(p, _)| p)
+}
+
+/// [`translate`], also returning the size of the page that maps `vaddr` (4 KiB, or a
+/// superpage's size; 0 without translation).
+pub fn translate_sized(
+    csr: &Csrs,
+    vaddr: u64,
+    access: Access,
+    mode: Mode,
+    mxr: bool,
+    mem: &dyn PhysMemory,
+) -> Result<(u64, u64), Fault> {
     let levels = match csr.satp >> satp::MODE_SHIFT {
         _ if mode.privilege == PRV_M => 0,
         satp::MODE_SV39 => 3,
@@ -101,11 +114,11 @@ pub fn translate(
         satp::MODE_SV57 => 5,
         _ => 0,
     };
-    let paddr = if levels == 0 { vaddr } else { walk(csr, vaddr, access, mode, mxr, levels, mem)? };
+    let (paddr, size) = if levels == 0 { (vaddr, 0) } else { walk(csr, vaddr, access, mode, mxr, levels, mem)? };
     if !pmp_check(csr, paddr, access, mode.privilege) {
         return Err(access_fault(access, vaddr));
     }
-    Ok(paddr)
+    Ok((paddr, size))
 }
 
 /// The page walk of the privileged spec (section 4.3.2), `levels` = 3/4/5.
@@ -117,7 +130,7 @@ fn walk(
     mxr: bool,
     levels: u32,
     mem: &dyn PhysMemory,
-) -> Result<u64, Fault> {
+) -> Result<(u64, u64), Fault> {
     let va_bits = 12 + 9 * levels;
     // Canonical: bits 63..va_bits-1 all equal.
     let top = (vaddr as i64) >> (va_bits - 1);
@@ -171,7 +184,7 @@ fn walk(
                 }
             }
             let vpn_low = (vaddr >> 12) & low_mask;
-            return Ok(((ppn | vpn_low) << 12) | (vaddr & 0xfff));
+            return Ok((((ppn | vpn_low) << 12) | (vaddr & 0xfff), 1u64 << (12 + 9 * level)));
         }
         return Err(page_fault(access, vaddr));
     }

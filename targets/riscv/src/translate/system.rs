@@ -3,7 +3,6 @@
 //! done at translation time (it is part of the TB flags); those that depend
 //! on mstatus (TSR, TW, TVM) are done by helpers.
 
-use kite_ir::state::flush;
 use kite_ir::{Effects, Exit, Helper, Ty};
 
 use super::{Ctx, Flow};
@@ -86,15 +85,18 @@ pub(super) fn wfi(ctx: &mut Ctx) -> Flow {
     Flow::End
 }
 
-/// sfence.vma: illegal in S-mode with mstatus.TVM; otherwise flush all TLBs
-/// (the per-address/ASID forms flush everything too, which is correct).
+/// sfence.vma: illegal in S-mode with mstatus.TVM; otherwise flush the page of rs1's
+/// address (rs1 != x0; everything if a cached superpage may cover it) or all TLBs.
+/// ASIDs are not tracked, so the ASID forms flush as if for every ASID.
 unsafe extern "C" fn helper_sfence_vma(cpu: *mut u8, insn: u64, _: u64, _: u64, _: u64) -> u64 {
     // SAFETY: helper-call contract (state pointer of the translating CPU).
     let cpu = unsafe { cpu_of(cpu) };
     if cpu.privilege == PRV_S && cpu.csr.mstatus & mstatus::TVM != 0 {
         cpu.raise(cause::ILLEGAL_INSN, insn);
     } else {
-        cpu.header.flush_request |= flush::TLB_ALL;
+        let rs1 = ((insn >> 15) & 31) as usize;
+        let addr = (rs1 != 0).then(|| cpu.x[rs1]);
+        cpu.request_tlb_flush(addr);
     }
     0
 }
