@@ -68,7 +68,8 @@ pub(crate) struct TbSpec<'a> {
     pub slow: u64,
     /// Address of the word holding the current jump cache's entry array
     /// ([`TbCache::jc_base`](crate::tb::TbCache)), or `None` to always return to the
-    /// dispatcher on indirect exits (single-step mode).
+    /// dispatcher on indirect exits (single-step mode, which also turns off in-block
+    /// loops: every block run must return).
     pub jc_base: Option<u64>,
 }
 
@@ -176,8 +177,17 @@ impl Codegen {
             started: 0,
             live: true,
             next_slot: 0,
+            loop_hdr: None,
+            promos: Vec::new(),
         };
         e.prologue();
+        let pc0 = spec.block.pc;
+        let self_loop = spec.jc_base.is_some()
+            && spec.block.ninsns > 0
+            && spec.block.insts.iter().any(|i| matches!(i, Inst::Exit(Exit::Goto(t)) if *t == pc0));
+        if self_loop {
+            e.enter_loop();
+        }
         for (i, inst) in spec.block.insts.iter().enumerate() {
             e.inst(i, inst);
         }
@@ -252,6 +262,58 @@ struct Emit<'a, 'b> {
     /// Whether the current Cranelift block is open (not yet terminated).
     live: bool,
     next_slot: usize,
+    /// For a block that jumps to its own start: the loop header (after the prologue) its
+    /// self-exits branch back to, and the guest state slots kept in Cranelift variables
+    /// (host registers) across iterations.
+    loop_hdr: Option<ir::Block>,
+    promos: Vec<Promo>,
+}
+
+/// A guest state slot promoted to a Cranelift variable for the whole function (loop
+/// blocks): loaded once at entry, stored back wherever state must be in memory (exits,
+/// helper calls, slow paths), reloaded after helpers that write state.
+#[derive(Clone, Copy, Debug)]
+struct Promo {
+    off: u32,
+    ty: Ty,
+    var: Variable,
+    /// Stored to somewhere in the block (only those are written back).
+    written: bool,
+}
+
+/// Most state slots promoted in one loop block.
+const PROMO_MAX: usize = 24;
+
+/// The guest state slots a loop block may keep in variables: every (offset, type) it
+/// loads or stores outside the header, unless another access overlaps it differently.
+fn promotable(block: &Block) -> Vec<(u32, Ty, bool)> {
+    let mut slots: Vec<(u32, Ty, bool)> = Vec::new();
+    let mut bad: Vec<(u32, u32)> = Vec::new();
+    for inst in &block.insts {
+        let (off, ty, w) = match *inst {
+            Inst::LdState { dst, off } => (off, block.ty(dst), false),
+            Inst::StState { src, off } => (off, block.ty(src), true),
+            _ => continue,
+        };
+        if off < offsets::HEADER_END {
+            continue;
+        }
+        let len = ty.bits() / 8;
+        let overlaps = |o: u32, l: u32| o < off + len && off < o + l;
+        match slots.iter_mut().find(|s| s.0 == off && s.1 == ty) {
+            Some(s) => s.2 |= w,
+            None => {
+                if slots.iter().any(|s| overlaps(s.0, s.1.bits() / 8)) {
+                    bad.push((off, len));
+                } else {
+                    slots.push((off, ty, w));
+                }
+            }
+        }
+    }
+    slots.retain(|s| !bad.iter().any(|&(o, l)| o < s.0 + s.1.bits() / 8 && s.0 < o + l));
+    slots.truncate(PROMO_MAX);
+    slots
 }
 
 impl Emit<'_, '_> {
@@ -315,6 +377,48 @@ impl Emit<'_, '_> {
         }
     }
 
+    /// Set up a self-looping block: promote its state slots to variables, then open the
+    /// loop header that self-exits jump back to.
+    fn enter_loop(&mut self) {
+        for (off, ty, written) in promotable(self.spec.block) {
+            let var = self.b.declare_var(clty(ty));
+            let (base, d) = self.state_addr(off);
+            let v = self.b.ins().load(clty(ty), state_flags(), base, d);
+            self.b.def_var(var, v);
+            self.promos.push(Promo { off, ty, var, written });
+        }
+        let hdr = self.b.create_block();
+        self.b.ins().jump(hdr, &[]);
+        self.b.switch_to_block(hdr);
+        self.loop_hdr = Some(hdr);
+    }
+
+    fn promo(&self, off: u32, ty: Ty) -> Option<Variable> {
+        self.promos.iter().find(|p| p.off == off && p.ty == ty).map(|p| p.var)
+    }
+
+    /// Store the promoted slots the block writes (their variables stay valid).
+    fn sync_promos(&mut self) {
+        for i in 0..self.promos.len() {
+            let p = self.promos[i];
+            if p.written {
+                let v = self.b.use_var(p.var);
+                let (base, d) = self.state_addr(p.off);
+                self.b.ins().store(state_flags(), v, base, d);
+            }
+        }
+    }
+
+    /// Reload every promoted slot (a helper may have written state).
+    fn reload_promos(&mut self) {
+        for i in 0..self.promos.len() {
+            let p = self.promos[i];
+            let (base, d) = self.state_addr(p.off);
+            let v = self.b.ins().load(clty(p.ty), state_flags(), base, d);
+            self.b.def_var(p.var, v);
+        }
+    }
+
     /// Write dirty cached state back; they become clean.
     fn writeback(&mut self) {
         for i in 0..self.cache.len() {
@@ -364,6 +468,9 @@ impl Emit<'_, '_> {
     }
 
     fn ld_state(&mut self, ty: Ty, off: u32) -> Value {
+        if let Some(var) = self.promo(off, ty) {
+            return self.b.use_var(var);
+        }
         let len = ty.bits() / 8;
         if off >= offsets::HEADER_END {
             if let Some(c) = self.cache.iter().find(|c| c.off == off && c.ty == ty) {
@@ -380,6 +487,10 @@ impl Emit<'_, '_> {
     }
 
     fn st_state(&mut self, ty: Ty, off: u32, v: Value) {
+        if let Some(var) = self.promo(off, ty) {
+            self.b.def_var(var, v);
+            return;
+        }
         if off < offsets::HEADER_END {
             let (base, d) = self.state_addr(off);
             self.b.ins().store(state_flags(), v, base, d);
@@ -409,6 +520,7 @@ impl Emit<'_, '_> {
     /// Return to the dispatcher with `pc` stored and return value `r`.
     fn leave(&mut self, pc: u64, r: u64) {
         self.writeback();
+        self.sync_promos();
         self.store_pc(pc);
         let r = self.k64(r);
         self.b.ins().return_(&[r]);
@@ -525,6 +637,24 @@ impl Emit<'_, '_> {
         match *e {
             Exit::Goto(t) => {
                 self.writeback();
+                if let Some(hdr) = self.loop_hdr.filter(|_| t == self.spec.block.pc) {
+                    // Back to our own start without leaving: check for an exit request as
+                    // the prologue would, count the next run, keep state in registers.
+                    let er = self.hdr_load(types::I32, offsets::EXIT_REQUEST);
+                    let (again, out) = (self.b.create_block(), self.b.create_block());
+                    self.b.ins().brif(er, out, &[], again, &[]);
+                    self.b.switch_to_block(again);
+                    let ic = self.hdr_load(types::I64, offsets::ICOUNT);
+                    let ic = self.b.ins().iadd_imm_s(ic, self.spec.block.ninsns as i64);
+                    self.hdr_store(ic, offsets::ICOUNT);
+                    self.b.ins().jump(hdr, &[]);
+                    // Leave exactly as the prologue of the next run would have.
+                    self.b.switch_to_block(out);
+                    let pc = self.spec.block.pc;
+                    self.leave(pc, status::EXIT_REQUEST as u64);
+                    return;
+                }
+                self.sync_promos();
                 let Some(&slot) = self.spec.slots.get(self.next_slot) else {
                     self.leave(t, ret::GOTO);
                     return;
@@ -544,6 +674,7 @@ impl Emit<'_, '_> {
             Exit::GotoNoChain(t) => self.leave(t, ret::NOCHAIN),
             Exit::Indirect(t) => {
                 self.writeback();
+                self.sync_promos();
                 let v = self.var(t);
                 self.hdr_store(v, offsets::PC);
                 if let Some(jc) = self.spec.jc_base {
@@ -648,6 +779,7 @@ impl Emit<'_, '_> {
         }
         if e.reads_state || e.writes_state || e.may_exit {
             self.writeback();
+            self.sync_promos();
         }
         let zero = self.k64(0);
         let mut a = [self.cpu, zero, zero, zero, zero];
@@ -663,6 +795,7 @@ impl Emit<'_, '_> {
         let r = self.b.inst_results(call)[0];
         if e.writes_state {
             self.cache.clear();
+            self.reload_promos();
         }
         if let Some(d) = dst {
             let v = match self.ty(d) {
@@ -745,6 +878,7 @@ impl Emit<'_, '_> {
         let pc = self.pc;
         self.store_pc(pc);
         self.writeback_side();
+        self.sync_promos();
         let ctx = self.k64(self.spec.ctx);
         let info = self.k64(softmmu::info(mop, kind, self.spec.mmu, self.spec.tb));
         let val = match (src, ty) {
@@ -777,6 +911,7 @@ impl Emit<'_, '_> {
         let pc = self.pc;
         self.store_pc(pc);
         self.writeback_side();
+        self.sync_promos();
         let ctx = self.k64(self.spec.ctx);
         let info = self.k64(softmmu::info(mop, Access::Write, self.spec.mmu, self.spec.tb) | softmmu::atomic_info(op));
         let (s, e) = match ty {
