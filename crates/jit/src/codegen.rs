@@ -380,7 +380,13 @@ impl Emit<'_, '_> {
     /// Set up a self-looping block: promote its state slots to variables, then open the
     /// loop header that self-exits jump back to.
     fn enter_loop(&mut self) {
-        for (off, ty, written) in promotable(self.spec.block) {
+        // Helpers that write state would force a store and a reload of every promoted
+        // slot around each call (FP helpers do, and FP loops got slower): such loops keep
+        // the per-run state cache.
+        let calls_writers =
+            self.spec.block.insts.iter().any(|i| matches!(i, Inst::Call { helper, .. } if helper.effects.writes_state));
+        let slots = if calls_writers { Vec::new() } else { promotable(self.spec.block) };
+        for (off, ty, written) in slots {
             let var = self.b.declare_var(clty(ty));
             let (base, d) = self.state_addr(off);
             let v = self.b.ins().load(clty(ty), state_flags(), base, d);
