@@ -385,7 +385,9 @@ impl Emit<'_, '_> {
         // the per-run state cache.
         let calls_writers =
             self.spec.block.insts.iter().any(|i| matches!(i, Inst::Call { helper, .. } if helper.effects.writes_state));
-        let slots = if calls_writers { Vec::new() } else { promotable(self.spec.block) };
+        let mut slots = if calls_writers { Vec::new() } else { promotable(self.spec.block) };
+        // The instruction count too: a memory add per iteration is a store-to-load chain.
+        slots.push((offsets::ICOUNT, Ty::I64, true));
         for (off, ty, written) in slots {
             let var = self.b.declare_var(clty(ty));
             let (base, d) = self.state_addr(off);
@@ -650,9 +652,10 @@ impl Emit<'_, '_> {
                     let (again, out) = (self.b.create_block(), self.b.create_block());
                     self.b.ins().brif(er, out, &[], again, &[]);
                     self.b.switch_to_block(again);
-                    let ic = self.hdr_load(types::I64, offsets::ICOUNT);
+                    let icv = self.promo(offsets::ICOUNT, Ty::I64).expect("loop blocks promote icount");
+                    let ic = self.b.use_var(icv);
                     let ic = self.b.ins().iadd_imm_s(ic, self.spec.block.ninsns as i64);
-                    self.hdr_store(ic, offsets::ICOUNT);
+                    self.b.def_var(icv, ic);
                     self.b.ins().jump(hdr, &[]);
                     // Leave exactly as the prologue of the next run would have.
                     self.b.switch_to_block(out);
@@ -743,6 +746,14 @@ impl Emit<'_, '_> {
 
     /// `icount -= n` (icount was advanced by the whole block at entry).
     fn uncount(&mut self, n: Value) {
+        if let Some(var) = self.promo(offsets::ICOUNT, Ty::I64) {
+            // Keep the variable and memory equal: either may be used next.
+            let ic = self.b.use_var(var);
+            let ic = self.b.ins().isub(ic, n);
+            self.b.def_var(var, ic);
+            self.hdr_store(ic, offsets::ICOUNT);
+            return;
+        }
         let ic = self.hdr_load(types::I64, offsets::ICOUNT);
         let ic = self.b.ins().isub(ic, n);
         self.hdr_store(ic, offsets::ICOUNT);
