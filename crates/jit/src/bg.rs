@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -64,6 +65,10 @@ pub(crate) struct Bg {
     /// Jobs sent and not yet answered (polling is skipped while zero).
     inflight: usize,
     pending: HashMap<u64, Pending>,
+    /// Answers sent by the worker, and how many of them `poll` has seen: an atomic load
+    /// per dispatch is much cheaper than a channel `try_recv`.
+    answered: Arc<AtomicU64>,
+    seen: u64,
 }
 
 impl Bg {
@@ -71,6 +76,8 @@ impl Bg {
         let mut cg = Codegen::new(verify)?;
         let (tx, jobs) = channel::<Job>();
         let (done, rx) = channel::<Done>();
+        let answered = Arc::new(AtomicU64::new(0));
+        let answered_w = answered.clone();
         let handle = std::thread::Builder::new()
             .name("kite-jit-bg".into())
             .spawn(move || {
@@ -94,10 +101,20 @@ impl Bg {
                     if done.send(Done { seq: job.seq, code, ns }).is_err() {
                         break;
                     }
+                    answered_w.fetch_add(1, Ordering::Release);
                 }
             })
             .map_err(|e| JitError::Isa(format!("cannot start the compile thread: {e}")))?;
-        Ok(Bg { tx: Some(tx), rx, handle: Some(handle), next_seq: 0, inflight: 0, pending: HashMap::new() })
+        Ok(Bg {
+            tx: Some(tx),
+            rx,
+            handle: Some(handle),
+            next_seq: 0,
+            inflight: 0,
+            pending: HashMap::new(),
+            answered,
+            seen: 0,
+        })
     }
 
     /// Queue a job; `false` if the worker is gone (the caller compiles in place).
@@ -119,10 +136,11 @@ impl Bg {
 
     /// The next finished job with its pending entry, if any (non-blocking).
     pub(crate) fn poll(&mut self) -> Option<(Pending, Done)> {
-        while self.inflight > 0 {
+        while self.inflight > 0 && self.answered.load(Ordering::Acquire) != self.seen {
             match self.rx.try_recv() {
                 Ok(d) => {
                     self.inflight -= 1;
+                    self.seen += 1;
                     if let Some(p) = self.pending.remove(&d.seq) {
                         return Some((p, d));
                     }
