@@ -123,6 +123,9 @@ pub struct Stats {
     /// Blocks translated for the interpreter tier (including compile-error fallbacks and
     /// cold blocks of [`Tier::Tiered`]).
     pub tbs_interp: u64,
+    /// Interpreted blocks the fast (pre-decoded) interpreter took; the rest run on the
+    /// reference interpreter.
+    pub tbs_fast_interp: u64,
     /// Interpreted blocks compiled once hot ([`Tier::Tiered`]; also counted in `tbs_compiled`).
     pub tbs_promoted: u64,
     /// Blocks that failed to compile and fell back to the interpreter (Kite bugs).
