@@ -23,6 +23,7 @@
 //!   which is what makes guest exceptions precise.
 //! - A block always ends with an exit; control never falls off the end.
 
+pub mod fast;
 pub mod interp;
 pub mod state;
 pub mod text;

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use kite_core::guest::{FaultKind, TbLimits};
 use kite_core::{ExitCode, Fault, GuestCpu, PhysMemory, VmControl};
+use kite_ir::fast::{FastBlock, FastScratch, FastView};
 use kite_ir::state::{flush, status, MMU_MODES, PAGE_MASK, PAGE_SIZE};
 use kite_ir::{interp, Access, Block, Builder, Exit, Inst};
 use kite_memory::Hit;
@@ -111,6 +112,9 @@ pub struct Engine<C: GuestCpu> {
     bg: Option<Bg>,
     /// The interpreter tier's reusable buffers (no allocation per block run).
     scratch: interp::Scratch,
+    fast: FastScratch,
+    /// Run interpreted blocks on the reference interpreter only (differential tests).
+    reference_interp: bool,
 }
 
 // SAFETY: the engine exclusively owns its context, code cache and the pointers into them;
@@ -129,6 +133,13 @@ impl<C: GuestCpu> Drop for Engine<C> {
         // generated code runs outside `run`.
         drop(unsafe { Box::from_raw(self.ctx.as_ptr()) });
     }
+}
+
+/// An interpreted block, borrowed for one run.
+#[derive(Clone, Copy)]
+enum Interp {
+    Fast(FastView<'static>),
+    Ref(*const Block),
 }
 
 /// Result of a block run, normalised (chain-slot addresses become [`ret::GOTO`]).
@@ -179,7 +190,24 @@ impl<C: GuestCpu> Engine<C> {
         } else {
             None
         };
-        Ok(Engine { ctx, vm, opts, native, pending: None, dbg: None, bg, scratch: interp::Scratch::default() })
+        Ok(Engine {
+            ctx,
+            vm,
+            opts,
+            native,
+            pending: None,
+            dbg: None,
+            bg,
+            scratch: interp::Scratch::default(),
+            fast: FastScratch::default(),
+            reference_interp: false,
+        })
+    }
+
+    /// Interpret new blocks with the reference interpreter only (differential tests).
+    #[cfg(test)]
+    pub(crate) fn set_reference_interp(&mut self, on: bool) {
+        self.reference_interp = on;
     }
 
     /// Counters so far.
@@ -413,7 +441,7 @@ impl<C: GuestCpu> Engine<C> {
         let Some(tb) = self.ctx().tbs.get_mut(id) else {
             return Ok(());
         };
-        let Exec::Interp(block) = &tb.exec else {
+        let Exec::Interp(block, _) = &tb.exec else {
             return Ok(());
         };
         tb.heat = tb.heat.saturating_add(1);
@@ -465,7 +493,7 @@ impl<C: GuestCpu> Engine<C> {
         let ctx = self.ctx();
         ctx.stats.compile_ns_total += d.ns;
         let current =
-            ctx.tbs.get(p.id).is_some_and(|tb| matches!(&tb.exec, Exec::Interp(b) if Arc::ptr_eq(b, &p.block)));
+            ctx.tbs.get(p.id).is_some_and(|tb| matches!(&tb.exec, Exec::Interp(b, _) if Arc::ptr_eq(b, &p.block)));
         if !current {
             return Ok(());
         }
@@ -799,7 +827,13 @@ impl<C: GuestCpu> Engine<C> {
                     stats.compile_fallbacks += 1;
                 }
                 stats.tbs_interp += 1;
-                Exec::Interp(Arc::new(block))
+                // Pre-decoding costs about as much as a few reference runs; deferring it to
+                // a TB's first few runs measured no better on a Linux boot.
+                let fast =
+                    if self.reference_interp { None } else { FastBlock::decode(&block, std::mem::size_of::<C>()) };
+                let stats = &mut self.ctx().stats;
+                stats.tbs_fast_interp += fast.is_some() as u64;
+                Exec::Interp(Arc::new(block), fast)
             }
         };
         // A block that failed to compile never tiers up (heat saturated).
@@ -865,12 +899,24 @@ impl<C: GuestCpu> Engine<C> {
     pub(crate) fn exec(&mut self, cpu_ptr: *mut C, id: TbId) -> u64 {
         let ctx = self.ctx();
         ctx.stats.dispatches += 1;
+        // No TB is running: interpreted blocks retired by invalidations can go.
+        ctx.tbs.reap();
         let Some(tb) = ctx.tbs.get(id) else {
             return status::LOOKUP as u64;
         };
+        // Interpreted blocks are borrowed through raw pointers: the TB cache keeps them
+        // alive until the next `reap` (see the SAFETY notes below).
         let (native, interp_block, mmu) = match &tb.exec {
             Exec::Native(p) => (Some(*p), None, tb.mmu),
-            Exec::Interp(b) => (None, Some(b.clone()), tb.mmu),
+            Exec::Interp(_, Some(f)) => {
+                // SAFETY: the view refers only to the fast block's heap parts, which stay in
+                // place and alive until the next `reap`, even if the TB is invalidated
+                // during the run (see `TbCache::retired`); `promote` and `clear`, which drop
+                // them at once, run only from the dispatcher, between runs.
+                let v = unsafe { std::mem::transmute::<FastView<'_>, FastView<'static>>(f.view()) };
+                (None, Some(Interp::Fast(v)), tb.mmu)
+            }
+            Exec::Interp(b, None) => (None, Some(Interp::Ref(Arc::as_ptr(b))), tb.mmu),
         };
         {
             // SAFETY: no TB is running.
@@ -893,7 +939,17 @@ impl<C: GuestCpu> Engine<C> {
                 // the byte view is the only live access to the CPU during the run.
                 let state = unsafe { std::slice::from_raw_parts_mut(cpu_ptr as *mut u8, std::mem::size_of::<C>()) };
                 let mut env = InterpEnv { ctx: self.ctx.as_ptr(), mmu, tb: id };
-                match self.scratch.run(&block, state, &mut env) {
+                let out = match block {
+                    Interp::Fast(v) => v.run(&mut self.fast, state, &mut env),
+                    Interp::Ref(b) => {
+                        // SAFETY: `b` is the `Arc`'s block, kept alive as the fast view's parts
+                        // are (see above): during the run only the slow path touches the TB
+                        // cache, and an invalidation moves the `Arc` to `TbCache::retired`.
+                        let b = unsafe { &*b };
+                        self.scratch.run(b, state, &mut env)
+                    }
+                };
+                match out {
                     interp::Outcome::Goto { chain: true, .. } => ret::GOTO,
                     interp::Outcome::Goto { chain: false, .. } => ret::NOCHAIN,
                     interp::Outcome::Indirect { .. } => ret::INDIRECT,

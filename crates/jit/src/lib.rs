@@ -125,6 +125,9 @@ pub struct Stats {
     /// Blocks translated for the interpreter tier (including compile-error fallbacks and
     /// cold blocks of [`Tier::Tiered`]).
     pub tbs_interp: u64,
+    /// Interpreted blocks the fast (pre-decoded) interpreter took; the rest run on the
+    /// reference interpreter.
+    pub tbs_fast_interp: u64,
     /// Interpreted blocks compiled once hot ([`Tier::Tiered`]; also counted in `tbs_compiled`).
     pub tbs_promoted: u64,
     /// Blocks that failed to compile and fell back to the interpreter (Kite bugs).
@@ -164,6 +167,7 @@ impl Stats {
         let Stats {
             tbs_compiled,
             tbs_interp,
+            tbs_fast_interp,
             tbs_promoted,
             compile_fallbacks,
             compile_ns_total,
@@ -186,6 +190,7 @@ impl Stats {
         for (a, b) in [
             (tbs_compiled, o.tbs_compiled),
             (tbs_interp, o.tbs_interp),
+            (tbs_fast_interp, o.tbs_fast_interp),
             (tbs_promoted, o.tbs_promoted),
             (compile_fallbacks, o.compile_fallbacks),
             (compile_ns_total, o.compile_ns_total),

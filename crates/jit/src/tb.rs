@@ -31,6 +31,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use kite_ir::fast::FastBlock;
 use kite_ir::state::PAGE_MASK;
 use kite_ir::Block;
 
@@ -56,7 +57,9 @@ pub(crate) struct ChainSlot {
 #[derive(Debug)]
 pub(crate) enum Exec {
     Native(*const u8),
-    Interp(std::sync::Arc<Block>),
+    /// Interpreted: the IR (shared with a background compile) and, when the fast tier
+    /// took it, its pre-decoded form.
+    Interp(std::sync::Arc<Block>, Option<FastBlock>),
 }
 
 #[derive(Debug)]
@@ -157,6 +160,11 @@ pub(crate) struct TbCache {
     /// the list (the MTTCG page registry is told; see [`crate::mttcg`]).
     pub(crate) dropped_pages: Vec<u64>,
     pub(crate) track_dropped: bool,
+    /// Interpreted blocks of TBs invalidated while a TB may be running (a store from the
+    /// interpreter into its own code): the interpreter may still be reading them (their
+    /// heap parts, which moving the `Exec` here leaves in place), so they are dropped by
+    /// [`TbCache::reap`] before the next run.
+    retired: Vec<Exec>,
 }
 
 fn jc_index(pc: u64) -> usize {
@@ -194,6 +202,7 @@ impl TbCache {
             graveyard: Vec::new(),
             dropped_pages: Vec::new(),
             track_dropped: false,
+            retired: Vec::new(),
         }
     }
 
@@ -453,8 +462,18 @@ impl TbCache {
         self.jc.epoch = self.epoch;
         self.fragile.retain(|&(s, _, d)| s != id && d != id);
         self.graveyard.push(tb.slots);
+        if matches!(tb.exec, Exec::Interp(..)) {
+            self.retired.push(tb.exec);
+        }
         self.free.push(id);
         true
+    }
+
+    /// Drop the interpreted blocks of invalidated TBs. Only call while no TB runs.
+    pub(crate) fn reap(&mut self) {
+        if !self.retired.is_empty() {
+            self.retired.clear();
+        }
     }
 
     /// Forget every TB (the code cache is being reset).
@@ -471,6 +490,7 @@ impl TbCache {
         self.jc.epoch = self.epoch;
         self.fragile.clear();
         self.graveyard.clear();
+        self.retired.clear();
     }
 }
 
@@ -540,7 +560,7 @@ mod tests {
     fn promotion_publishes_code_to_the_jump_cache() {
         let mut c = TbCache::new();
         let mut t = tb(0x1000, 0, 0, 0);
-        t.exec = Exec::Interp(std::sync::Arc::new(kite_ir::Builder::new(0x1000).finish()));
+        t.exec = Exec::Interp(std::sync::Arc::new(kite_ir::Builder::new(0x1000).finish()), None);
         let (a, _) = c.insert(t);
         c.jc_set(0x1000, 0, a);
         let base = c.jc_base as *const JcEntry;

@@ -28,11 +28,13 @@ fn init(cpu: &mut MockCpu) {
     cpu.regs[2] = MMIO_BASE + 0x10;
 }
 
-fn run_tier(tier: Tier, block: &Block, setup: &dyn Fn(&mut MockCpu)) -> Outcome {
+/// `reference`: interpret with the reference interpreter instead of the fast tier.
+fn run_tier(tier: Tier, reference: bool, block: &Block, setup: &dyn Fn(&mut MockCpu)) -> Outcome {
     let (mem, dev) = machine();
     let vm = Arc::new(VmControl::new());
     let opts = JitOptions { tier, verify: true, ..JitOptions::default() };
     let mut e = Engine::<MockCpu>::new(mem.clone(), vm.clone(), opts).unwrap();
+    e.set_reference_interp(reference);
     let mut cpu = MockCpu::new(vm);
     init(&mut cpu);
     setup(&mut cpu);
@@ -41,11 +43,16 @@ fn run_tier(tier: Tier, block: &Block, setup: &dyn Fn(&mut MockCpu)) -> Outcome 
     if tier == Tier::Jit {
         assert_eq!((st.tbs_compiled, st.compile_fallbacks), (1, 0), "block did not compile:\n{block}");
     }
+
     let mut outs = Vec::new();
     for _ in 0..2 {
         outs.push(normalise(e.exec(&mut *cpu as *mut MockCpu, id)));
         // The header status must never leak out of a block.
         assert_eq!(cpu.h.status, 0, "status left set by {tier:?}:\n{block}");
+    }
+    if tier == Tier::Interp {
+        let fast = !reference && kite_ir::fast::FastBlock::decode(block, std::mem::size_of::<MockCpu>()).is_some();
+        assert_eq!(e.stats().tbs_fast_interp, fast as u64, "{block}");
     }
     let log = dev.log.lock().unwrap().clone();
     // TLB addends hold host addresses, which differ between the two machines: compare
@@ -60,16 +67,30 @@ fn run_tier(tier: Tier, block: &Block, setup: &dyn Fn(&mut MockCpu)) -> Outcome 
 }
 
 fn check_with(block: &Block, setup: &dyn Fn(&mut MockCpu)) -> Outcome {
+    // Generated blocks keep branches within one guest instruction: the fast tier takes all.
+    assert!(
+        kite_ir::fast::FastBlock::decode(block, std::mem::size_of::<MockCpu>()).is_some(),
+        "fast tier declined\n{block}"
+    );
+    check_any(block, setup)
+}
+
+/// As [`check_with`], for blocks the fast interpreter may decline (it then runs the
+/// reference interpreter too).
+fn check_any(block: &Block, setup: &dyn Fn(&mut MockCpu)) -> Outcome {
     block.validate().unwrap_or_else(|e| panic!("invalid test block: {e}\n{block}"));
-    let a = run_tier(Tier::Interp, block, setup);
-    let b = run_tier(Tier::Jit, block, setup);
-    assert_eq!(a.0, b.0, "exit values differ for\n{block}");
-    if a.1 != b.1 {
-        let i = a.1.iter().zip(&b.1).position(|(x, y)| x != y).unwrap();
-        panic!("state differs at byte {i:#x} (interp {:#x}, jit {:#x}) for\n{block}", a.1[i], b.1[i]);
+    let a = run_tier(Tier::Interp, true, block, setup);
+    let f = run_tier(Tier::Interp, false, block, setup);
+    let b = run_tier(Tier::Jit, false, block, setup);
+    for (name, o) in [("fast interp", &f), ("jit", &b)] {
+        assert_eq!(a.0, o.0, "exit values differ (reference vs {name}) for\n{block}");
+        if a.1 != o.1 {
+            let i = a.1.iter().zip(&o.1).position(|(x, y)| x != y).unwrap();
+            panic!("state differs at byte {i:#x} (reference {:#x}, {name} {:#x}) for\n{block}", a.1[i], o.1[i]);
+        }
+        assert!(a.2 == o.2, "RAM differs (reference vs {name}) for\n{block}");
+        assert_eq!(a.3, o.3, "MMIO log differs (reference vs {name}) for\n{block}");
     }
-    assert!(a.2 == b.2, "RAM differs for\n{block}");
-    assert_eq!(a.3, b.3, "MMIO log differs for\n{block}");
     a
 }
 
@@ -471,7 +492,7 @@ fn ir_files() {
     for p in names.iter().filter(|p| p.extension().is_some_and(|e| e == "ir")) {
         let text = std::fs::read_to_string(p).unwrap();
         let block = kite_ir::text::parse(&text, &helper_table()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        let out = check(&block);
+        let out = check_any(&block, &|_| {});
         // An `# expect: N` line pins the first exit value.
         if let Some(l) = text.lines().find_map(|l| l.trim().strip_prefix("# expect:")) {
             assert_eq!(out.0[0], l.trim().parse::<u64>().unwrap(), "{}", p.display());
