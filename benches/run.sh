@@ -46,7 +46,7 @@ WORKLOADS=(
     "branchy|PASS bench_branchy|-M virt -m 256M -nographic -bios none -kernel $OUT/branchy.elf"
     "code|PASS bench_code|-M virt -m 256M -nographic -bios none -kernel $OUT/code.elf"
     "par-smp1|PASS bench_par|-M virt -smp 1 -m 256M -nographic -bios none -kernel $OUT/par.elf"
-    "par-smp2|PASS bench_par|-M virt -smp 2 -m 256M -nographic -bios none -kernel $OUT/par.elf"
+    "par-smp2|PASS bench_par|-M virt -smp 2 -m 256M -nographic -bios none -accel tcg,thread=multi -kernel $OUT/par.elf"
 )
 if [ -f "$IMG/Image" ]; then
     for smp in 1 2; do

@@ -3,7 +3,8 @@
 //! `../shared/images/README.md`, or build them with `roms/linux/build.sh`).
 //!
 //! - `linux_boots_and_powers_off`: `kite.test=poweroff` makes `/init` print
-//!   `KITE-BOOT-OK` and power off through SBI SRST / the syscon poweroff.
+//!   `KITE-BOOT-OK` and power off through SBI SRST / the syscon poweroff; also with
+//!   one host thread per hart and with the harts in turns on one thread.
 //! - `linux_shell_answers_on_the_console`: no `kite.test`, so `/init` starts
 //!   an interactive shell on ttyS0; the test types a command on stdin (which
 //!   reaches the guest through the UART's RX interrupt and the PLIC) and
@@ -32,16 +33,35 @@ fn images(test: &str) -> Option<(String, String)> {
     Some((k.display().to_string(), i.display().to_string()))
 }
 
-#[test]
-fn linux_boots_and_powers_off() {
-    let Some((k, i)) = images("linux_boots_and_powers_off") else { return };
-    let out = run_kite(&linux_boot_args(&k, &i, "console=ttyS0 kite.test=poweroff"), BOOT_TIMEOUT);
-    eprintln!("boot to poweroff: {:.2?}", out.elapsed);
+fn boot_to_poweroff(test: &str, extra: &[&str]) {
+    let Some((k, i)) = images(test) else { return };
+    let mut args = linux_boot_args(&k, &i, "console=ttyS0 kite.test=poweroff");
+    args.extend(extra);
+    let out = run_kite(&args, BOOT_TIMEOUT);
+    eprintln!("boot to poweroff ({extra:?}): {:.2?}", out.elapsed);
     assert!(out.stdout.contains("OpenSBI"), "no OpenSBI banner:\n{}", out.dump());
     assert!(out.stdout.contains("Linux version"), "the kernel did not start:\n{}", out.dump());
+    assert!(out.stdout.contains("Brought up 1 node, 2 CPUs"), "the second hart did not come up:\n{}", out.dump());
     assert!(out.stdout.contains("KITE-BOOT-OK"), "no KITE-BOOT-OK:\n{}", out.dump());
     assert!(out.status.success(), "{}", out.dump());
     assert!(!out.stderr.contains("panicked"), "{}", out.dump());
+}
+
+#[test]
+fn linux_boots_and_powers_off() {
+    boot_to_poweroff("linux_boots_and_powers_off", &[]);
+}
+
+/// The same with one host thread per hart (MTTCG) and, below, with both in turns on one
+/// thread: the default depends on the host's core count, so both are named explicitly.
+#[test]
+fn linux_boots_with_a_thread_per_hart() {
+    boot_to_poweroff("linux_boots_with_a_thread_per_hart", &["-accel", "tcg,thread=multi"]);
+}
+
+#[test]
+fn linux_boots_with_harts_in_turns() {
+    boot_to_poweroff("linux_boots_with_harts_in_turns", &["-accel", "tcg,thread=single"]);
 }
 
 #[test]

@@ -126,7 +126,8 @@ fn longloop_interp() {
 
 /// `tests/guest/smp.S` on four vCPUs: AMOs, LR/SC and a spinlock must lose no update, and
 /// code one hart rewrites must run in its new form on another after `fence.i`. Runs on one
-/// host thread per vCPU (the default) and in the round-robin mode, on both tiers.
+/// host thread per vCPU (`thread=multi`) on both tiers, in the round-robin mode, and in
+/// whichever the host's core count makes the default.
 fn check_smp(accel: &str) {
     let elf = common::guest("smp").to_string_lossy().into_owned();
     let mut args = vec!["-M", "virt", "-smp", "4", "-nographic", "-bios", "none", "-kernel", &elf];
@@ -142,7 +143,7 @@ fn check_smp(accel: &str) {
 }
 
 #[test]
-fn smp_threads() {
+fn smp_default_mode() {
     check_smp("");
 }
 
@@ -154,6 +155,11 @@ fn smp_threads_interp() {
 #[test]
 fn smp_threads_jit() {
     check_smp("tcg,tier=jit,thread=multi");
+}
+
+#[test]
+fn smp_threads_tiered() {
+    check_smp("tcg,thread=multi");
 }
 
 #[test]

@@ -200,9 +200,12 @@ fn boot_once(
     run_tcg(cfg, machine.mem.clone(), vm, &mut cpus, gdb.map(|l| (l, first && cfg.freeze)))
 }
 
-/// Run the harts on the translator until the VM stops: one host thread per vCPU (MTTCG)
-/// when there are several, unless `-accel tcg,thread=single` asked for the deterministic
-/// round-robin mode or a debugger is attached (the gdb stub drives a single engine).
+/// Run the harts on the translator until the VM stops. Several harts run one host thread
+/// each (MTTCG) with `-accel tcg,thread=multi`, or by default when the host has two cores
+/// per vCPU (each vCPU thread has its own compile thread and translates for itself, so
+/// with fewer cores a translation-heavy guest such as a Linux boot runs slower than in
+/// turns); otherwise, and always under a gdb stub (which drives a single engine), they
+/// take turns on one thread, deterministically.
 fn run_tcg(
     cfg: &Config,
     mem: Arc<kite_memory::PhysMap>,
@@ -211,7 +214,8 @@ fn run_tcg(
     gdb: Option<(&kite_jit::DebugLink<RiscvCpu>, bool)>,
 ) -> Result<ExitCode> {
     let opts = JitOptions { tier: cfg.tier, thresh: cfg.thresh, ..JitOptions::default() };
-    let multi = cpus.len() > 1 && gdb.is_none() && cfg.mttcg != Some(false);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let multi = cpus.len() > 1 && gdb.is_none() && cfg.mttcg.unwrap_or(cores >= 2 * cpus.len());
     if cfg.mttcg == Some(true) && gdb.is_some() && cpus.len() > 1 {
         eprintln!("kite: note: a gdb stub runs the vCPUs on one thread (thread=multi ignored)");
     }

@@ -52,6 +52,10 @@ pub(crate) mod debug;
 const MAX_INSNS: u32 = 512;
 /// How long a halted vCPU sleeps before re-checking for a wake-up on its own.
 const HALT_POLL: Duration = Duration::from_millis(10);
+/// `wfi`s ended at once by a masked interrupt before the vCPU backs off (see `halt`).
+const WFI_SPINS: u32 = 64;
+/// The longest a backed-off `wfi` sleeps.
+const WFI_BACKOFF: Duration = Duration::from_micros(500);
 
 /// What the slow path needs: reached from generated code through a raw pointer.
 pub(crate) struct Ctx<C> {
@@ -113,6 +117,8 @@ pub struct Engine<C: GuestCpu> {
     /// The interpreter tier's reusable buffers (no allocation per block run).
     scratch: interp::Scratch,
     fast: FastScratch,
+    /// Consecutive `wfi`s ended at once by a pending but masked interrupt (see `halt`).
+    wfi_spins: u32,
     /// Run interpreted blocks on the reference interpreter only (differential tests).
     reference_interp: bool,
 }
@@ -200,6 +206,7 @@ impl<C: GuestCpu> Engine<C> {
             bg,
             scratch: interp::Scratch::default(),
             fast: FastScratch::default(),
+            wfi_spins: 0,
             reference_interp: false,
         })
     }
@@ -309,6 +316,7 @@ impl<C: GuestCpu> Engine<C> {
                     // A yield request is acted on just below.
                     cpu.header_mut().flush_request |= self.handle_flush(cpu) as u32 * flush::YIELD;
                     if cpu.take_interrupt() {
+                        self.wfi_spins = 0;
                         self.log_int("interrupt", cpu);
                     }
                     if preempt.is_some_and(|p| p.swap(false, Ordering::AcqRel)) {
@@ -316,10 +324,15 @@ impl<C: GuestCpu> Engine<C> {
                         return Stop::Preempted;
                     }
                 }
-                if self.handle_flush(cpu) && preempt.is_some() {
-                    // The guest is spin-waiting: let the other vCPUs run (see `flush::YIELD`).
-                    self.pending = None;
-                    return Stop::Preempted;
+                if self.handle_flush(cpu) {
+                    // The guest is spin-waiting (see `flush::YIELD`): let the other vCPUs
+                    // run, here in turns, or else on this host core (a lock holder, or
+                    // the compile threads, may be waiting for it).
+                    if preempt.is_some() {
+                        self.pending = None;
+                        return Stop::Preempted;
+                    }
+                    std::thread::yield_now();
                 }
             }
             let Some(id) = self.find_tb(cpu_ptr) else {
@@ -994,7 +1007,15 @@ impl<C: GuestCpu> Engine<C> {
     }
 
     /// Sleep in `wfi` until an interrupt is pending, the vCPU is kicked, or the VM exits.
+    ///
+    /// A `wfi` whose wake-up interrupt is pending but globally masked ends at once, as the
+    /// spec says; firmware that waits that way (OpenSBI 1.1's HSM wait, with its
+    /// coldboot IPI still pending) then spins through `wfi` until another hart starts it.
+    /// After [`WFI_SPINS`] such wake-ups with no interrupt taken in between, each one
+    /// first sleeps up to [`WFI_BACKOFF`] (any kick, e.g. an IPI, ends the sleep): a
+    /// spinning vCPU thread must not take host cores from the others.
     fn halt(&mut self, cpu_ptr: *mut C) {
+        let mut slept = false;
         loop {
             if self.vm.exit_requested().is_some() {
                 return;
@@ -1005,12 +1026,22 @@ impl<C: GuestCpu> Engine<C> {
             if !idle() {
                 break;
             }
+            slept = true;
             self.vm.wait(HALT_POLL, idle);
         }
         // SAFETY: as above, now exclusive again.
         let cpu = unsafe { &mut *cpu_ptr };
         if cpu.take_interrupt() {
+            self.wfi_spins = 0;
             self.log_int("interrupt", cpu);
+        } else if !slept && cpu.has_wakeup() {
+            self.wfi_spins = self.wfi_spins.saturating_add(1);
+            if self.wfi_spins > WFI_SPINS {
+                let cpu = &*cpu;
+                self.vm.wait(WFI_BACKOFF, || cpu.header().exit_request.load(Ordering::Acquire) == 0);
+            }
+        } else {
+            self.wfi_spins = 0;
         }
     }
 }
