@@ -558,8 +558,10 @@ impl<C: GuestCpu> Engine<C> {
             return Ok(ppage | (va & !PAGE_MASK));
         }
         ctx.stats.itlb_misses += 1;
-        let mem = ctx.mem.clone();
-        let p = cpu.translate_addr(va, Access::Exec, mmu, &*mem)?;
+        // SAFETY: the context (and so the map its `Arc` holds) outlives this call; no
+        // clone: an atomic count shared by every vCPU thread would bounce between cores.
+        let mem: &PhysMap = unsafe { &*Arc::as_ptr(&ctx.mem) };
+        let p = cpu.translate_addr(va, Access::Exec, mmu, mem)?;
         let ppage = p & PAGE_MASK;
         if let Some(Hit::Ram { ram, .. }) = mem.lookup(p) {
             // Only whole RAM pages (a region ending mid-page must keep faulting beyond it).
@@ -584,7 +586,8 @@ impl<C: GuestCpu> Engine<C> {
         }
         ctx.stats.jump_cache_misses += 1;
         let mmu = cpu.mmu_index(flags).min(MMU_MODES - 1);
-        let mem = ctx.mem.clone();
+        // SAFETY: as in `code_phys`.
+        let mem: &PhysMap = unsafe { &*Arc::as_ptr(&ctx.mem) };
         let phys = match self.code_phys(cpu, pc, flags, mmu) {
             Ok(p) => p,
             Err(f) => {
@@ -614,7 +617,7 @@ impl<C: GuestCpu> Engine<C> {
             // The second page is mapped differently now: drop that TB.
             self.ctx().tbs.invalidate_one(id);
         }
-        self.translate(cpu, pc, flags, phys, mmu, &mem, true)
+        self.translate(cpu, pc, flags, phys, mmu, mem, true)
     }
 
     #[allow(clippy::too_many_arguments)]
