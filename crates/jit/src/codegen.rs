@@ -179,6 +179,7 @@ impl Codegen {
             next_slot: 0,
             loop_hdr: None,
             promos: Vec::new(),
+            status_exit: None,
         };
         e.prologue();
         let pc0 = spec.block.pc;
@@ -196,6 +197,7 @@ impl Codegen {
             let pc = e.spec.block.pc;
             e.leave(pc, status::LOOKUP as u64);
         }
+        e.emit_status_exit();
         e.b.seal_all_blocks();
         e.b.finalize(self.isa.frontend_config());
         self.finish()
@@ -267,6 +269,8 @@ struct Emit<'a, 'b> {
     /// (host registers) across iterations.
     loop_hdr: Option<ir::Block>,
     promos: Vec<Promo>,
+    /// The shared exit for slow paths that left a status (see `leave_on_status`).
+    status_exit: Option<ir::Block>,
 }
 
 /// A guest state slot promoted to a Cranelift variable for the whole function (loop
@@ -759,6 +763,37 @@ impl Emit<'_, '_> {
         self.hdr_store(ic, offsets::ICOUNT);
     }
 
+    /// After a slow-path access that did its own exit bookkeeping (`fixup_info`): if it
+    /// left a status, clear it and return it, through one shared block per function.
+    fn leave_on_status(&mut self) {
+        let st = self.hdr_load(types::I32, offsets::STATUS);
+        let fail = match self.status_exit {
+            Some(b) => b,
+            None => {
+                let b = self.b.create_block();
+                self.b.append_block_param(b, types::I32);
+                self.status_exit = Some(b);
+                b
+            }
+        };
+        let ok = self.b.create_block();
+        self.b.ins().brif(st, fail, &[BlockArg::Value(st)], ok, &[]);
+        self.b.switch_to_block(ok);
+    }
+
+    /// Emit the shared status exit of [`Emit::leave_on_status`], if it was used.
+    fn emit_status_exit(&mut self) {
+        let Some(b) = self.status_exit else {
+            return;
+        };
+        self.b.switch_to_block(b);
+        let st = self.b.block_params(b)[0];
+        let zero = self.b.ins().iconst(types::I32, 0);
+        self.hdr_store(zero, offsets::STATUS);
+        let r = self.b.ins().uextend(types::I64, st);
+        self.b.ins().return_(&[r]);
+    }
+
     /// After a call that may have set the header status: exit with it if non-zero.
     /// `pc_on_exit` is stored first unless the status is `EXCEPTION` (whose pc is the
     /// faulting instruction, already stored).
@@ -897,17 +932,19 @@ impl Emit<'_, '_> {
         self.writeback_side();
         self.sync_promos();
         let ctx = self.k64(self.spec.ctx);
-        let info = self.k64(softmmu::info(mop, kind, self.spec.mmu, self.spec.tb));
+        let fix = softmmu::fixup_info(self.unexecuted(), src.is_some());
+        let info = self.k64(softmmu::info(mop, kind, self.spec.mmu, self.spec.tb) | fix);
         let val = match (src, ty) {
             (Some(s), Ty::I32) => self.b.ins().uextend(types::I64, s),
             (Some(s), Ty::I64) => s,
             (None, _) => self.k64(0),
         };
         let f = self.k64(self.spec.slow);
-        let zero = self.k64(0);
-        let call = self.b.ins().call_indirect(self.sig_slow, f, &[ctx, self.cpu, addr, info, val, zero]);
+        // For a store, the pc to resume at if it invalidated this block (see `fixup_info`).
+        let next = self.k64(if src.is_some() { next_pc } else { 0 });
+        let call = self.b.ins().call_indirect(self.sig_slow, f, &[ctx, self.cpu, addr, info, val, next]);
         let r = self.b.inst_results(call)[0];
-        self.check_status(src.map(|_| next_pc));
+        self.leave_on_status();
         let v = match (src, ty) {
             (Some(s), _) => s,
             (None, Ty::I32) => self.b.ins().ireduce(types::I32, r),

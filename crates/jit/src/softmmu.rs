@@ -12,8 +12,9 @@
 //! after the store.
 //!
 //! `info` (the constant passed by generated code) packs: bits 0-6 `MemOp::encode`,
-//! bits 7-8 the MMU index, bits 9-55 the running TB id plus one (0 = none), bits 56-59
-//! the [`RmwOp`] index plus one for an atomic (0 = a plain access).
+//! bits 7-8 the MMU index, bits 9-40 the running TB id plus one (0 = none), bits 41-52
+//! the exit bookkeeping of [`fixup_info`], bits 56-59 the [`RmwOp`] index plus one for an
+//! atomic (0 = a plain access).
 //!
 //! Atomics ([`kite_ir::Inst::Atomic`]) always come here (they are rare): a TLB probe,
 //! then the usual translation, and on RAM a host atomic instruction on the guest's
@@ -32,6 +33,21 @@ use crate::tb::{TbCache, TbId, NO_TB};
 use crate::Stats;
 
 const ATOMIC_SHIFT: u32 = 56;
+/// Bits 41-50: instructions of the block not yet completed at this access (itself
+/// included); bit 51: the slow path does the exit bookkeeping; bit 52: it is a store
+/// (whose `expected` argument is the next instruction's pc).
+const REM_SHIFT: u32 = 41;
+const FIXUP: u64 = 1 << 51;
+const HAS_NEXT: u64 = 1 << 52;
+
+/// The `info` bits that make [`slow_access`] do the exit bookkeeping generated code
+/// would otherwise inline after every slow path: when the access leaves a status, un-count
+/// the `rem` instructions that did not run (`rem - 1` after a store that completed) and,
+/// for a completed store, set `pc` to the next instruction (passed as `expected`). The
+/// code then only tests the status and returns it. Keeps compiled blocks small.
+pub(crate) fn fixup_info(rem: u32, store: bool) -> u64 {
+    FIXUP | ((rem.min(0x3ff) as u64) << REM_SHIFT) | if store { HAS_NEXT } else { 0 }
+}
 
 /// The `info` bits that make a slow-path call an atomic `op` (or with [`info`]).
 pub(crate) fn atomic_info(op: RmwOp) -> u64 {
@@ -61,11 +77,24 @@ pub(crate) unsafe extern "C" fn slow_access<C: GuestCpu>(
     // SAFETY: per this function's contract both pointers are valid and unaliased for the
     // duration of the call.
     let (ctx, cpu) = unsafe { (&mut *ctx, &mut *(cpu as *mut C)) };
-    match RmwOp::from_index(((info >> ATOMIC_SHIFT) as u32).wrapping_sub(1)) {
+    let r = match RmwOp::from_index(((info >> ATOMIC_SHIFT) as u32 & 15).wrapping_sub(1)) {
         Some(op) => atomic(ctx, cpu, vaddr, info, op, val, expected),
         None => access(ctx, cpu, vaddr, info, val),
     }
-    .unwrap_or(0)
+    .unwrap_or(0);
+    if info & FIXUP != 0 && cpu.header().status != status::NONE {
+        let h = cpu.header_mut();
+        let rem = (info >> REM_SHIFT) & 0x3ff;
+        if h.status == status::EXCEPTION {
+            h.icount = h.icount.wrapping_sub(rem);
+        } else if info & HAS_NEXT != 0 {
+            h.icount = h.icount.wrapping_sub(rem.saturating_sub(1));
+            h.pc = expected;
+        } else {
+            h.icount = h.icount.wrapping_sub(rem);
+        }
+    }
+    r
 }
 
 fn raise<C: GuestCpu>(cpu: &mut C, f: Fault) {
@@ -101,7 +130,7 @@ pub(crate) fn access<C: GuestCpu>(ctx: &mut Ctx<C>, cpu: &mut C, vaddr: u64, inf
 }
 
 fn info_tb(info: u64) -> TbId {
-    match (info >> (MemOp::ENCODED_BITS + 2)) & ((1 << (ATOMIC_SHIFT - MemOp::ENCODED_BITS - 2)) - 1) {
+    match (info >> (MemOp::ENCODED_BITS + 2)) & 0xffff_ffff {
         0 => NO_TB,
         n => (n - 1) as TbId,
     }
