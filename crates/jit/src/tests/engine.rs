@@ -1,9 +1,8 @@
 //! Engine tests with the mock guest, on both tiers.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kite_core::{ExitCode, PhysMemory, VmControl};
+use kite_core::{ExitCode, PhysMemory};
 
 use super::mock::*;
 use crate::{Engine, JitOptions, Stats, Tier};
@@ -21,7 +20,7 @@ fn run(
 ) -> (ExitCode, Stats) {
     let (mem, _dev) = machine();
     load_program(&mem, RAM_BASE, prog);
-    let vm = Arc::new(VmControl::new());
+    let vm = watched_vm();
     let mut e = Engine::<MockCpu>::new(mem.clone(), vm.clone(), JitOptions { tier, ..opts }).unwrap();
     let mut cpu = MockCpu::new(vm);
     cpu.h.pc = RAM_BASE;
@@ -178,7 +177,7 @@ fn exit_request_stops_a_block_jumping_to_itself() {
     for tier in TIERS {
         let (mem, _dev) = machine();
         load_program(&mem, RAM_BASE, &prog);
-        let vm = Arc::new(VmControl::new());
+        let vm = watched_vm();
         let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
         let mut cpu = MockCpu::new(vm.clone());
         cpu.h.pc = RAM_BASE;
@@ -239,7 +238,7 @@ fn fetch_fault_on_the_second_page_is_not_cached() {
             bytes.extend_from_slice(&w.to_le_bytes());
         }
         assert!(mem.write_ram(at, &bytes));
-        let vm = Arc::new(VmControl::new());
+        let vm = watched_vm();
         let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
         let mut cpu = MockCpu::new(vm);
         cpu.h.pc = at;
@@ -256,7 +255,7 @@ fn wfi_sleeps_until_an_interrupt() {
     for tier in TIERS {
         let (mem, _dev) = machine();
         load_program(&mem, RAM_BASE, &prog);
-        let vm = Arc::new(VmControl::new());
+        let vm = watched_vm();
         let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
         let mut cpu = MockCpu::new(vm.clone());
         cpu.h.pc = RAM_BASE;
@@ -332,7 +331,7 @@ fn a_yield_hands_over_to_the_other_vcpu_at_once() {
     for tier in TIERS {
         let (mem, _dev) = machine();
         load_program(&mem, RAM_BASE, &prog);
-        let vm = Arc::new(VmControl::new());
+        let vm = watched_vm();
         let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
         let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
         for (c, pc) in cpus.iter_mut().zip([RAM_BASE, RAM_BASE + 0x40]) {
@@ -373,7 +372,7 @@ fn vcpus_take_turns_and_halted_ones_are_skipped() {
     for tier in TIERS {
         let (mem, _dev) = machine();
         load_program(&mem, RAM_BASE, &prog);
-        let vm = Arc::new(VmControl::new());
+        let vm = watched_vm();
         let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
         let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
         for (c, pc) in cpus.iter_mut().zip([RAM_BASE, RAM_BASE + 0x40]) {
@@ -403,7 +402,7 @@ fn all_halted_vcpus_sleep_until_an_interrupt() {
     prog[16..19].copy_from_slice(&[insn(1, 1, 0, 6), insn(9, 0, 0, 0), insn(7, 0, 0, 0)]);
     let (mem, _dev) = machine();
     load_program(&mem, RAM_BASE, &prog);
-    let vm = Arc::new(VmControl::new());
+    let vm = watched_vm();
     let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions::default()).unwrap();
     let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
     cpus[0].h.pc = RAM_BASE;
@@ -488,7 +487,7 @@ fn a_loop_block_leaves_precise_state_at_a_fault_and_an_exit_request() {
     for tier in TIERS {
         let (mem, _dev) = machine();
         load_program(&mem, RAM_BASE, &prog);
-        let vm = Arc::new(VmControl::new());
+        let vm = watched_vm();
         let opts = JitOptions { tier, background: false, ..JitOptions::default() };
         let mut e = Engine::<MockCpu>::new(mem.clone(), vm.clone(), opts).unwrap();
         let mut cpu = MockCpu::new(vm);
@@ -506,7 +505,7 @@ fn a_loop_block_leaves_precise_state_at_a_fault_and_an_exit_request() {
     let (mem, _dev) = machine();
     let spin = [insn(2, 1, 1, 1), insn(0x0c, 4, 1, 0), insn(6, 0, 0, -2)];
     load_program(&mem, RAM_BASE, &spin);
-    let vm = Arc::new(VmControl::new());
+    let vm = watched_vm();
     let mut e =
         Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier: Tier::Jit, ..JitOptions::default() }).unwrap();
     let mut cpu = MockCpu::new(vm.clone());

@@ -12,6 +12,23 @@ use kite_ir::state::{offsets, CpuHeader, PAGE_MASK};
 use kite_ir::{Access, BinOp, Builder, Cond, Exit, MemOp, MemSize, Ty};
 use kite_memory::PhysMap;
 
+/// Exit code of a run the watchdog of [`watched_vm`] ended.
+pub const WATCHDOG_EXIT: i32 = 0x7d09;
+
+/// A VM that asks to stop (with [`WATCHDOG_EXIT`]) after a minute: a broken translator
+/// fails a test instead of hanging it.
+pub fn watched_vm() -> Arc<VmControl> {
+    let vm = Arc::new(VmControl::new());
+    let weak = Arc::downgrade(&vm);
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        if let Some(vm) = weak.upgrade() {
+            vm.request_exit(kite_core::ExitCode::Exit(WATCHDOG_EXIT));
+        }
+    });
+    vm
+}
+
 pub const RAM_BASE: u64 = 0x1000_0000;
 pub const RAM_SIZE: u64 = 0x10000;
 pub const MMIO_BASE: u64 = 0x2000_0000;
