@@ -311,6 +311,13 @@ impl<C: GuestCpu> Engine<C> {
                 let cpu = unsafe { &mut *cpu_ptr };
                 if cpu.header().exit_request.load(Ordering::Acquire) != 0 {
                     cpu.header().exit_request.store(0, Ordering::Release);
+                    // Look again: a stop request sets its flag before the kick we just
+                    // cleared, possibly after the check above. Running on would leave a
+                    // guest spinning inside one block (or a chained loop) with nothing left
+                    // to stop it (riscv-tests' final `tohost` loop hung ~1 run in 300).
+                    if let Some(code) = self.vm.exit_requested() {
+                        return Stop::Exit(code);
+                    }
                     self.sync_shared(cpu);
                     self.debug_poll(cpu);
                     // A yield request is acted on just below.
