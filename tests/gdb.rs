@@ -603,7 +603,14 @@ const LINUX_GDB_TIMEOUT: Duration = Duration::from_secs(90);
 struct LinuxBoot {
     kite: Kite,
     vmlinux: String,
+    /// One Linux boot at a time (see `ONE_BOOT`); declared last, so released after `kite`
+    /// has been dropped (killed).
+    _one: std::sync::MutexGuard<'static, ()>,
 }
+
+/// Concurrent Linux boots under gdb on a 2-core CI host slow each other down enough to
+/// make timer-driven expectations (a jiffies store within the test's patience) flaky.
+static ONE_BOOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl LinuxBoot {
     /// Starts `-smp 2` Linux with `-gdb tcp::PORT -S`, or `None` after a SKIP line when gdb,
@@ -618,6 +625,7 @@ impl LinuxBoot {
             eprintln!("SKIP {test}: no riscv64/vmlinux under {} (set KITE_IMAGES)", images_dir().display());
             return None;
         }
+        let one = ONE_BOOT.lock().unwrap_or_else(|e| e.into_inner());
         let port = free_port();
         let dev = format!("tcp::{port}");
         let (img, rd) = (image.to_string_lossy().into_owned(), initrd.to_string_lossy().into_owned());
@@ -635,7 +643,7 @@ impl LinuxBoot {
             assert!(t0.elapsed() < Duration::from_secs(20), "kite does not listen on port {port}");
             std::thread::sleep(Duration::from_millis(10));
         }
-        Some(LinuxBoot { kite, vmlinux: vmlinux.to_string_lossy().into_owned() })
+        Some(LinuxBoot { kite, vmlinux: vmlinux.to_string_lossy().into_owned(), _one: one })
     }
 
     /// One gdb session (symbols from vmlinux) running `cmds`.
