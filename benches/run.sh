@@ -4,7 +4,8 @@
 # Builds the guest workloads (benches/guest), then runs each one REPS times under
 # Kite and under qemu-system-riscv64 (same command line), checks every run printed
 # its PASS line (Linux: KITE-BOOT-OK), and prints a markdown table of median wall
-# times and the Kite/QEMU ratio, plus Kite's -d stats counters from one extra run.
+# times and the Kite/QEMU ratio, plus Kite's -d stats counters from one extra run (with
+# host instructions per guest instruction from `perf stat`, where perf works).
 # With --update-doc the table replaces the block between the BENCH-TABLE markers
 # in docs/performance.md.
 #
@@ -71,6 +72,9 @@ timed() {
 }
 
 declare -A KMED QMED
+# `perf stat` for host instructions per guest instruction, if it works here.
+PERF=""
+if perf stat -x, -e instructions:u -o /dev/null true >/dev/null 2>&1; then PERF=1; fi
 median() { python3 -c "import sys,statistics as s; v=[float(x) for x in sys.argv[1:] if x!='nan']; print(f'{s.median(v):.3f}' if v else 'nan')" "$@"; }
 
 TABLE="$TMP/table.md"
@@ -80,8 +84,8 @@ STATS="$TMP/stats.md"
     echo "|---|---:|---:|---:|"
 } >"$TABLE"
 {
-    echo "| workload | guest insns | TBs translated / compiled | frontend us/TB | Cranelift us/TB | softmmu slow path / insn | ITLB hits / misses | dispatches | chains linked | indirect exits |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| workload | guest insns | TBs translated / compiled | frontend us/TB | Cranelift us/TB | softmmu slow path / insn | ITLB hits / misses | dispatches | chains linked | indirect exits | host insns / guest insn |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$STATS"
 for w in "${WORKLOADS[@]}"; do
     IFS='|' read -r name marker args <<<"$w"
@@ -99,10 +103,21 @@ for w in "${WORKLOADS[@]}"; do
     ratio=$(python3 -c "k,q='$km','$qm'; print('n/a' if 'nan' in (k,q) else f'{float(k)/float(q):.2f}')")
     echo "| $name | $km | $qm | $ratio |" >>"$TABLE"
     echo "$name: kite ${kt[*]}  qemu ${qt[*]}" >&2
-    timeout 300 "$KITE" "${EXTRA[@]}" "${argv[@]}" -d stats -D "$TMP/stats.txt" </dev/null >/dev/null 2>&1 || true
-    python3 - "$name" "$TMP/stats.txt" >>"$STATS" <<'PY'
+    # Host instructions (user space, all threads) of the same run, where perf works.
+    rm -f "$TMP/perf.txt"
+    if [ -n "$PERF" ]; then
+        timeout 300 perf stat -x, -e instructions:u -o "$TMP/perf.txt" \
+            "$KITE" "${EXTRA[@]}" "${argv[@]}" -d stats -D "$TMP/stats.txt" </dev/null >/dev/null 2>&1 || true
+    else
+        timeout 300 "$KITE" "${EXTRA[@]}" "${argv[@]}" -d stats -D "$TMP/stats.txt" </dev/null >/dev/null 2>&1 || true
+    fi
+    python3 - "$name" "$TMP/stats.txt" "$TMP/perf.txt" >>"$STATS" <<'PY'
 import re, sys
-name, path = sys.argv[1], sys.argv[2]
+name, path, perf = sys.argv[1], sys.argv[2], sys.argv[3]
+try:
+    host = next(int(l.split(",")[0]) for l in open(perf) if "instructions" in l)
+except (OSError, StopIteration, ValueError):
+    host = None
 try:
     text = open(path).read()
 except OSError:
@@ -114,7 +129,8 @@ per = lambda a, b: f"{g(a) / g(b) / 1000:.1f}" if g(b) else "-"
 ins = g("insns") or 1
 print(f"| {name} | {g('insns')} | {g('tbs_translated')} / {g('tbs_compiled')} | {per('translate_ns_total', 'tbs_translated')} "
       f"| {per('compile_ns_total', 'tbs_compiled')} | {g('tlb_slow_path') / ins:.5f} | {g('itlb_hits')} / {g('itlb_misses')} "
-      f"| {g('dispatches')} | {g('chains_linked')} | {g('indirect')} |")
+      f"| {g('dispatches')} | {g('chains_linked')} | {g('indirect')} "
+      f"| {f'{host / ins:.1f}' if host else '-'} |")
 PY
 done
 
