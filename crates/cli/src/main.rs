@@ -200,12 +200,8 @@ fn boot_once(
     run_tcg(cfg, machine.mem.clone(), vm, &mut cpus, gdb.map(|l| (l, first && cfg.freeze)))
 }
 
-/// Run the harts on the translator until the VM stops. Several harts run one host thread
-/// each (MTTCG) with `-accel tcg,thread=multi`, or by default when the host has two cores
-/// per vCPU (each vCPU thread has its own compile thread and translates for itself, so
-/// with fewer cores a translation-heavy guest such as a Linux boot runs slower than in
-/// turns); otherwise, and always under a gdb stub (which drives a single engine), they
-/// take turns on one thread, deterministically.
+/// Run the harts on the translator until the VM stops: one host thread each (MTTCG) or in
+/// turns on one thread, deterministically, as `kite_jit::thread_per_vcpu` decides.
 fn run_tcg(
     cfg: &Config,
     mem: Arc<kite_memory::PhysMap>,
@@ -215,7 +211,7 @@ fn run_tcg(
 ) -> Result<ExitCode> {
     let opts = JitOptions { tier: cfg.tier, thresh: cfg.thresh, ..JitOptions::default() };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let multi = cpus.len() > 1 && gdb.is_none() && cfg.mttcg.unwrap_or(cores >= 2 * cpus.len());
+    let multi = kite_jit::thread_per_vcpu(cpus.len(), cores, gdb.is_some(), cfg.mttcg);
     if cfg.mttcg == Some(true) && gdb.is_some() && cpus.len() > 1 {
         eprintln!("kite: note: a gdb stub runs the vCPUs on one thread (thread=multi ignored)");
     }

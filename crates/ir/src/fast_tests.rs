@@ -115,35 +115,11 @@ static QUIET: Helper = Helper {
     effects: Effects { reads_state: false, writes_state: true, may_exit: false },
 };
 
-const BINOPS: [BinOp; 22] = [
-    BinOp::Add,
-    BinOp::Sub,
-    BinOp::And,
-    BinOp::Or,
-    BinOp::Xor,
-    BinOp::Shl,
-    BinOp::Shr,
-    BinOp::Sar,
-    BinOp::Mul,
-    BinOp::MulHs,
-    BinOp::MulHu,
-    BinOp::MulHsu,
-    BinOp::DivS,
-    BinOp::DivU,
-    BinOp::RemS,
-    BinOp::RemU,
-    BinOp::Rotl,
-    BinOp::Rotr,
-    BinOp::MinS,
-    BinOp::MaxS,
-    BinOp::MinU,
-    BinOp::MaxU,
-];
+const BINOPS: [BinOp; 22] = BinOp::ALL;
 const UNOPS: [UnOp; 9] =
     [UnOp::Neg, UnOp::Not, UnOp::Clz, UnOp::Ctz, UnOp::Popcnt, UnOp::Bswap, UnOp::Sext8, UnOp::Sext16, UnOp::Zext8];
 const EXTS: [UnOp; 7] = [UnOp::Sext8, UnOp::Sext16, UnOp::Sext32, UnOp::Zext8, UnOp::Zext16, UnOp::Zext32, UnOp::Trunc];
-const CONDS: [Cond; 10] =
-    [Cond::Eq, Cond::Ne, Cond::LtS, Cond::GeS, Cond::LtU, Cond::GeU, Cond::LeS, Cond::GtS, Cond::LeU, Cond::GtU];
+const CONDS: [Cond; 10] = Cond::ALL;
 const SIZES: [MemSize; 4] = [MemSize::B1, MemSize::B2, MemSize::B4, MemSize::B8];
 
 /// Builds a random block of guest "instructions", each a few random IR ops, some with

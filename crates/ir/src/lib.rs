@@ -130,6 +130,53 @@ pub enum UnOp {
     Bswap,
 }
 
+impl BinOp {
+    /// Every op (for exhaustive tests).
+    pub const ALL: [BinOp; 22] = [
+        BinOp::Add,
+        BinOp::Sub,
+        BinOp::And,
+        BinOp::Or,
+        BinOp::Xor,
+        BinOp::Shl,
+        BinOp::Shr,
+        BinOp::Sar,
+        BinOp::Mul,
+        BinOp::MulHs,
+        BinOp::MulHu,
+        BinOp::MulHsu,
+        BinOp::DivS,
+        BinOp::DivU,
+        BinOp::RemS,
+        BinOp::RemU,
+        BinOp::Rotl,
+        BinOp::Rotr,
+        BinOp::MinS,
+        BinOp::MaxS,
+        BinOp::MinU,
+        BinOp::MaxU,
+    ];
+}
+
+impl UnOp {
+    /// Every op (for exhaustive tests).
+    pub const ALL: [UnOp; 13] = [
+        UnOp::Neg,
+        UnOp::Not,
+        UnOp::Sext8,
+        UnOp::Sext16,
+        UnOp::Sext32,
+        UnOp::Zext8,
+        UnOp::Zext16,
+        UnOp::Zext32,
+        UnOp::Trunc,
+        UnOp::Clz,
+        UnOp::Ctz,
+        UnOp::Popcnt,
+        UnOp::Bswap,
+    ];
+}
+
 /// Comparison conditions. The result of [`Inst::Setcond`] is 1 or 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Cond {
@@ -146,6 +193,10 @@ pub enum Cond {
 }
 
 impl Cond {
+    /// Every condition (for exhaustive tests).
+    pub const ALL: [Cond; 10] =
+        [Cond::Eq, Cond::Ne, Cond::LtS, Cond::GeS, Cond::LtU, Cond::GeU, Cond::LeS, Cond::GtS, Cond::LeU, Cond::GtU];
+
     /// Evaluate the condition on two values of type `ty` (given in canonical form).
     pub fn eval(self, ty: Ty, a: u64, b: u64) -> bool {
         let (sa, sb) = match ty {

@@ -273,11 +273,6 @@ impl<C: GuestCpu> Engine<C> {
             let (n, _) = ctx.tbs.invalidate_range(page, lo, hi, crate::tb::NO_TB);
             ctx.stats.tbs_invalidated += n;
         }
-        Self::drain_dropped(ctx);
-    }
-
-    /// Tell the MTTCG registry about pages that lost their last TB here.
-    pub(crate) fn drain_dropped(ctx: &mut Ctx<C>) {
         crate::mttcg::drain_dropped(&mut ctx.tbs, ctx.shared.as_ref());
     }
 
@@ -884,7 +879,7 @@ impl<C: GuestCpu> Engine<C> {
         log::debug!("code cache full: flushing every TB");
         let ctx = self.ctx();
         ctx.tbs.clear();
-        Self::drain_dropped(ctx);
+        crate::mttcg::drain_dropped(&mut ctx.tbs, ctx.shared.as_ref());
         ctx.stats.full_flushes += 1;
         if let Some(n) = self.native.as_mut() {
             n.cache.reset();

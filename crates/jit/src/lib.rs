@@ -43,7 +43,7 @@ mod tests;
 
 pub use engine::debug::{DebugLink, DEBUG_CAUSE};
 pub use engine::Engine;
-pub use mttcg::{run_parallel, MAX_VCPUS};
+pub use mttcg::{run_parallel, thread_per_vcpu, MAX_VCPUS};
 
 /// Which executor runs translated blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

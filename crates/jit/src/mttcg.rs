@@ -156,6 +156,15 @@ impl Link {
     }
 }
 
+/// Whether `vcpus` should run one host thread each: as `asked` (`-accel tcg,thread=`),
+/// else only with two host cores per vCPU (each vCPU thread has its own compile thread and
+/// translates for itself, so on fewer cores a translation-heavy guest runs slower than in
+/// turns: docs/performance.md). Never with a debugger (the gdb stub drives one engine), and
+/// never for a single vCPU.
+pub fn thread_per_vcpu(vcpus: usize, host_cores: usize, debugger: bool, asked: Option<bool>) -> bool {
+    vcpus > 1 && !debugger && asked.unwrap_or(host_cores >= 2 * vcpus)
+}
+
 /// Tell the registry about pages of `tbs` that lost their last TB.
 pub(crate) fn drain_dropped(tbs: &mut TbCache, link: Option<&Link>) {
     let Some(link) = link else {
@@ -230,5 +239,46 @@ impl Drop for StopOnPanic {
         if std::thread::panicking() {
             self.0.request_exit(ExitCode::Exit(1));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_per_vcpu_by_default_only_with_two_cores_each() {
+        assert!(!thread_per_vcpu(2, 2, false, None));
+        assert!(thread_per_vcpu(2, 4, false, None));
+        assert!(!thread_per_vcpu(4, 7, false, None));
+        assert!(thread_per_vcpu(2, 2, false, Some(true)));
+        assert!(!thread_per_vcpu(2, 64, false, Some(false)));
+        assert!(!thread_per_vcpu(2, 64, true, Some(true)), "a debugger drives one engine");
+        assert!(!thread_per_vcpu(1, 64, false, Some(true)));
+    }
+
+    #[test]
+    fn the_registry_routes_stores_to_the_engines_with_code_there() {
+        let words: Vec<AtomicU32> = (0..3).map(|_| AtomicU32::new(0)).collect();
+        let shared = Arc::new(Shared::new(words.iter().map(|w| w as *const AtomicU32 as usize).collect()));
+        let mut links: Vec<Link> = (0..3).map(|me| Link { shared: shared.clone(), me, seen_gen: 0 }).collect();
+        let page = 0x8000_1000;
+        // First code on a page: everyone else flushes its TLB (kicked, generation bumped).
+        links[1].add_page(page);
+        assert_eq!(words.iter().map(|w| w.swap(0, Ordering::SeqCst)).collect::<Vec<_>>(), [1, 0, 1]);
+        assert!(links[0].take_work().0 && links[2].take_work().0);
+        assert!(!links[0].take_work().0, "once per generation");
+        // A store there from engine 0 reaches engine 1 only, kicked once for two stores.
+        assert!(links[0].stored(page, page + 8, page + 16));
+        assert!(links[0].stored(page, page + 32, page + 40));
+        assert_eq!(words.iter().map(|w| w.swap(0, Ordering::SeqCst)).collect::<Vec<_>>(), [0, 1, 0]);
+        assert_eq!(links[1].take_work().1, vec![(page, page + 8, page + 16), (page, page + 32, page + 40)]);
+        assert!(links[2].take_work().1.is_empty());
+        // Engine 1's own stores, and stores once it dropped the page, go nowhere.
+        assert!(!links[1].stored(page, page, page + 4));
+        links[1].drop_page(page);
+        assert!(!links[0].stored(page, page, page + 4));
+        assert_eq!(links[0].others_on(page), 0);
+        links.clear();
     }
 }

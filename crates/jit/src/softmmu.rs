@@ -174,11 +174,13 @@ pub(crate) fn atomic<C: GuestCpu>(
     };
     let mem: &PhysMap = &ctx.mem;
     match mem.lookup(paddr) {
-        Some(Hit::Ram { ptr, left, .. }) if left >= n => {
+        // Host atomics need natural alignment on the host too; RAM regions are mapped page
+        // aligned and placed at aligned guest addresses, so this only guards a machine
+        // model that breaks that rule (the guest then sees a misaligned-access fault).
+        Some(Hit::Ram { ptr, left, .. }) if left >= n && (ptr as usize) % n as usize == 0 => {
             store_to_code(&mut ctx.tbs, &mut ctx.stats, ctx.shared.as_ref(), cpu, paddr, n, info_tb(info));
-            // SAFETY: `ptr` points at `left >= n` bytes of guest RAM; guest RAM is mapped
-            // page aligned, so a naturally aligned guest address is a naturally aligned
-            // host address.
+            // SAFETY: `ptr` points at `left >= n` bytes of guest RAM, aligned to `n`
+            // (checked by the match guard).
             Some(unsafe { host_atomic(ptr, n, op, val, expected) })
         }
         Some(Hit::Mmio { dev, offset, region }) if offset + n <= region.size => {
@@ -189,6 +191,11 @@ pub(crate) fn atomic<C: GuestCpu>(
                 dev.write(offset, n as u32, new);
             }
             Some(old)
+        }
+        Some(Hit::Ram { left, .. }) if left >= n => {
+            let f = cpu.fault_for(FaultKind::Misaligned, Access::Write, vaddr);
+            raise(cpu, f);
+            None
         }
         _ => {
             let f = cpu.fault_for(FaultKind::AccessFault, Access::Write, vaddr);

@@ -98,49 +98,9 @@ fn check(block: &Block) -> Outcome {
     check_with(block, &|_| {})
 }
 
-const BINOPS: [BinOp; 22] = [
-    BinOp::Add,
-    BinOp::Sub,
-    BinOp::And,
-    BinOp::Or,
-    BinOp::Xor,
-    BinOp::Shl,
-    BinOp::Shr,
-    BinOp::Sar,
-    BinOp::Mul,
-    BinOp::MulHs,
-    BinOp::MulHu,
-    BinOp::MulHsu,
-    BinOp::DivS,
-    BinOp::DivU,
-    BinOp::RemS,
-    BinOp::RemU,
-    BinOp::Rotl,
-    BinOp::Rotr,
-    BinOp::MinS,
-    BinOp::MaxS,
-    BinOp::MinU,
-    BinOp::MaxU,
-];
-
-const UNOPS: [UnOp; 13] = [
-    UnOp::Neg,
-    UnOp::Not,
-    UnOp::Sext8,
-    UnOp::Sext16,
-    UnOp::Sext32,
-    UnOp::Zext8,
-    UnOp::Zext16,
-    UnOp::Zext32,
-    UnOp::Trunc,
-    UnOp::Clz,
-    UnOp::Ctz,
-    UnOp::Popcnt,
-    UnOp::Bswap,
-];
-
-const CONDS: [Cond; 10] =
-    [Cond::Eq, Cond::Ne, Cond::LtS, Cond::GeS, Cond::LtU, Cond::GeU, Cond::LeS, Cond::GtS, Cond::LeU, Cond::GtU];
+const BINOPS: [BinOp; 22] = BinOp::ALL;
+const UNOPS: [UnOp; 13] = UnOp::ALL;
+const CONDS: [Cond; 10] = Cond::ALL;
 
 fn edge_values(ty: Ty) -> Vec<u64> {
     let v = [

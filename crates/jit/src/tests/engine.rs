@@ -522,3 +522,69 @@ fn a_loop_block_leaves_precise_state_at_a_fault_and_an_exit_request() {
     assert_eq!(cpu.regs[4], (1..=n / 3).sum::<u64>(), "r4 sums them");
     assert_eq!(cpu.h.pc, RAM_BASE);
 }
+
+#[test]
+fn stats_of_several_engines_add_up_field_by_field() {
+    // Every field distinct, so a field merged into another's sum shows.
+    let x = Stats {
+        tbs_compiled: 1,
+        tbs_interp: 2,
+        tbs_fast_interp: 3,
+        tbs_promoted: 4,
+        compile_fallbacks: 5,
+        compile_ns_total: 6,
+        translate_ns_total: 7,
+        tbs_translated: 8,
+        itlb_hits: 9,
+        itlb_misses: 10,
+        chains_linked: 11,
+        dispatches: 12,
+        jump_cache_hits: 13,
+        jump_cache_misses: 14,
+        tlb_slow_path: 15,
+        tlb_fills: 16,
+        tbs_invalidated: 17,
+        full_flushes: 18,
+        exits: crate::ExitStats {
+            goto_unlinked: 19,
+            goto_nochain: 20,
+            indirect: 21,
+            exception: 22,
+            halt: 23,
+            exit_request: 24,
+            lookup: 25,
+        },
+        insns: 26,
+    };
+    let mut sum = Stats::default();
+    sum.merge(&x);
+    assert_eq!(sum, x);
+    sum.merge(&x);
+    assert_eq!((sum.tbs_fast_interp, sum.exits.lookup, sum.insns), (6, 50, 52));
+}
+
+#[test]
+fn a_halt_loop_woken_by_a_masked_interrupt_backs_off() {
+    // loop: halt; j loop, with an interrupt pending but masked: every halt ends at once
+    // (as wfi must), and firmware waiting that way (OpenSBI's HSM wait) would spin a host
+    // core flat out. After a few such wake-ups each halt sleeps a little: in 300 ms there
+    // are a few hundred halts, not millions.
+    let prog = [insn(9, 0, 0, 0), insn(6, 0, 0, -1)];
+    let (mem, _dev) = machine();
+    load_program(&mem, RAM_BASE, &prog);
+    let vm = watched_vm();
+    let mut e =
+        Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier: Tier::Jit, ..JitOptions::default() }).unwrap();
+    let mut cpu = MockCpu::new(vm.clone());
+    cpu.h.pc = RAM_BASE;
+    cpu.masked = true;
+    cpu.irq.store(true, std::sync::atomic::Ordering::SeqCst);
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        vm.request_exit(ExitCode::Exit(4));
+    });
+    assert_eq!(e.run(&mut cpu), ExitCode::Exit(4));
+    t.join().unwrap();
+    let halts = e.stats().exits.halt;
+    assert!((64..20_000).contains(&halts), "{halts} halts in 300 ms");
+}

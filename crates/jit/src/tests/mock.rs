@@ -47,6 +47,9 @@ pub struct MockCpu {
     pub traps: Vec<(u64, u64, u64)>,
     /// A virtual page that faults until its first fault "maps" it (demand paging).
     pub unmapped: Option<u64>,
+    /// Interrupts are masked: a pending one wakes `halt` but is not taken (RISC-V wfi
+    /// with mstatus.MIE = 0).
+    pub masked: bool,
 }
 
 pub const REGS: u32 = offsets::HEADER_END;
@@ -68,6 +71,7 @@ impl MockCpu {
             irq: Arc::new(AtomicBool::new(false)),
             traps: Vec::new(),
             unmapped: None,
+            masked: false,
         })
     }
 
@@ -219,7 +223,7 @@ unsafe impl GuestCpu for MockCpu {
         }
     }
     fn take_interrupt(&mut self) -> bool {
-        if self.irq.swap(false, Ordering::SeqCst) {
+        if !self.masked && self.irq.swap(false, Ordering::SeqCst) {
             self.regs[15] += 1;
             true
         } else {
