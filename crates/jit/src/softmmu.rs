@@ -78,7 +78,13 @@ pub(crate) unsafe extern "C" fn slow_access<C: GuestCpu>(
     // duration of the call.
     let (ctx, cpu) = unsafe { (&mut *ctx, &mut *(cpu as *mut C)) };
     let r = match RmwOp::from_index(((info >> ATOMIC_SHIFT) as u32 & 15).wrapping_sub(1)) {
-        Some(op) => atomic(ctx, cpu, vaddr, info, op, val, expected),
+        // The old value is extended per the MemOp, as for loads (an `lr.w`/`sc.w` pair
+        // compares sign-extended words: returning it raw made every SC of a negative
+        // word fail, forever).
+        Some(op) => atomic(ctx, cpu, vaddr, info, op, val, expected).map(|raw| {
+            let (mop, _) = MemOp::decode((info & ((1 << MemOp::ENCODED_BITS) - 1)) as u32);
+            extend_load(raw, mop, Ty::I64)
+        }),
         None => access(ctx, cpu, vaddr, info, val),
     }
     .unwrap_or(0);

@@ -315,8 +315,9 @@ fn loads_and_stores_of_every_size_and_address_kind() {
 #[test]
 fn atomics_of_every_op_size_and_address_kind() {
     let aligned_ram = RAM_BASE + 0x200;
-    // Negative at 32 bits (signed min/max) in both the old value and the operand.
-    let init = 0x8000_0000_7fff_fff0u64;
+    // Negative at 32 and 64 bits (signed min/max, sign-extended old values) in both the
+    // old value and the operand.
+    let init = 0x8000_0000_ffff_fff0u64;
     let src = 0xffff_ffff_8000_0005u64;
     for op in RmwOp::ALL {
         for (size, ty) in [(MemSize::B4, Ty::I32), (MemSize::B4, Ty::I64), (MemSize::B8, Ty::I64)] {
