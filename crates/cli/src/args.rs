@@ -138,7 +138,7 @@ struct RawArgs {
     /// Write log output to FILE instead of stderr
     #[arg(short = 'D', value_name = "FILE", allow_hyphen_values = true)]
     logfile: Option<PathBuf>,
-    /// Accelerator: tcg[,tier=interp|jit|tiered][,thresh=N][,thread=single|multi]
+    /// Accelerator: tcg[,tier=interp|jit|tiered][,thresh=N][,first=baseline|interp][,thread=single|multi]
     #[arg(long, value_name = "ACCEL", allow_hyphen_values = true)]
     accel: Option<String>,
     /// Use KVM (the same as -accel kvm)
@@ -223,6 +223,9 @@ pub struct Config {
     pub tier: Tier,
     /// `-accel tcg,thresh=N`: executions before a block is compiled (tiered).
     pub thresh: u32,
+    /// `-accel tcg,first=baseline|interp`: how tiered mode runs cold blocks (the baseline
+    /// compiler, the default, or the interpreter).
+    pub baseline: bool,
     /// `-accel tcg,thread=single|multi`: one host thread per vCPU (multi, the default
     /// with several vCPUs) or all vCPUs in turns on one thread (deterministic).
     pub mttcg: Option<bool>,
@@ -318,7 +321,23 @@ pub enum AccelKind {
     Tcg,
 }
 
-fn parse_accel(s: &str) -> Result<(Vec<AccelKind>, Tier, u32, Option<bool>), String> {
+/// The parsed `-accel` option.
+#[derive(Debug)]
+struct Accel {
+    kinds: Vec<AccelKind>,
+    tier: Tier,
+    thresh: u32,
+    multi: Option<bool>,
+    baseline: bool,
+}
+
+impl Default for Accel {
+    fn default() -> Self {
+        Accel { kinds: Vec::new(), tier: Tier::Tiered, thresh: kite_jit::DEFAULT_THRESH, multi: None, baseline: true }
+    }
+}
+
+fn parse_accel(s: &str) -> Result<Accel, String> {
     let mut parts = s.split(',');
     let mut kinds = Vec::new();
     for name in parts.next().unwrap_or("").split(':') {
@@ -335,6 +354,7 @@ fn parse_accel(s: &str) -> Result<(Vec<AccelKind>, Tier, u32, Option<bool>), Str
     let mut tier = Tier::Tiered;
     let mut thresh = kite_jit::DEFAULT_THRESH;
     let mut multi = None;
+    let mut baseline = true;
     for opt in parts {
         match opt.split_once('=') {
             Some(("tier", "interp")) => tier = Tier::Interp,
@@ -350,14 +370,18 @@ fn parse_accel(s: &str) -> Result<(Vec<AccelKind>, Tier, u32, Option<bool>), Str
             Some(("thread", "single")) => multi = Some(false),
             Some(("thread", "multi")) => multi = Some(true),
             Some(("thread", v)) => return Err(format!("invalid tcg thread '{v}' (single or multi)")),
+            Some(("first", "baseline")) => baseline = true,
+            Some(("first", "interp")) => baseline = false,
+            Some(("first", v)) => return Err(format!("invalid tcg first tier '{v}' (baseline or interp)")),
             _ => {
                 return Err(format!(
-                "unsupported accelerator option '{opt}' (tcg: tier=interp|jit|tiered, thresh=N, thread=single|multi)"
-            ))
+                    "unsupported accelerator option '{opt}' (tcg: tier=interp|jit|tiered, thresh=N, \
+                     first=baseline|interp, thread=single|multi)"
+                ))
             }
         }
     }
-    Ok((kinds, tier, thresh, multi))
+    Ok(Accel { kinds, tier, thresh, multi, baseline })
 }
 
 /// `-device` options: only `isa-debug-exit[,iobase=PORT][,iosize=N]` (QEMU's defaults 0x501, 2).
@@ -448,10 +472,9 @@ impl RawArgs {
             Some("") => return Err("-bios needs a file name, 'none' or 'default'".into()),
             Some(f) => Bios::File(PathBuf::from(f)),
         };
-        let default_accel = (Vec::new(), Tier::Tiered, kite_jit::DEFAULT_THRESH, None);
-        let mut accel = self.accel.as_deref().map(parse_accel).transpose()?.unwrap_or(default_accel);
-        if self.enable_kvm && !accel.0.contains(&AccelKind::Kvm) {
-            accel.0.insert(0, AccelKind::Kvm);
+        let mut accel = self.accel.as_deref().map(parse_accel).transpose()?.unwrap_or_default();
+        if self.enable_kvm && !accel.kinds.contains(&AccelKind::Kvm) {
+            accel.kinds.insert(0, AccelKind::Kvm);
         }
         Ok(Action::Run(Box::new(Config {
             machine,
@@ -466,10 +489,11 @@ impl RawArgs {
             smp: self.smp.as_deref().map(parse_smp).transpose()?.unwrap_or(1),
             debug,
             logfile: self.logfile,
-            tier: accel.1,
-            thresh: accel.2,
-            mttcg: accel.3,
-            accels: accel.0,
+            tier: accel.tier,
+            thresh: accel.thresh,
+            baseline: accel.baseline,
+            mttcg: accel.multi,
+            accels: accel.kinds,
             debug_exit: parse_devices(&self.device)?,
             no_reboot: self.no_reboot,
             gdb: match (&self.gdb, self.gdb_default) {
@@ -644,6 +668,8 @@ mod tests {
         assert_eq!(run(&["-accel", "tcg"]).unwrap().tier, Tier::Tiered);
         assert_eq!(run(&["-accel", "tcg,tier=jit"]).unwrap().tier, Tier::Jit);
         assert_eq!(run(&["-accel", "tcg,thresh=5"]).unwrap().thresh, 5);
+        assert!(run(&["-accel", "tcg"]).unwrap().baseline);
+        assert!(!run(&["-accel", "tcg,first=interp"]).unwrap().baseline);
         assert_eq!(run(&["-accel", "tcg,thread=single"]).unwrap().mttcg, Some(false));
         assert_eq!(run(&["-accel", "tcg,thread=multi,tier=jit"]).unwrap().mttcg, Some(true));
         assert_eq!(run(&["-accel", "tcg"]).unwrap().mttcg, None);
@@ -677,6 +703,7 @@ mod tests {
             (&["-device", "isa-debug-exit,iobase=0xffff,iosize=4"], "invalid isa-debug-exit port range"),
             (&["-accel", "tcg,tier=fast"], "invalid tcg tier 'fast'"),
             (&["-accel", "tcg,thread=many"], "invalid tcg thread 'many'"),
+            (&["-accel", "tcg,first=jit"], "invalid tcg first tier 'jit'"),
             (&["-accel", "tcg,thresh=-1"], "invalid tcg thresh '-1'"),
             (&["-accel", "tcg,thresh=99999999"], "invalid tcg thresh"),
             (&["-smp", "0"], "invalid -smp"),

@@ -209,7 +209,7 @@ fn run_tcg(
     cpus: &mut [Box<RiscvCpu>],
     gdb: Option<(&kite_jit::DebugLink<RiscvCpu>, bool)>,
 ) -> Result<ExitCode> {
-    let opts = JitOptions { tier: cfg.tier, thresh: cfg.thresh, ..JitOptions::default() };
+    let opts = JitOptions { tier: cfg.tier, thresh: cfg.thresh, baseline: cfg.baseline, ..JitOptions::default() };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let multi = kite_jit::thread_per_vcpu(cpus.len(), cores, gdb.is_some(), cfg.mttcg);
     if cfg.mttcg == Some(true) && gdb.is_some() && cpus.len() > 1 {

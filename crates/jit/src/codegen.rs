@@ -48,6 +48,9 @@ pub(crate) mod ret {
     pub const NOCHAIN: u64 = 17;
     /// A chainable goto without a slot (interpreter tier): `pc` is set.
     pub const GOTO: u64 = 18;
+    /// A baseline block's entry counter ran out (nothing ran; `pc` is the block's start):
+    /// the context's `hot` word names the TB to recompile with Cranelift.
+    pub const HOT: u64 = 19;
     /// Values at or above this are chain-slot addresses (an unlinked goto; `pc` is set).
     pub const SLOT_MIN: u64 = 4096;
 }

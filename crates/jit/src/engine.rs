@@ -37,12 +37,13 @@ use kite_ir::{interp, Access, Block, Builder, Exit, Inst};
 use kite_memory::Hit;
 use kite_memory::PhysMap;
 
+use crate::baseline::Baseline;
 use crate::bg::{Bg, Done, Job, Pending};
 use crate::codecache::CodeCache;
 use crate::codegen::{ret, Codegen, TbSpec};
 use crate::sched::VcpuState;
 use crate::softmmu::{slow_access, InterpEnv};
-use crate::tb::{ChainSlot, Exec, Tb, TbCache, TbId};
+use crate::tb::{BaselineTb, ChainSlot, Exec, Tb, TbCache, TbId};
 use crate::{JitError, JitOptions, Stats, Tier};
 
 #[path = "debug.rs"]
@@ -69,6 +70,8 @@ pub(crate) struct Ctx<C> {
     pub dbg: debug::DebugState,
     /// The page registry shared with the other vCPUs' engines (MTTCG only).
     pub shared: Option<crate::mttcg::Link>,
+    /// Written by a baseline block whose entry counter ran out ([`ret::HOT`]): its TB id.
+    pub hot: u32,
     _cpu: std::marker::PhantomData<fn(C)>,
 }
 
@@ -79,6 +82,8 @@ type Trampoline = unsafe extern "C" fn(cpu: *mut u8, code: *const u8) -> u64;
 
 struct Native {
     cg: Codegen,
+    /// The cheap first compiler for cold blocks (tiered mode with `baseline`).
+    bl: Baseline,
     cache: CodeCache,
     trampoline: Trampoline,
 }
@@ -121,6 +126,8 @@ pub struct Engine<C: GuestCpu> {
     wfi_spins: u32,
     /// Run interpreted blocks on the reference interpreter only (differential tests).
     reference_interp: bool,
+    /// A baseline TB that reported [`ret::HOT`], to recompile at the next dispatch.
+    hot: Option<TbId>,
 }
 
 // SAFETY: the engine exclusively owns its context, code cache and the pointers into them;
@@ -171,7 +178,7 @@ impl<C: GuestCpu> Engine<C> {
                 // SAFETY: `p` is the trampoline just compiled for this host with exactly
                 // this signature (SystemV, two pointer-sized arguments, one u64 result).
                 let trampoline = unsafe { std::mem::transmute::<*const u8, Trampoline>(p) };
-                Some(Native { cg, cache, trampoline })
+                Some(Native { cg, bl: Baseline::new(), cache, trampoline })
             }
         };
         let ctx = Box::new(Ctx {
@@ -181,6 +188,7 @@ impl<C: GuestCpu> Engine<C> {
             code_gen: 0,
             dbg: Default::default(),
             shared: None,
+            hot: 0,
             _cpu: std::marker::PhantomData,
         });
         // SAFETY: `Box::into_raw` never returns null.
@@ -208,6 +216,7 @@ impl<C: GuestCpu> Engine<C> {
             fast: FastScratch::default(),
             wfi_spins: 0,
             reference_interp: false,
+            hot: None,
         })
     }
 
@@ -433,6 +442,11 @@ impl<C: GuestCpu> Engine<C> {
                 break;
             }
         }
+        if let Some(hot) = self.hot.take() {
+            if self.tier_up_baseline(hot).is_err() {
+                self.full_flush();
+            }
+        }
         let id = self.find_tb_any(cpu_ptr)?;
         if self.opts.tier != Tier::Tiered {
             return Some(id);
@@ -489,6 +503,33 @@ impl<C: GuestCpu> Engine<C> {
         Ok(())
     }
 
+    /// A baseline TB's entry counter ran out: recompile it with Cranelift (in the
+    /// background when there is a worker; it keeps running baseline code meanwhile).
+    /// `Err(())`: the code cache is full.
+    fn tier_up_baseline(&mut self, id: TbId) -> Result<(), ()> {
+        let background = self.bg.is_some() && !self.opts.single_step;
+        let Some(tb) = self.ctx().tbs.get(id) else {
+            return Ok(());
+        };
+        let Some(bl) = tb.baseline.as_ref() else {
+            return Ok(());
+        };
+        let (block, mmu) = (bl.block.clone(), tb.mmu);
+        if background && self.submit_bg(block.clone(), id, mmu) {
+            return Ok(());
+        }
+        match self.compile_native(&block, id, mmu)? {
+            Some((code, slots)) => {
+                let ctx = self.ctx();
+                ctx.tbs.promote(id, code, slots);
+                ctx.stats.tbs_promoted += 1;
+                ctx.stats.tbs_compiled += 1;
+            }
+            None => self.ctx().stats.compile_fallbacks += 1,
+        }
+        Ok(())
+    }
+
     /// Send `block` (TB `id`) to the background compiler; `false` if it is gone.
     fn submit_bg(&mut self, block: Arc<Block>, id: TbId, mmu: usize) -> bool {
         let (ctx, slow, jc_base) = self.spec_consts();
@@ -507,8 +548,11 @@ impl<C: GuestCpu> Engine<C> {
     fn install_bg(&mut self, p: Pending, d: Done) -> Result<(), ()> {
         let ctx = self.ctx();
         ctx.stats.compile_ns_total += d.ns;
-        let current =
-            ctx.tbs.get(p.id).is_some_and(|tb| matches!(&tb.exec, Exec::Interp(b, _) if Arc::ptr_eq(b, &p.block)));
+        let current = ctx.tbs.get(p.id).is_some_and(|tb| match (&tb.exec, &tb.baseline) {
+            (Exec::Interp(b, _), _) => Arc::ptr_eq(b, &p.block),
+            (Exec::Native(_), Some(bl)) => Arc::ptr_eq(&bl.block, &p.block),
+            _ => false,
+        });
         if !current {
             return Ok(());
         }
@@ -803,6 +847,60 @@ impl<C: GuestCpu> Engine<C> {
         Ok(r)
     }
 
+    /// Compile `block` (the TB that will get id `id`) with the baseline compiler. `Ok(None)`:
+    /// the block uses something it does not handle (it is interpreted instead); `Err(())`:
+    /// the code cache is full.
+    fn compile_baseline(
+        &mut self,
+        block: &Arc<Block>,
+        id: TbId,
+        mmu: usize,
+    ) -> Result<Option<(Compiled, BaselineTb)>, ()> {
+        let t0 = Instant::now();
+        let (ctx, slow, jc_base) = self.spec_consts();
+        let ctx_ptr = self.ctx.as_ptr();
+        // SAFETY: only the address of the boxed context's field is taken.
+        let hot = unsafe { std::ptr::addr_of!((*ctx_ptr).hot) } as u64;
+        let Some(n) = self.native.as_mut() else {
+            return Ok(None);
+        };
+        let ngoto = block.insts.iter().filter(|i| matches!(i, Inst::Exit(Exit::Goto(_)))).count();
+        let slots = TbCache::new_slots(id, ngoto);
+        let addrs: Vec<u64> = slots.iter().map(|s| s as *const ChainSlot as u64).collect();
+        let spec = TbSpec { block, mmu, tb: id, slots: &addrs, ctx, slow, jc_base };
+        let counter = Box::new(std::sync::atomic::AtomicU32::new(self.opts.thresh));
+        let heat = &*counter as *const std::sync::atomic::AtomicU32 as u64;
+        let bl = &mut n.bl;
+        // An assembler panic is a Kite bug: contain it and interpret the block.
+        let compiled = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bl.compile(&spec, heat, hot))) {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                log::debug!("baseline compiler declined the block at {:#x}: {e}", block.pc);
+                false
+            }
+            Err(_) => {
+                log::error!("the baseline compiler panicked on the block at {:#x} (a Kite bug):\n{block}", block.pc);
+                false
+            }
+        };
+        let r = if compiled {
+            match n.cache.add(n.bl.code()) {
+                Ok(Some(p)) => Some((p, slots, counter)),
+                Ok(None) => return Err(()),
+                Err(e) => {
+                    log::error!("code cache: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let stats = &mut self.ctx().stats;
+        stats.baseline_ns_total += t0.elapsed().as_nanos() as u64;
+        stats.tbs_baseline += r.is_some() as u64;
+        Ok(r.map(|(p, slots, counter)| ((p, slots), BaselineTb { block: block.clone(), counter })))
+    }
+
     /// Compile (or keep for the interpreter) `block` and add it to the TB cache.
     /// `Err(())` means the code cache is full.
     pub(crate) fn install(
@@ -824,6 +922,8 @@ impl<C: GuestCpu> Engine<C> {
             Tier::Tiered => self.opts.thresh == 0,
         };
         let mut failed = false;
+        let mut baseline = None;
+        let block = Arc::new(block);
         if compile {
             match self.compile_native(&block, id, mmu)? {
                 Some((p, s)) => {
@@ -832,12 +932,18 @@ impl<C: GuestCpu> Engine<C> {
                 }
                 None => failed = true,
             }
+        } else if self.opts.tier == Tier::Tiered && self.opts.baseline && self.native.is_some() {
+            if let Some(((p, s), b)) = self.compile_baseline(&block, id, mmu)? {
+                exec = Some(Exec::Native(p));
+                slots = s;
+                baseline = Some(b);
+            }
         }
         let (vpc, size) = (block.pc, block.size);
         let stats = &mut self.ctx().stats;
         let exec = match exec {
             Some(e) => {
-                stats.tbs_compiled += 1;
+                stats.tbs_compiled += baseline.is_none() as u64;
                 e
             }
             None => {
@@ -851,13 +957,24 @@ impl<C: GuestCpu> Engine<C> {
                     if self.reference_interp { None } else { FastBlock::decode(&block, std::mem::size_of::<C>()) };
                 let stats = &mut self.ctx().stats;
                 stats.tbs_fast_interp += fast.is_some() as u64;
-                Exec::Interp(Arc::new(block), fast)
+                Exec::Interp(block, fast)
             }
         };
         // A block that failed to compile never tiers up (heat saturated).
         let heat = if failed { u32::MAX } else { 0 };
-        let tb =
-            Tb { vpc, flags, mmu, phys_pc: phys, phys_page2: page2, size, exec, slots, incoming: Vec::new(), heat };
+        let tb = Tb {
+            vpc,
+            flags,
+            mmu,
+            phys_pc: phys,
+            phys_page2: page2,
+            size,
+            exec,
+            slots,
+            incoming: Vec::new(),
+            heat,
+            baseline,
+        };
         let pages = [Some(phys & PAGE_MASK), page2];
         let (got, new_page) = self.ctx().tbs.insert(tb);
         debug_assert_eq!(got, id);
@@ -995,6 +1112,7 @@ impl<C: GuestCpu> Engine<C> {
             ret::GOTO => exits.goto_unlinked += 1,
             ret::INDIRECT => exits.indirect += 1,
             ret::NOCHAIN => exits.goto_nochain += 1,
+            ret::HOT => self.hot = Some(self.ctx().hot),
             _ if r == status::NONE as u64 => {}
             _ if r == status::LOOKUP as u64 => exits.lookup += 1,
             _ if r == status::EXIT_REQUEST as u64 => exits.exit_request += 1,

@@ -29,6 +29,7 @@
 //!   jump-cache entries, invalidation and chain bookkeeping stay valid). A block that
 //!   fails to compile (a Kite bug) is logged and run by the interpreter.
 
+mod baseline;
 mod bg;
 mod codecache;
 mod codegen;
@@ -58,7 +59,7 @@ pub enum Tier {
 
 /// Default [`JitOptions::thresh`]: picked by measurement on the Linux boot (see
 /// `docs/performance.md`).
-pub const DEFAULT_THRESH: u32 = 128;
+pub const DEFAULT_THRESH: u32 = 1000;
 
 /// Accelerator options.
 #[derive(Clone, Debug)]
@@ -76,6 +77,10 @@ pub struct JitOptions {
     /// [`Tier::Tiered`]: compile hot blocks on a worker thread while the dispatcher keeps
     /// interpreting them (`false`: compile in place, deterministic tier-up point).
     pub background: bool,
+    /// [`Tier::Tiered`]: cold blocks are compiled by the baseline compiler (one pass, a few
+    /// microseconds) instead of interpreted; `thresh` then counts their entries in the
+    /// generated prologue, chained entries included.
+    pub baseline: bool,
 }
 
 impl Default for JitOptions {
@@ -87,6 +92,7 @@ impl Default for JitOptions {
             verify: cfg!(debug_assertions),
             thresh: DEFAULT_THRESH,
             background: true,
+            baseline: true,
         }
     }
 }
@@ -134,6 +140,10 @@ pub struct Stats {
     pub compile_fallbacks: u64,
     /// Time spent in Cranelift (and copying into the code cache) for compiled blocks.
     pub compile_ns_total: u64,
+    /// Blocks compiled by the baseline compiler (cold code; not in `tbs_compiled`).
+    pub tbs_baseline: u64,
+    /// Time spent in the baseline compiler (and copying into the code cache).
+    pub baseline_ns_total: u64,
     /// Time spent in the frontend (guest code -> IR) for every translated block.
     pub translate_ns_total: u64,
     /// Blocks translated by the frontend (every tier).
@@ -171,6 +181,8 @@ impl Stats {
             tbs_promoted,
             compile_fallbacks,
             compile_ns_total,
+            tbs_baseline,
+            baseline_ns_total,
             translate_ns_total,
             tbs_translated,
             itlb_hits,
@@ -194,6 +206,8 @@ impl Stats {
             (tbs_promoted, o.tbs_promoted),
             (compile_fallbacks, o.compile_fallbacks),
             (compile_ns_total, o.compile_ns_total),
+            (tbs_baseline, o.tbs_baseline),
+            (baseline_ns_total, o.baseline_ns_total),
             (translate_ns_total, o.translate_ns_total),
             (tbs_translated, o.tbs_translated),
             (itlb_hits, o.itlb_hits),
@@ -225,6 +239,15 @@ impl Stats {
             0.0
         } else {
             self.compile_ns_total as f64 / self.tbs_compiled as f64 / 1000.0
+        }
+    }
+
+    /// Average baseline compile time per baseline TB, in microseconds.
+    pub fn avg_baseline_us(&self) -> f64 {
+        if self.tbs_baseline == 0 {
+            0.0
+        } else {
+            self.baseline_ns_total as f64 / self.tbs_baseline as f64 / 1000.0
         }
     }
 

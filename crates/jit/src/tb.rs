@@ -80,6 +80,18 @@ pub(crate) struct Tb {
     pub incoming: Vec<(TbId, u32)>,
     /// Dispatcher entries while interpreted ([`crate::Tier::Tiered`] compiles at the threshold).
     pub heat: u32,
+    /// Baseline-compiled blocks: the IR (for the Cranelift recompile) and the entry counter
+    /// their prologue counts down. `None` once Cranelift code replaced the baseline code.
+    pub baseline: Option<BaselineTb>,
+}
+
+/// What a baseline-compiled TB keeps for its tier-up.
+#[derive(Debug)]
+pub(crate) struct BaselineTb {
+    pub block: std::sync::Arc<Block>,
+    /// Read and decremented by the generated prologue: its address is baked into the code,
+    /// so it is boxed and outlives the TB until a full flush (see `TbCache::counters`).
+    pub counter: Box<std::sync::atomic::AtomicU32>,
 }
 
 /// One jump-cache entry. Layout is read by generated code (see the `JC_*` offsets).
@@ -157,6 +169,10 @@ pub(crate) struct TbCache {
     epoch: u64,
     fragile: Vec<(TbId, u32, TbId)>,
     graveyard: Vec<Box<[ChainSlot]>>,
+    /// Entry counters of invalidated or promoted baseline TBs (their code may still name
+    /// them until a full flush; the boxes keep the addresses the code holds).
+    #[allow(clippy::vec_box)]
+    counters: Vec<Box<std::sync::atomic::AtomicU32>>,
     /// With `track_dropped`: pages that lost their last TB since the owner last drained
     /// the list (the MTTCG page registry is told; see [`crate::mttcg`]).
     pub(crate) dropped_pages: Vec<u64>,
@@ -228,6 +244,7 @@ impl TbCache {
             epoch: 0,
             fragile: Vec::new(),
             graveyard: Vec::new(),
+            counters: Vec::new(),
             dropped_pages: Vec::new(),
             track_dropped: false,
             retired: Vec::new(),
@@ -242,15 +259,38 @@ impl TbCache {
         self.slab.get_mut(id as usize).and_then(|t| t.as_mut())
     }
 
-    /// An interpreted TB got native code (tier-up): publish it and its chain slots.
-    /// Jump-cache entries for it learn the code address so inline probes hit.
+    /// An interpreted or baseline-compiled TB got Cranelift code (tier-up): publish it and
+    /// its chain slots. Jump-cache entries for it learn the code address so inline probes
+    /// hit. Blocks chained to the old baseline code are unlinked (they link to the new code
+    /// at their next exit through the dispatcher) and the old code's own links are cut.
     pub(crate) fn promote(&mut self, id: TbId, code: *const u8, slots: Box<[ChainSlot]>) {
         let Some(tb) = self.get_mut(id) else {
             return;
         };
         tb.exec = Exec::Native(code);
-        // The interpreted TB had no slots, so nothing references the old (empty) box.
-        tb.slots = slots;
+        let old = std::mem::replace(&mut tb.slots, slots);
+        let incoming = std::mem::take(&mut tb.incoming);
+        if let Some(b) = tb.baseline.take() {
+            self.counters.push(b.counter);
+        }
+        for (src, idx) in incoming {
+            self.unlink(src, idx, id);
+        }
+        for slot in old.iter() {
+            let dst = slot.linked.get();
+            if dst != NO_TB {
+                if let Some(Some(t)) = self.slab.get_mut(dst as usize) {
+                    t.incoming.retain(|&(s, i)| !(s == id && i == slot.index));
+                }
+                slot.target.store(0, Ordering::Relaxed);
+                slot.linked.set(NO_TB);
+            }
+        }
+        self.fragile.retain(|&(s, _, d)| s != id && d != id);
+        // The old baseline code (if any) still names these slots; keep them until a flush.
+        if !old.is_empty() {
+            self.graveyard.push(old);
+        }
         for e in self.jc.entries.iter_mut() {
             if e.tb == id {
                 e.code = code as u64;
@@ -490,6 +530,9 @@ impl TbCache {
         self.jc.epoch = self.epoch;
         self.fragile.retain(|&(s, _, d)| s != id && d != id);
         self.graveyard.push(tb.slots);
+        if let Some(b) = tb.baseline {
+            self.counters.push(b.counter);
+        }
         if matches!(tb.exec, Exec::Interp(..)) {
             self.retired.push(tb.exec);
         }
@@ -518,6 +561,7 @@ impl TbCache {
         self.jc.epoch = self.epoch;
         self.fragile.clear();
         self.graveyard.clear();
+        self.counters.clear();
         self.retired.clear();
     }
 }
@@ -538,6 +582,7 @@ mod tests {
             slots: TbCache::new_slots(owner, nslots),
             incoming: Vec::new(),
             heat: 0,
+            baseline: None,
         }
     }
 

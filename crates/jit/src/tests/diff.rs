@@ -32,7 +32,8 @@ fn init(cpu: &mut MockCpu) {
 fn run_tier(tier: Tier, reference: bool, block: &Block, setup: &dyn Fn(&mut MockCpu)) -> Outcome {
     let (mem, dev) = machine();
     let vm = Arc::new(VmControl::new());
-    let opts = JitOptions { tier, verify: true, ..JitOptions::default() };
+    // Tiered with a threshold never reached: the block runs as baseline code.
+    let opts = JitOptions { tier, verify: true, thresh: 1 << 30, background: false, ..JitOptions::default() };
     let mut e = Engine::<MockCpu>::new(mem.clone(), vm.clone(), opts).unwrap();
     e.set_reference_interp(reference);
     let mut cpu = MockCpu::new(vm);
@@ -42,6 +43,9 @@ fn run_tier(tier: Tier, reference: bool, block: &Block, setup: &dyn Fn(&mut Mock
     let st = e.stats();
     if tier == Tier::Jit {
         assert_eq!((st.tbs_compiled, st.compile_fallbacks), (1, 0), "block did not compile:\n{block}");
+    }
+    if tier == Tier::Tiered {
+        assert_eq!(st.tbs_baseline, 1, "the baseline compiler declined:\n{block}");
     }
 
     let mut outs = Vec::new();
@@ -82,7 +86,8 @@ fn check_any(block: &Block, setup: &dyn Fn(&mut MockCpu)) -> Outcome {
     let a = run_tier(Tier::Interp, true, block, setup);
     let f = run_tier(Tier::Interp, false, block, setup);
     let b = run_tier(Tier::Jit, false, block, setup);
-    for (name, o) in [("fast interp", &f), ("jit", &b)] {
+    let c = run_tier(Tier::Tiered, false, block, setup);
+    for (name, o) in [("fast interp", &f), ("jit", &b), ("baseline", &c)] {
         assert_eq!(a.0, o.0, "exit values differ (reference vs {name}) for\n{block}");
         if a.1 != o.1 {
             let i = a.1.iter().zip(&o.1).position(|(x, y)| x != y).unwrap();

@@ -45,24 +45,33 @@ fn counting_loop_chains_in_the_jit() {
         insn(7, 0, 0, 0),
     ];
     // Foreground compilation: the tier-up point is deterministic.
-    let opts = JitOptions { background: false, ..JitOptions::default() };
-    for tier in TIERS {
-        let (code, st) = run(tier, opts.clone(), &prog, &|_, _| {});
+    let t = 100;
+    for (tier, baseline) in [(Tier::Interp, false), (Tier::Jit, false), (Tier::Tiered, false), (Tier::Tiered, true)] {
+        let opts = JitOptions { background: false, thresh: t as u32, baseline, ..JitOptions::default() };
+        let (code, st) = run(tier, opts, &prog, &|_, _| {});
         assert_eq!(code, ExitCode::Exit(1000), "{tier:?}");
         // The trapping ecall does not complete, so it is not counted.
         assert_eq!(st.insns, 2 + 3 * 1000, "{tier:?}: {st:?}");
-        if tier == Tier::Jit {
-            assert!(st.chains_linked >= 2, "{st:?}");
-            assert!(st.dispatches < 20, "the loop must run chained: {st:?}");
-            assert_eq!(st.compile_fallbacks, 0);
-        } else if tier == Tier::Tiered {
-            // Interpreted until hot, then compiled in place and chained.
-            let t = JitOptions::default().thresh as u64;
-            assert_eq!(st.tbs_promoted, 2, "{st:?}");
-            assert!(st.chains_linked >= 2, "{st:?}");
-            assert!(st.dispatches >= 2 * t && st.dispatches < 2 * t + 20, "{st:?}");
-        } else {
-            assert!(st.dispatches > 2000);
+        match (tier, baseline) {
+            (Tier::Jit, _) => {
+                assert!(st.chains_linked >= 2, "{st:?}");
+                assert!(st.dispatches < 20, "the loop must run chained: {st:?}");
+                assert_eq!(st.compile_fallbacks, 0);
+            }
+            (Tier::Tiered, false) => {
+                // Interpreted until hot, then compiled in place and chained.
+                assert_eq!(st.tbs_promoted, 2, "{st:?}");
+                assert!(st.chains_linked >= 2, "{st:?}");
+                assert!(st.dispatches >= 2 * t && st.dispatches < 2 * t + 20, "{st:?}");
+            }
+            (Tier::Tiered, true) => {
+                // Baseline code chains at once; the prologue counters send both blocks to
+                // Cranelift, whose code is linked in place of the baseline code.
+                assert_eq!((st.tbs_baseline, st.tbs_promoted), (4, 2), "{st:?}");
+                assert!(st.chains_linked >= 4, "{st:?}");
+                assert!(st.dispatches < 20, "{st:?}");
+            }
+            _ => assert!(st.dispatches > 2000),
         }
     }
 }
@@ -436,20 +445,25 @@ fn indirect_jumps_hit_the_inline_jump_cache() {
         insn(7, 0, 0, 0),
         insn(8, 0, 3, 0),
     ];
-    let opts = JitOptions { background: false, ..JitOptions::default() };
-    for tier in TIERS {
-        let (code, st) = run(tier, opts.clone(), &prog, &|_, _| {});
+    let t = 100;
+    for (tier, baseline) in [(Tier::Interp, false), (Tier::Jit, false), (Tier::Tiered, false), (Tier::Tiered, true)] {
+        let opts = JitOptions { background: false, thresh: t as u32, baseline, ..JitOptions::default() };
+        let (code, st) = run(tier, opts, &prog, &|_, _| {});
         assert_eq!(code, ExitCode::Exit(1000), "{tier:?}");
         assert_eq!(st.insns, 4 + 2 * 1000 + 999, "{tier:?}: {st:?}");
-        match tier {
+        match (tier, baseline) {
             // After the first round trip the indirect exit tail-calls the cached TB.
-            Tier::Jit => assert!(st.exits.indirect < 5 && st.dispatches < 20, "{st:?}"),
-            Tier::Tiered => {
-                let t = JitOptions::default().thresh as u64;
+            (Tier::Jit, _) => assert!(st.exits.indirect < 5 && st.dispatches < 20, "{st:?}"),
+            (Tier::Tiered, false) => {
                 assert_eq!(st.tbs_promoted, 2, "{st:?}");
                 assert!(st.exits.indirect <= t + 5, "{st:?}");
             }
-            Tier::Interp => assert!(st.exits.indirect >= 999, "{st:?}"),
+            // Baseline code probes the jump cache inline too.
+            (Tier::Tiered, true) => {
+                assert_eq!(st.tbs_promoted, 2, "{st:?}");
+                assert!(st.exits.indirect < 10 && st.dispatches < 20, "{st:?}");
+            }
+            _ => assert!(st.exits.indirect >= 999, "{st:?}"),
         }
     }
 }
@@ -533,6 +547,8 @@ fn stats_of_several_engines_add_up_field_by_field() {
         tbs_promoted: 4,
         compile_fallbacks: 5,
         compile_ns_total: 6,
+        tbs_baseline: 27,
+        baseline_ns_total: 28,
         translate_ns_total: 7,
         tbs_translated: 8,
         itlb_hits: 9,

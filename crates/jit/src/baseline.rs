@@ -1,0 +1,965 @@
+//! The baseline compiler: IR -> x86-64 in one pass, for cold blocks.
+//!
+//! Cranelift costs ~100 us per block; a Linux boot translates ~40,000 blocks and most run
+//! a handful of times, so compiling them all with Cranelift, or interpreting them until hot,
+//! costs more than QEMU spends on the whole boot. This emitter writes machine code straight
+//! from the IR (a few microseconds per block, like QEMU's TCG) so cold blocks run natively,
+//! chain, and probe the jump cache inline. Hot blocks are recompiled by Cranelift: the
+//! prologue counts entries down in a per-TB counter and, when it reaches zero, returns
+//! [`ret::HOT`] before running anything, naming the TB in the engine context's `hot` word.
+//!
+//! Contract (shared with `codegen.rs`, so baseline and Cranelift blocks chain into each
+//! other): `fn(cpu) -> u64` in Cranelift's `tail` convention on x86-64 (cpu in `rdi`,
+//! result in `rax`, SystemV callee-saved registers), entered with the return address on
+//! the stack; chaining and inline jump-cache hits tear the frame down and `jmp` to the
+//! next block with the cpu in `rdi`. The return values and the header protocol (pc,
+//! status, icount un-counting on early exits) are those of `codegen.rs`.
+//!
+//! Code shape: `rbx` holds the cpu pointer for the whole block; every IR temp lives in its
+//! own 8-byte frame slot in canonical form (I32 values zero-extended); ops compute in
+//! `rax`/`rcx`/`rdx`. Guest state is read and written in place (no caching). Memory
+//! accesses probe the softmmu TLB inline; misses, status checks and exit stubs are
+//! emitted out of line after the block body so the hot path falls through.
+//!
+//! Why not a crate for the whole thing: the encoding is done by `dynasmrt` (instruction
+//! templates assembled at build time); the selection above is simple enough that a
+//! register allocator or an IR pass would cost more compile time than it saves for code
+//! that runs a few times before Cranelift replaces it.
+
+// `dynasm!` expands dynamic registers (`Rq(r)`) to `r.into()`.
+#![allow(clippy::useless_conversion)]
+
+use dynasmrt::x64::X64Relocation;
+use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
+use kite_ir::state::{offsets, status, PAGE_BITS, PAGE_MASK, TLB_ENTRIES};
+use kite_ir::{Access, BinOp, Cond, Exit, Helper, Inst, MemOp, MemSize, RmwOp, Temp, Ty, UnOp};
+
+use crate::codegen::{ret, TbSpec};
+use crate::softmmu;
+
+/// Host features the emitter may use (checked once).
+#[derive(Clone, Copy, Debug)]
+struct HostFeatures {
+    lzcnt: bool,
+    bmi1: bool,
+    popcnt: bool,
+}
+
+/// The baseline compiler's reusable state.
+#[derive(Debug)]
+pub(crate) struct Baseline {
+    host: HostFeatures,
+    code: Vec<u8>,
+}
+
+/// Where a block's out-of-line pieces come back to, and what they need.
+enum Stub {
+    /// A TLB miss: call the slow path for access `kind`.
+    Slow { entry: DynamicLabel, back: DynamicLabel, pc: u64, info: u64, store: Option<(Temp, u64)>, load_i32: bool },
+    /// A non-zero status after a call (`check_status` in codegen.rs).
+    Status { entry: DynamicLabel, rem: u32, rem_after: u32, pc_on_exit: Option<(u64, u64)> },
+}
+
+/// Errors: blocks the emitter does not handle run on the interpreter instead.
+pub(crate) type BaselineError = String;
+
+impl Baseline {
+    pub(crate) fn new() -> Baseline {
+        let host = HostFeatures {
+            lzcnt: std::is_x86_feature_detected!("lzcnt"),
+            bmi1: std::is_x86_feature_detected!("bmi1"),
+            popcnt: std::is_x86_feature_detected!("popcnt"),
+        };
+        Baseline { host, code: Vec::new() }
+    }
+
+    /// Compile one TB. `heat` is the address of its entry counter (a `u32`), `hot` the
+    /// address of the context word that names a TB that became hot.
+    pub(crate) fn compile(&mut self, spec: &TbSpec<'_>, heat: u64, hot: u64) -> Result<(), BaselineError> {
+        let mut ops = VecAssembler::<X64Relocation>::new(0);
+        let epilogue = ops.new_dynamic_label();
+        let mut e = Emit {
+            ops,
+            spec,
+            host: self.host,
+            frame: 0,
+            labels: Vec::new(),
+            stubs: Vec::new(),
+            pc: spec.block.pc,
+            started: 0,
+            next_slot: 0,
+            epilogue,
+            status_exit: None,
+            uses: count_uses(spec.block),
+            at: 0,
+            rax_holds: None,
+            rax_avail: None,
+        };
+        e.labels = (0..spec.block.nlabels).map(|_| e.ops.new_dynamic_label()).collect();
+        e.prologue(heat, hot)?;
+        for (i, inst) in spec.block.insts.iter().enumerate() {
+            e.at = i;
+            // What rax holds survives only into the next instruction (and across the
+            // markers between guest instructions, which emit nothing).
+            if !matches!(inst, Inst::InsnStart { .. }) {
+                e.rax_avail = e.rax_holds.take();
+            }
+            e.inst(i, inst)?;
+        }
+        // Validated blocks end in an exit; be defensive anyway.
+        e.leave(spec.block.pc, status::LOOKUP as u64);
+        e.emit_stubs();
+        let code = e.ops.finalize().map_err(|e| format!("assembler: {e:?}"))?;
+        self.code = code;
+        Ok(())
+    }
+
+    /// The code of the last successful [`Baseline::compile`].
+    pub(crate) fn code(&self) -> &[u8] {
+        &self.code
+    }
+}
+
+struct Emit<'a, 'b> {
+    ops: VecAssembler<X64Relocation>,
+    spec: &'a TbSpec<'b>,
+    host: HostFeatures,
+    /// Bytes reserved below the saved registers (temps; keeps `rsp` 16-byte aligned).
+    frame: i32,
+    labels: Vec<DynamicLabel>,
+    stubs: Vec<Stub>,
+    pc: u64,
+    started: u32,
+    next_slot: usize,
+    epilogue: DynamicLabel,
+    status_exit: Option<DynamicLabel>,
+    /// Reads of each temp in the block.
+    uses: Vec<u32>,
+    /// Index of the instruction being emitted.
+    at: usize,
+    /// The temp whose value `rax` holds at the end of the previous instruction (its
+    /// slot may not have been written, see `st`).
+    rax_holds: Option<Temp>,
+    /// The same, for the instruction being emitted (only `ld(RAX, t)` consults it).
+    rax_avail: Option<Temp>,
+}
+
+/// The temp an instruction loads into `rax` before anything else touches `rax`, and
+/// never reads from its slot: a single-use value computed into `rax` by the instruction
+/// just before need not be stored at all.
+fn rax_operand(inst: &Inst) -> Option<Temp> {
+    match *inst {
+        Inst::Mov { src, .. } | Inst::StState { src, .. } | Inst::Un { src, .. } => Some(src),
+        Inst::Bin { op: BinOp::MulHsu, .. } => None,
+        Inst::Bin { a, .. } | Inst::Setcond { a, .. } | Inst::BrCond { a, .. } | Inst::Select { a, .. } => Some(a),
+        Inst::Load { addr, .. } | Inst::Store { addr, .. } => Some(addr),
+        Inst::Exit(Exit::Indirect(t)) => Some(t),
+        _ => None,
+    }
+}
+
+/// How many times each temp is read.
+fn count_uses(block: &kite_ir::Block) -> Vec<u32> {
+    let mut uses = vec![0u32; block.temps.len()];
+    let mut r = |t: Temp| {
+        if let Some(u) = uses.get_mut(t.0 as usize) {
+            *u += 1;
+        }
+    };
+    for inst in &block.insts {
+        match *inst {
+            Inst::Mov { src, .. } | Inst::StState { src, .. } | Inst::Un { src, .. } => r(src),
+            Inst::Bin { a, b, .. } | Inst::Setcond { a, b, .. } | Inst::BrCond { a, b, .. } => {
+                r(a);
+                r(b);
+            }
+            Inst::Select { c, a, b, .. } => {
+                r(c);
+                r(a);
+                r(b);
+            }
+            Inst::Load { addr, .. } => r(addr),
+            Inst::Store { src, addr, .. } => {
+                r(src);
+                r(addr);
+            }
+            Inst::Atomic { addr, src, expected, .. } => {
+                r(addr);
+                r(src);
+                r(expected);
+            }
+            Inst::Call { ref args, .. } => args.iter().for_each(|&t| r(t)),
+            Inst::Exit(Exit::Indirect(t)) | Inst::Exit(Exit::Raise { tval: t, .. }) => r(t),
+            Inst::InsnStart { .. }
+            | Inst::Const { .. }
+            | Inst::LdState { .. }
+            | Inst::SetLabel(_)
+            | Inst::Br(_)
+            | Inst::Exit(_) => {}
+        }
+    }
+    uses
+}
+
+/// Host register numbers (`Rq(n)`).
+const RAX: u8 = 0;
+const RCX: u8 = 1;
+const RDX: u8 = 2;
+
+fn fits_i32(v: u64) -> bool {
+    v as i64 == v as i32 as i64
+}
+
+impl Emit<'_, '_> {
+    fn slot(&self, t: Temp) -> i32 {
+        8 * t.0 as i32
+    }
+
+    fn ty(&self, t: Temp) -> Ty {
+        self.spec.block.ty(t)
+    }
+
+    /// `reg = temp` (64-bit: slots are canonical). For `rax`, nothing if the previous
+    /// instruction left the value there.
+    fn ld(&mut self, r: u8, t: Temp) {
+        if r == RAX && self.rax_avail.take() == Some(t) {
+            return;
+        }
+        if r == RAX {
+            self.rax_avail = None;
+        }
+        let s = self.slot(t);
+        dynasm!(self.ops ; .arch x64 ; mov Rq(r), QWORD [rsp + s]);
+    }
+
+    /// `temp = reg`, canonicalising I32 results (their upper half must be zero).
+    fn st(&mut self, t: Temp, r: u8) {
+        if self.ty(t) == Ty::I32 {
+            dynasm!(self.ops ; .arch x64 ; mov Rd(r), Rd(r));
+        }
+        self.st_canon(t, r);
+    }
+
+    /// `temp = reg` for a value already in canonical form. A value in `rax` is left there
+    /// for the next instruction, and not stored at all if that instruction is its only
+    /// reader and takes it from `rax` (see [`rax_operand`]).
+    fn st_canon(&mut self, t: Temp, r: u8) {
+        if r == RAX {
+            self.rax_holds = Some(t);
+            let next = self.spec.block.insts[self.at + 1..].iter().find(|i| !matches!(i, Inst::InsnStart { .. }));
+            if self.uses[t.0 as usize] == 1 && next.and_then(rax_operand) == Some(t) {
+                return;
+            }
+        }
+        let s = self.slot(t);
+        dynasm!(self.ops ; .arch x64 ; mov QWORD [rsp + s], Rq(r));
+    }
+
+    fn mov_imm(&mut self, r: u8, v: u64) {
+        if r == RAX {
+            self.rax_avail = None;
+        }
+        if v <= u32::MAX as u64 {
+            dynasm!(self.ops ; .arch x64 ; mov Rd(r), v as i32);
+        } else if fits_i32(v) {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(r), v as i32);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(r), QWORD v as i64);
+        }
+    }
+
+    fn hdr_store_imm64(&mut self, off: u32, v: u64) {
+        let off = off as i32;
+        if fits_i32(v) {
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + off], v as i32);
+        } else {
+            self.mov_imm(RCX, v);
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + off], rcx);
+        }
+    }
+
+    fn store_pc(&mut self, pc: u64) {
+        self.hdr_store_imm64(offsets::PC, pc);
+    }
+
+    fn state_off(&self, off: u32) -> Result<i32, String> {
+        i32::try_from(off).map_err(|_| format!("state offset {off:#x} out of range"))
+    }
+
+    /// Instructions of this block not executed when it leaves at the current one.
+    fn unexecuted(&self) -> u32 {
+        self.spec.block.ninsns.saturating_sub(self.started.saturating_sub(1))
+    }
+
+    fn prologue(&mut self, heat: u64, hot: u64) -> Result<(), String> {
+        // Temps plus padding so that rsp is 16-byte aligned after `push rbp; push rbx`.
+        let temps = self.spec.block.temps.len() as i64 * 8;
+        let frame = (temps + 15) / 16 * 16 + 8;
+        self.frame = i32::try_from(frame).map_err(|_| "too many temps".to_string())?;
+        let (frame, er, ic) = (self.frame, offsets::EXIT_REQUEST as i32, offsets::ICOUNT as i32);
+        let (xr, hot_l) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
+        dynasm!(self.ops
+            ; .arch x64
+            ; push rbp
+            ; mov rbp, rsp
+            ; push rbx
+            ; sub rsp, frame
+            ; mov rbx, rdi
+            ; cmp DWORD [rbx + er], 0
+            ; jne =>xr
+        );
+        self.mov_imm(RAX, heat);
+        dynasm!(self.ops ; .arch x64 ; sub DWORD [rax], 1 ; je =>hot_l);
+        let n = self.spec.block.ninsns as i32;
+        if n > 0 {
+            dynasm!(self.ops ; .arch x64 ; add QWORD [rbx + ic], n);
+        }
+        // Out-of-line: the exit request (as codegen's prologue) and the tier-up request.
+        let body = self.ops.new_dynamic_label();
+        dynasm!(self.ops ; .arch x64 ; jmp =>body ; =>xr);
+        let pc = self.spec.block.pc;
+        self.leave(pc, status::EXIT_REQUEST as u64);
+        dynasm!(self.ops ; .arch x64 ; =>hot_l);
+        self.mov_imm(RAX, hot);
+        let id = self.spec.tb as i32;
+        dynasm!(self.ops ; .arch x64 ; mov DWORD [rax], id);
+        self.leave(pc, ret::HOT);
+        dynasm!(self.ops ; .arch x64 ; =>body);
+        Ok(())
+    }
+
+    /// Return `r` to the dispatcher with `pc` stored.
+    fn leave(&mut self, pc: u64, r: u64) {
+        self.store_pc(pc);
+        self.mov_imm(RAX, r);
+        let epi = self.epilogue;
+        dynasm!(self.ops ; .arch x64 ; jmp =>epi);
+    }
+
+    /// Tear the frame down and jump to the block whose code address is in `rax`.
+    fn tail_jump_rax(&mut self) {
+        let frame = self.frame;
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rdi, rbx
+            ; add rsp, frame
+            ; pop rbx
+            ; pop rbp
+            ; jmp rax
+        );
+    }
+
+    fn inst(&mut self, i: usize, inst: &Inst) -> Result<(), String> {
+        match *inst {
+            Inst::InsnStart { pc } => {
+                self.pc = pc;
+                self.started += 1;
+            }
+            Inst::Const { dst, val } => {
+                let v = self.ty(dst).mask(val);
+                let s = self.slot(dst);
+                if fits_i32(v) {
+                    dynasm!(self.ops ; .arch x64 ; mov QWORD [rsp + s], v as i32);
+                } else {
+                    self.mov_imm(RAX, v);
+                    dynasm!(self.ops ; .arch x64 ; mov QWORD [rsp + s], rax);
+                }
+            }
+            Inst::Mov { dst, src } => {
+                self.ld(RAX, src);
+                self.st(dst, RAX);
+            }
+            Inst::LdState { dst, off } => {
+                let o = self.state_off(off)?;
+                match self.ty(dst) {
+                    Ty::I32 => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [rbx + o]),
+                    Ty::I64 => dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [rbx + o]),
+                }
+                self.st_canon(dst, RAX);
+            }
+            Inst::StState { src, off } => {
+                let o = self.state_off(off)?;
+                self.ld(RAX, src);
+                match self.ty(src) {
+                    Ty::I32 => dynasm!(self.ops ; .arch x64 ; mov DWORD [rbx + o], eax),
+                    Ty::I64 => dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + o], rax),
+                }
+            }
+            Inst::Bin { op, dst, a, b } => self.bin(op, dst, a, b),
+            Inst::Un { op, dst, src } => self.un(op, dst, src)?,
+            Inst::Setcond { cond, dst, a, b } => {
+                self.cmp(a, b);
+                self.setcc(cond);
+                dynasm!(self.ops ; .arch x64 ; movzx eax, al);
+                self.st(dst, RAX);
+            }
+            Inst::Select { dst, c, a, b } => {
+                self.ld(RCX, c);
+                self.ld(RAX, a);
+                let sb = self.slot(b);
+                dynasm!(self.ops ; .arch x64 ; test rcx, rcx ; cmovz rax, QWORD [rsp + sb]);
+                self.st(dst, RAX);
+            }
+            Inst::Load { dst, addr, mop } => self.mem(addr, mop, Access::Read, None, Some(dst), 0),
+            Inst::Store { src, addr, mop } => {
+                let next = self.next_pc(i);
+                self.mem(addr, mop, Access::Write, Some(src), None, next);
+            }
+            Inst::Atomic { op, dst, addr, src, expected, mop } => self.atomic(i, op, dst, addr, src, expected, mop),
+            Inst::Call { helper, ref args, dst } => self.call(helper, args, dst)?,
+            Inst::SetLabel(l) => {
+                let lbl = self.labels[l.0 as usize];
+                dynasm!(self.ops ; .arch x64 ; =>lbl);
+            }
+            Inst::Br(l) => {
+                let lbl = self.labels[l.0 as usize];
+                dynasm!(self.ops ; .arch x64 ; jmp =>lbl);
+            }
+            Inst::BrCond { cond, a, b, target } => {
+                self.cmp(a, b);
+                let lbl = self.labels[target.0 as usize];
+                self.jcc(cond, lbl);
+            }
+            Inst::Exit(ref e) => self.exit(e),
+        }
+        Ok(())
+    }
+
+    /// PC of the next guest instruction after IR index `i` (as codegen's `next_pc`).
+    fn next_pc(&self, i: usize) -> u64 {
+        self.spec.block.insts[i + 1..]
+            .iter()
+            .find_map(|x| match x {
+                Inst::InsnStart { pc } => Some(*pc),
+                Inst::Exit(Exit::Goto(p)) | Inst::Exit(Exit::GotoNoChain(p)) => Some(*p),
+                _ => None,
+            })
+            .unwrap_or(self.pc)
+    }
+
+    /// Flags for `a <cond> b` in the operands' width.
+    fn cmp(&mut self, a: Temp, b: Temp) {
+        self.ld(RAX, a);
+        let sb = self.slot(b);
+        match self.ty(a) {
+            Ty::I32 => dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD [rsp + sb]),
+            Ty::I64 => dynasm!(self.ops ; .arch x64 ; cmp rax, QWORD [rsp + sb]),
+        }
+    }
+
+    fn setcc(&mut self, c: Cond) {
+        match c {
+            Cond::Eq => dynasm!(self.ops ; .arch x64 ; sete al),
+            Cond::Ne => dynasm!(self.ops ; .arch x64 ; setne al),
+            Cond::LtS => dynasm!(self.ops ; .arch x64 ; setl al),
+            Cond::GeS => dynasm!(self.ops ; .arch x64 ; setge al),
+            Cond::LtU => dynasm!(self.ops ; .arch x64 ; setb al),
+            Cond::GeU => dynasm!(self.ops ; .arch x64 ; setae al),
+            Cond::LeS => dynasm!(self.ops ; .arch x64 ; setle al),
+            Cond::GtS => dynasm!(self.ops ; .arch x64 ; setg al),
+            Cond::LeU => dynasm!(self.ops ; .arch x64 ; setbe al),
+            Cond::GtU => dynasm!(self.ops ; .arch x64 ; seta al),
+        }
+    }
+
+    fn jcc(&mut self, c: Cond, l: DynamicLabel) {
+        match c {
+            Cond::Eq => dynasm!(self.ops ; .arch x64 ; je =>l),
+            Cond::Ne => dynasm!(self.ops ; .arch x64 ; jne =>l),
+            Cond::LtS => dynasm!(self.ops ; .arch x64 ; jl =>l),
+            Cond::GeS => dynasm!(self.ops ; .arch x64 ; jge =>l),
+            Cond::LtU => dynasm!(self.ops ; .arch x64 ; jb =>l),
+            Cond::GeU => dynasm!(self.ops ; .arch x64 ; jae =>l),
+            Cond::LeS => dynasm!(self.ops ; .arch x64 ; jle =>l),
+            Cond::GtS => dynasm!(self.ops ; .arch x64 ; jg =>l),
+            Cond::LeU => dynasm!(self.ops ; .arch x64 ; jbe =>l),
+            Cond::GtU => dynasm!(self.ops ; .arch x64 ; ja =>l),
+        }
+    }
+
+    fn bin(&mut self, op: BinOp, dst: Temp, a: Temp, b: Temp) {
+        let w64 = self.ty(dst) == Ty::I64;
+        let sb = self.slot(b);
+        self.ld(RAX, a);
+        macro_rules! alu {
+            ($m:ident) => {
+                if w64 {
+                    dynasm!(self.ops ; .arch x64 ; $m rax, QWORD [rsp + sb]);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; $m eax, DWORD [rsp + sb]);
+                }
+            };
+        }
+        macro_rules! shift {
+            ($m:ident) => {{
+                dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD [rsp + sb]);
+                // The hardware takes the count modulo the operand width, as the IR does.
+                if w64 {
+                    dynasm!(self.ops ; .arch x64 ; $m rax, cl);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; $m eax, cl);
+                }
+            }};
+        }
+        macro_rules! minmax {
+            ($cmov:ident) => {{
+                dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD [rsp + sb]);
+                if w64 {
+                    dynasm!(self.ops ; .arch x64 ; cmp rax, rcx ; $cmov rax, rcx);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; cmp eax, ecx ; $cmov eax, ecx);
+                }
+            }};
+        }
+        let mut out = RAX;
+        match op {
+            BinOp::Add => alu!(add),
+            BinOp::Sub => alu!(sub),
+            BinOp::And => alu!(and),
+            BinOp::Or => alu!(or),
+            BinOp::Xor => alu!(xor),
+            BinOp::Mul => alu!(imul),
+            BinOp::Shl => shift!(shl),
+            BinOp::Shr => shift!(shr),
+            BinOp::Sar => shift!(sar),
+            BinOp::Rotl => shift!(rol),
+            BinOp::Rotr => shift!(ror),
+            BinOp::MinS => minmax!(cmovg),
+            BinOp::MaxS => minmax!(cmovl),
+            BinOp::MinU => minmax!(cmova),
+            BinOp::MaxU => minmax!(cmovb),
+            BinOp::MulHs => {
+                out = RDX;
+                if w64 {
+                    dynasm!(self.ops ; .arch x64 ; imul QWORD [rsp + sb]);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; imul DWORD [rsp + sb]);
+                }
+            }
+            BinOp::MulHu => {
+                out = RDX;
+                if w64 {
+                    dynasm!(self.ops ; .arch x64 ; mul QWORD [rsp + sb]);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; mul DWORD [rsp + sb]);
+                }
+            }
+            BinOp::MulHsu => {
+                // signed(a) * unsigned(b): the unsigned high half minus b where a < 0.
+                out = RDX;
+                self.ld(RCX, a);
+                if w64 {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; mul QWORD [rsp + sb]
+                        ; sar rcx, 63
+                        ; and rcx, QWORD [rsp + sb]
+                        ; sub rdx, rcx
+                    );
+                } else {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; mul DWORD [rsp + sb]
+                        ; sar ecx, 31
+                        ; and ecx, DWORD [rsp + sb]
+                        ; sub edx, ecx
+                    );
+                }
+            }
+            BinOp::DivU | BinOp::RemU => {
+                // x/0 = all ones, x%0 = x (the IR's RISC-V results).
+                let rem = op == BinOp::RemU;
+                if rem {
+                    out = RDX;
+                }
+                let (zero, done) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
+                dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD [rsp + sb] ; test rcx, rcx ; jz =>zero ; xor edx, edx);
+                if w64 {
+                    dynasm!(self.ops ; .arch x64 ; div rcx);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; div ecx);
+                }
+                dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>zero);
+                if rem {
+                    dynasm!(self.ops ; .arch x64 ; mov rdx, rax);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; mov rax, -1);
+                }
+                dynasm!(self.ops ; .arch x64 ; =>done);
+            }
+            BinOp::DivS | BinOp::RemS => {
+                // x/0 = -1, x%0 = x; MIN/-1 = MIN (= -MIN), MIN%-1 = 0: -1 never reaches idiv.
+                let rem = op == BinOp::RemS;
+                if rem {
+                    out = RDX;
+                }
+                let (zero, m1, done) =
+                    (self.ops.new_dynamic_label(), self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rcx, QWORD [rsp + sb]
+                    ; test rcx, rcx
+                    ; jz =>zero
+                );
+                if w64 {
+                    dynasm!(self.ops ; .arch x64 ; cmp rcx, -1 ; je =>m1 ; cqo ; idiv rcx);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; cmp ecx, -1 ; je =>m1 ; cdq ; idiv ecx);
+                }
+                dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>m1);
+                if rem {
+                    dynasm!(self.ops ; .arch x64 ; xor edx, edx);
+                } else if w64 {
+                    dynasm!(self.ops ; .arch x64 ; neg rax);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; neg eax);
+                }
+                dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>zero);
+                if rem {
+                    dynasm!(self.ops ; .arch x64 ; mov rdx, rax);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; mov rax, -1);
+                }
+                dynasm!(self.ops ; .arch x64 ; =>done);
+            }
+        }
+        self.st(dst, out);
+    }
+
+    fn un(&mut self, op: UnOp, dst: Temp, src: Temp) -> Result<(), String> {
+        let (sty, dty) = (self.ty(src), self.ty(dst));
+        let w64 = sty == Ty::I64;
+        self.ld(RAX, src);
+        let d64 = dty == Ty::I64;
+        match op {
+            UnOp::Neg if w64 => dynasm!(self.ops ; .arch x64 ; neg rax),
+            UnOp::Neg => dynasm!(self.ops ; .arch x64 ; neg eax),
+            UnOp::Not if w64 => dynasm!(self.ops ; .arch x64 ; not rax),
+            UnOp::Not => dynasm!(self.ops ; .arch x64 ; not eax),
+            UnOp::Sext8 if d64 => dynasm!(self.ops ; .arch x64 ; movsx rax, al),
+            UnOp::Sext8 => dynasm!(self.ops ; .arch x64 ; movsx eax, al),
+            UnOp::Sext16 if d64 => dynasm!(self.ops ; .arch x64 ; movsx rax, ax),
+            UnOp::Sext16 => dynasm!(self.ops ; .arch x64 ; movsx eax, ax),
+            UnOp::Sext32 if d64 => dynasm!(self.ops ; .arch x64 ; movsxd rax, eax),
+            UnOp::Zext8 => dynasm!(self.ops ; .arch x64 ; movzx eax, al),
+            UnOp::Zext16 => dynasm!(self.ops ; .arch x64 ; movzx eax, ax),
+            // I64 -> I64 is the identity, I32 -> I64 zero-extends (slots are canonical).
+            UnOp::Trunc if d64 => {}
+            // 32 low bits into an I32, or zero-extended into an I64.
+            UnOp::Sext32 | UnOp::Zext32 | UnOp::Trunc => dynasm!(self.ops ; .arch x64 ; mov eax, eax),
+            UnOp::Clz if self.host.lzcnt && w64 => dynasm!(self.ops ; .arch x64 ; lzcnt rax, rax),
+            UnOp::Clz if self.host.lzcnt => dynasm!(self.ops ; .arch x64 ; lzcnt eax, eax),
+            UnOp::Ctz if self.host.bmi1 && w64 => dynasm!(self.ops ; .arch x64 ; tzcnt rax, rax),
+            UnOp::Ctz if self.host.bmi1 => dynasm!(self.ops ; .arch x64 ; tzcnt eax, eax),
+            UnOp::Popcnt if self.host.popcnt && w64 => dynasm!(self.ops ; .arch x64 ; popcnt rax, rax),
+            UnOp::Popcnt if self.host.popcnt => dynasm!(self.ops ; .arch x64 ; popcnt eax, eax),
+            UnOp::Bswap if w64 => dynasm!(self.ops ; .arch x64 ; bswap rax),
+            UnOp::Bswap => dynasm!(self.ops ; .arch x64 ; bswap eax),
+            UnOp::Clz | UnOp::Ctz | UnOp::Popcnt => return Err(format!("{op:?} needs a host feature")),
+        }
+        self.st(dst, RAX);
+        Ok(())
+    }
+
+    /// A guest access: inline TLB probe; the value is loaded into / stored from the temps.
+    fn mem(&mut self, addr: Temp, mop: MemOp, kind: Access, src: Option<Temp>, dst: Option<Temp>, next_pc: u64) {
+        let n = mop.size.bytes() as i32;
+        let tlb = offsets::TLB as i32 + (self.spec.mmu as i32 & 3) * offsets::TLB_MODE_SIZE as i32;
+        let tag =
+            tlb + if mop.perm(kind) == Access::Write { offsets::TLB_ADDR_WRITE } else { offsets::TLB_ADDR_READ } as i32;
+        let addend = tlb + offsets::TLB_ADDEND as i32;
+        let mask = (PAGE_MASK | (n as u64 - 1)) as i64 as i32;
+        let (shift, idx_mask, esz) =
+            (PAGE_BITS as i8, (TLB_ENTRIES - 1) as i32, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i8);
+        let (slow, back) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
+        self.ld(RAX, addr);
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rcx, rax
+            ; shr rcx, shift
+            ; and ecx, idx_mask
+            ; shl ecx, esz
+            ; mov rdx, rax
+            ; and rdx, mask
+            ; cmp rdx, QWORD [rbx + rcx + tag]
+            ; jne =>slow
+            ; add rax, QWORD [rbx + rcx + addend]
+        );
+        let load_i32 = dst.is_some_and(|d| self.ty(d) == Ty::I32);
+        match (src, dst) {
+            (Some(s), _) => {
+                self.ld(RDX, s);
+                match mop.size {
+                    MemSize::B1 => dynasm!(self.ops ; .arch x64 ; mov BYTE [rax], dl),
+                    MemSize::B2 => dynasm!(self.ops ; .arch x64 ; mov WORD [rax], dx),
+                    MemSize::B4 => dynasm!(self.ops ; .arch x64 ; mov DWORD [rax], edx),
+                    MemSize::B8 => dynasm!(self.ops ; .arch x64 ; mov QWORD [rax], rdx),
+                }
+            }
+            (None, Some(d)) => {
+                let d64 = self.ty(d) == Ty::I64;
+                match (mop.size, mop.signed) {
+                    (MemSize::B8, _) if d64 => dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [rax]),
+                    (MemSize::B8, _) | (MemSize::B4, false) => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [rax]),
+                    (MemSize::B4, true) if d64 => dynasm!(self.ops ; .arch x64 ; movsxd rax, DWORD [rax]),
+                    (MemSize::B4, true) => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [rax]),
+                    (MemSize::B2, true) if d64 => dynasm!(self.ops ; .arch x64 ; movsx rax, WORD [rax]),
+                    (MemSize::B2, true) => dynasm!(self.ops ; .arch x64 ; movsx eax, WORD [rax]),
+                    (MemSize::B2, false) => dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [rax]),
+                    (MemSize::B1, true) if d64 => dynasm!(self.ops ; .arch x64 ; movsx rax, BYTE [rax]),
+                    (MemSize::B1, true) => dynasm!(self.ops ; .arch x64 ; movsx eax, BYTE [rax]),
+                    (MemSize::B1, false) => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [rax]),
+                }
+            }
+            (None, None) => {}
+        }
+        dynasm!(self.ops ; .arch x64 ; =>back);
+        if let Some(d) = dst {
+            // Both paths leave the canonical value in rax.
+            self.st_canon(d, RAX);
+        }
+        let fix = softmmu::fixup_info(self.unexecuted(), src.is_some());
+        let info = softmmu::info(mop, kind, self.spec.mmu, self.spec.tb) | fix;
+        self.stubs.push(Stub::Slow {
+            entry: slow,
+            back,
+            pc: self.pc,
+            info,
+            store: src.map(|s| (s, next_pc)),
+            load_i32,
+        });
+    }
+
+    /// Jump to the shared status exit when the header status is non-zero (the slow path
+    /// did the exit bookkeeping, see `softmmu::fixup_info`).
+    fn status_exit_label(&mut self) -> DynamicLabel {
+        match self.status_exit {
+            Some(l) => l,
+            None => {
+                let l = self.ops.new_dynamic_label();
+                self.status_exit = Some(l);
+                l
+            }
+        }
+    }
+
+    /// After a call that may have set the header status: leave with it if non-zero
+    /// (`codegen::check_status`).
+    fn check_status(&mut self, pc_on_exit: Option<u64>) {
+        let sto = offsets::STATUS as i32;
+        let entry = self.ops.new_dynamic_label();
+        dynasm!(self.ops ; .arch x64 ; cmp DWORD [rbx + sto], 0 ; jne =>entry);
+        let rem = self.unexecuted();
+        let rem_after = if pc_on_exit.is_some() { rem.saturating_sub(1) } else { rem };
+        self.stubs.push(Stub::Status { entry, rem, rem_after, pc_on_exit: pc_on_exit.map(|n| (self.pc, n)) });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn atomic(&mut self, i: usize, op: RmwOp, dst: Temp, addr: Temp, src: Temp, expected: Temp, mop: MemOp) {
+        let next = self.next_pc(i);
+        let pc = self.pc;
+        self.store_pc(pc);
+        let info = softmmu::info(mop, Access::Write, self.spec.mmu, self.spec.tb) | softmmu::atomic_info(op);
+        let (o_addr, o_src, o_exp) = (self.slot(addr), self.slot(src), self.slot(expected));
+        self.mov_imm(7, self.spec.ctx);
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rsi, rbx
+            ; mov rdx, QWORD [rsp + o_addr]
+            ; mov r8, QWORD [rsp + o_src]
+            ; mov r9, QWORD [rsp + o_exp]
+        );
+        self.mov_imm(RCX, info);
+        self.mov_imm(RAX, self.spec.slow);
+        dynasm!(self.ops ; .arch x64 ; call rax);
+        self.st(dst, RAX);
+        self.check_status(Some(next));
+    }
+
+    fn call(&mut self, h: &Helper, args: &[Temp], dst: Option<Temp>) -> Result<(), String> {
+        if args.len() > 4 {
+            return Err(format!("helper {} has {} arguments", h.name, args.len()));
+        }
+        if h.effects.may_exit {
+            let pc = self.pc;
+            self.store_pc(pc);
+        }
+        // rdi = cpu, then rsi, rdx, rcx, r8 (unused ones zero, as codegen passes).
+        const ARGS: [u8; 4] = [6, 2, 1, 8];
+        dynasm!(self.ops ; .arch x64 ; mov rdi, rbx);
+        for (k, &r) in ARGS.iter().enumerate() {
+            match args.get(k) {
+                Some(&t) => self.ld(r, t),
+                None => dynasm!(self.ops ; .arch x64 ; xor Rd(r), Rd(r)),
+            }
+        }
+        self.mov_imm(RAX, h.func as usize as u64);
+        dynasm!(self.ops ; .arch x64 ; call rax);
+        if let Some(d) = dst {
+            self.st(d, RAX);
+        }
+        if h.effects.may_exit {
+            self.check_status(None);
+        }
+        Ok(())
+    }
+
+    fn exit(&mut self, e: &Exit) {
+        match *e {
+            Exit::Goto(t) => {
+                let Some(&slot) = self.spec.slots.get(self.next_slot) else {
+                    self.leave(t, ret::GOTO);
+                    return;
+                };
+                self.next_slot += 1;
+                let back = self.ops.new_dynamic_label();
+                self.mov_imm(RAX, slot);
+                dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [rax] ; test rax, rax ; jz =>back);
+                self.tail_jump_rax();
+                dynasm!(self.ops ; .arch x64 ; =>back);
+                self.store_pc(t);
+                self.mov_imm(RAX, slot);
+                let epi = self.epilogue;
+                dynasm!(self.ops ; .arch x64 ; jmp =>epi);
+            }
+            Exit::GotoNoChain(t) => self.leave(t, ret::NOCHAIN),
+            Exit::Indirect(t) => {
+                let pco = offsets::PC as i32;
+                self.ld(RAX, t);
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + pco], rax);
+                if let Some(jc) = self.spec.jc_base {
+                    self.jc_probe(jc);
+                }
+                self.mov_imm(RAX, ret::INDIRECT);
+                let epi = self.epilogue;
+                dynasm!(self.ops ; .arch x64 ; jmp =>epi);
+            }
+            Exit::Raise { cause, tval } => {
+                let rem = self.unexecuted() as i32;
+                let (ic, tv) = (offsets::ICOUNT as i32, offsets::TVAL as i32);
+                if rem > 0 {
+                    dynasm!(self.ops ; .arch x64 ; sub QWORD [rbx + ic], rem);
+                }
+                self.ld(RAX, tval);
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + tv], rax);
+                self.hdr_store_imm64(offsets::CAUSE, cause);
+                let pc = self.pc;
+                self.leave(pc, status::EXCEPTION as u64);
+            }
+            Exit::Halt { next_pc } => self.leave(next_pc, status::HALT as u64),
+        }
+    }
+
+    /// Inline jump-cache probe for an indirect exit to the pc in `rax` (already stored):
+    /// tail-jump to the cached block on a hit, fall through otherwise.
+    fn jc_probe(&mut self, jc_base: u64) {
+        use crate::tb::{JC_CODE, JC_FLAGS, JC_PC, JC_SHIFT_A, JC_SHIFT_B, JC_SIZE};
+        let (sa, sb, m) = (JC_SHIFT_A as i8, JC_SHIFT_B as i8, (JC_SIZE - 1) as i32);
+        let fl = offsets::FLAGS as i32;
+        let miss = self.ops.new_dynamic_label();
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rcx, rax
+            ; shr rcx, sa
+            ; mov rdx, rax
+            ; shr rdx, sb
+            ; xor rcx, rdx
+            ; and ecx, m
+            ; lea rcx, [rcx + rcx * 2]
+        );
+        // Entries are 24 bytes: index * 3 * 8.
+        debug_assert_eq!(crate::tb::JC_ENTRY_SIZE, 24);
+        self.mov_imm(RDX, jc_base);
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rdx, QWORD [rdx]
+            ; lea rcx, [rdx + rcx * 8]
+            ; cmp rax, QWORD [rcx + JC_PC]
+            ; jne =>miss
+            ; mov edx, DWORD [rbx + fl]
+            ; cmp edx, DWORD [rcx + JC_FLAGS]
+            ; jne =>miss
+            ; mov rax, QWORD [rcx + JC_CODE]
+            ; test rax, rax
+            ; jz =>miss
+        );
+        self.tail_jump_rax();
+        dynasm!(self.ops ; .arch x64 ; =>miss);
+    }
+
+    /// The out-of-line pieces, then the shared exits.
+    fn emit_stubs(&mut self) {
+        let (pco, ic, sto) = (offsets::PC as i32, offsets::ICOUNT as i32, offsets::STATUS as i32);
+        for stub in std::mem::take(&mut self.stubs) {
+            match stub {
+                Stub::Slow { entry, back, pc, info, store, load_i32 } => {
+                    // rax still holds the guest address (the probe only added on a hit).
+                    dynasm!(self.ops ; .arch x64 ; =>entry ; mov rdx, rax);
+                    self.store_pc(pc);
+                    self.mov_imm(7, self.spec.ctx);
+                    dynasm!(self.ops ; .arch x64 ; mov rsi, rbx);
+                    self.mov_imm(RCX, info);
+                    match store {
+                        Some((s, next)) => {
+                            self.ld(8, s);
+                            self.mov_imm(9, next);
+                        }
+                        None => dynasm!(self.ops ; .arch x64 ; xor r8d, r8d ; xor r9d, r9d),
+                    }
+                    self.mov_imm(RAX, self.spec.slow);
+                    let exit = self.status_exit_label();
+                    dynasm!(self.ops ; .arch x64 ; call rax ; cmp DWORD [rbx + sto], 0 ; jne =>exit);
+                    if load_i32 {
+                        dynasm!(self.ops ; .arch x64 ; mov eax, eax);
+                    }
+                    dynasm!(self.ops ; .arch x64 ; jmp =>back);
+                }
+                Stub::Status { entry, rem, rem_after, pc_on_exit } => {
+                    let exc = status::EXCEPTION as i32;
+                    let other = self.ops.new_dynamic_label();
+                    let epi = self.epilogue;
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; =>entry
+                        ; mov eax, DWORD [rbx + sto]
+                        ; mov DWORD [rbx + sto], 0
+                        ; cmp eax, exc
+                        ; jne =>other
+                    );
+                    // An exception leaves before the current instruction.
+                    let (rem, rem_after) = (rem as i32, rem_after as i32);
+                    dynasm!(self.ops ; .arch x64 ; sub QWORD [rbx + ic], rem);
+                    if let Some((cur, _)) = pc_on_exit {
+                        self.mov_imm(RCX, cur);
+                        dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + pco], rcx);
+                    }
+                    dynasm!(self.ops ; .arch x64 ; jmp =>epi ; =>other ; sub QWORD [rbx + ic], rem_after);
+                    if let Some((_, next)) = pc_on_exit {
+                        self.mov_imm(RCX, next);
+                        dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + pco], rcx);
+                    }
+                    dynasm!(self.ops ; .arch x64 ; jmp =>epi);
+                }
+            }
+        }
+        if let Some(l) = self.status_exit {
+            let epi = self.epilogue;
+            dynasm!(self.ops
+                ; .arch x64
+                ; =>l
+                ; mov eax, DWORD [rbx + sto]
+                ; mov DWORD [rbx + sto], 0
+                ; jmp =>epi
+            );
+        }
+        let (epi, frame) = (self.epilogue, self.frame);
+        dynasm!(self.ops
+            ; .arch x64
+            ; =>epi
+            ; add rsp, frame
+            ; pop rbx
+            ; pop rbp
+            ; ret
+        );
+    }
+}
