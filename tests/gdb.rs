@@ -487,7 +487,6 @@ fn threads_with_smp2() {
             &print_val("hart_t1", "$mhartid"),
             "thread 2",
             &print_val("hart_t2", "$mhartid"),
-            &print_val("a0_t2", "$a0"),
             "thread 1",
             "delete",
             "continue",
@@ -497,9 +496,9 @@ fn threads_with_smp2() {
     assert!(k.status.success(), "{}\n{out}", k.dump());
     assert!(out.contains("Thread 1.1") && out.contains("Thread 1.2"), "one thread per vCPU: {out}");
     assert_eq!(val(&out, "hart_t1"), 0);
+    // (Not hart 1's a0: in turns, hart 0 can reach `before_exit` within its first time
+    // slice, before hart 1 ran the reset code that sets a0 to its hart id.)
     assert_eq!(val(&out, "hart_t2"), 1);
-    // Hart 1 parks in crt0 with a0 = its hart id.
-    assert_eq!(val(&out, "a0_t2"), 1);
 }
 
 /// The remote protocol over `-gdb unix:PATH`, with a raw client (no gdb needed).

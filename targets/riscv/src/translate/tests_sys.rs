@@ -308,8 +308,22 @@ fn csr_write_enabling_pending_interrupt_requests_exit() {
     let mut m = machine(&[csrrsi(0, MSTATUS, 8), NOP]);
     m.cpu.csr.mie = 1 << irq::MSI;
     m.cpu.irq.set(irq::MSI, true);
-    assert_eq!(m.step(), kite_ir::interp::Outcome::Goto { pc: RAM_BASE + 4, chain: false });
+    // The flags did not change: a chainable exit; the next block's prologue sees the request.
+    assert_eq!(m.step(), kite_ir::interp::Outcome::Goto { pc: RAM_BASE + 4, chain: true });
     assert_eq!(m.cpu.header.exit_request.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn csr_write_changing_tb_flags_or_asking_a_flush_leaves_unchained() {
+    // mstatus.FS off -> dirty changes the TB flags; satp asks for a TLB flush; sscratch
+    // does neither.
+    for (insn, chain) in [(csrrs(0, MSTATUS, 5), false), (csrrw(0, 0x180, 0), false), (csrrw(0, 0x140, 5), true)] {
+        let mut m = machine(&[insn, NOP]);
+        m.cpu.x[5] = 3 << 13;
+        m.cpu.csr.mstatus &= !(3 << 13);
+        m.cpu.update_flags();
+        assert_eq!(m.step(), kite_ir::interp::Outcome::Goto { pc: RAM_BASE + 4, chain }, "{insn:#x}");
+    }
 }
 
 /// Random programs built from the decode tables (random operand fields) run

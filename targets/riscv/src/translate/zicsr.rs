@@ -8,7 +8,8 @@
 //! the accessing instruction is always the block's last, so exactly one
 //! instruction counted at block entry has not retired yet.
 
-use kite_ir::{Effects, Exit, Helper, Ty};
+use kite_ir::state::offsets as hdr;
+use kite_ir::{Cond, Effects, Exit, Helper, Ty};
 
 use super::{Ctx, Flow};
 use crate::cpu::{cause, RiscvCpu};
@@ -64,6 +65,20 @@ pub(super) fn csr(ctx: &mut Ctx, op: CsrOp, imm: bool, rd: Reg, src: u8, num: u1
     };
     ctx.set_gpr(rd, old);
     if write {
+        // Most writes (sscratch, sepc, sstatus.SIE/SUM, ...) change neither the TB flags nor
+        // the mappings: the block then ends with a chainable jump, as after any branch.
+        // A write that changed the flags (privilege, MMU index, FS) or asked for a TLB flush
+        // (satp) must reach the dispatcher. Interrupts a write unmasks set `exit_request`,
+        // which the next block's prologue checks either way.
+        let flags = ctx.b.ld_state(Ty::I32, hdr::FLAGS);
+        let want = ctx.b.const32(ctx.flags);
+        let flush = ctx.b.ld_state(Ty::I32, hdr::FLUSH_REQUEST);
+        let zero = ctx.b.const32(0);
+        let slow = ctx.b.label();
+        ctx.b.brcond(Cond::Ne, flags, want, slow);
+        ctx.b.brcond(Cond::Ne, flush, zero, slow);
+        ctx.b.exit(Exit::Goto(ctx.next_pc()));
+        ctx.b.set_label(slow);
         ctx.b.exit(Exit::GotoNoChain(ctx.next_pc()));
         Flow::End
     } else if csr::is_counter(num) {
