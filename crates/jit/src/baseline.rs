@@ -45,11 +45,21 @@ struct HostFeatures {
     popcnt: bool,
 }
 
-/// The baseline compiler's reusable state.
-#[derive(Debug)]
+/// The baseline compiler's reusable state (buffers kept across blocks: no allocation
+/// per block once they have grown).
 pub(crate) struct Baseline {
     host: HostFeatures,
     code: Vec<u8>,
+    ops: VecAssembler<X64Relocation>,
+    labels: Vec<DynamicLabel>,
+    stubs: Vec<Stub>,
+    uses: Vec<u32>,
+}
+
+impl std::fmt::Debug for Baseline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Baseline").field("host", &self.host).finish()
+    }
 }
 
 /// Where a block's out-of-line pieces come back to, and what they need.
@@ -70,47 +80,56 @@ impl Baseline {
             bmi1: std::is_x86_feature_detected!("bmi1"),
             popcnt: std::is_x86_feature_detected!("popcnt"),
         };
-        Baseline { host, code: Vec::new() }
+        Baseline {
+            host,
+            code: Vec::new(),
+            ops: VecAssembler::new(0),
+            labels: Vec::new(),
+            stubs: Vec::new(),
+            uses: Vec::new(),
+        }
     }
 
     /// Compile one TB. `heat` is the address of its entry counter (a `u32`), `hot` the
     /// address of the context word that names a TB that became hot.
     pub(crate) fn compile(&mut self, spec: &TbSpec<'_>, heat: u64, hot: u64) -> Result<(), BaselineError> {
-        let mut ops = VecAssembler::<X64Relocation>::new(0);
+        let mut ops = std::mem::replace(&mut self.ops, VecAssembler::new(0));
         let epilogue = ops.new_dynamic_label();
+        let mut labels = std::mem::take(&mut self.labels);
+        labels.clear();
+        labels.extend((0..spec.block.nlabels).map(|_| ops.new_dynamic_label()));
+        let mut stubs = std::mem::take(&mut self.stubs);
+        stubs.clear();
+        let mut uses = std::mem::take(&mut self.uses);
+        count_uses(spec.block, &mut uses);
         let mut e = Emit {
             ops,
             spec,
             host: self.host,
             frame: 0,
-            labels: Vec::new(),
-            stubs: Vec::new(),
+            labels,
+            stubs,
             pc: spec.block.pc,
             started: 0,
             next_slot: 0,
             epilogue,
             status_exit: None,
-            uses: count_uses(spec.block),
+            uses,
             at: 0,
             rax_holds: None,
             rax_avail: None,
         };
-        e.labels = (0..spec.block.nlabels).map(|_| e.ops.new_dynamic_label()).collect();
-        e.prologue(heat, hot)?;
-        for (i, inst) in spec.block.insts.iter().enumerate() {
-            e.at = i;
-            // What rax holds survives only into the next instruction (and across the
-            // markers between guest instructions, which emit nothing).
-            if !matches!(inst, Inst::InsnStart { .. }) {
-                e.rax_avail = e.rax_holds.take();
-            }
-            e.inst(i, inst)?;
-        }
-        // Validated blocks end in an exit; be defensive anyway.
-        e.leave(spec.block.pc, status::LOOKUP as u64);
-        e.emit_stubs();
-        let code = e.ops.finalize().map_err(|e| format!("assembler: {e:?}"))?;
-        self.code = code;
+        let r = e.body(heat, hot);
+        self.labels = std::mem::take(&mut e.labels);
+        self.stubs = std::mem::take(&mut e.stubs);
+        self.uses = std::mem::take(&mut e.uses);
+        r?;
+        // `drain` keeps the assembler's buffers for the next block; on an error the
+        // assembler is dropped (it may hold unresolved references).
+        let mut ops = e.ops;
+        self.code.clear();
+        self.code.extend(ops.drain().map_err(|e| format!("assembler: {e:?}"))?);
+        self.ops = ops;
         Ok(())
     }
 
@@ -158,9 +177,10 @@ fn rax_operand(inst: &Inst) -> Option<Temp> {
     }
 }
 
-/// How many times each temp is read.
-fn count_uses(block: &kite_ir::Block) -> Vec<u32> {
-    let mut uses = vec![0u32; block.temps.len()];
+/// How many times each temp is read (into `uses`, one entry per temp).
+fn count_uses(block: &kite_ir::Block, uses: &mut Vec<u32>) {
+    uses.clear();
+    uses.resize(block.temps.len(), 0);
     let mut r = |t: Temp| {
         if let Some(u) = uses.get_mut(t.0 as usize) {
             *u += 1;
@@ -198,7 +218,6 @@ fn count_uses(block: &kite_ir::Block) -> Vec<u32> {
             | Inst::Exit(_) => {}
         }
     }
-    uses
 }
 
 /// Host register numbers (`Rq(n)`).
@@ -211,6 +230,23 @@ fn fits_i32(v: u64) -> bool {
 }
 
 impl Emit<'_, '_> {
+    fn body(&mut self, heat: u64, hot: u64) -> Result<(), String> {
+        self.prologue(heat, hot)?;
+        for (i, inst) in self.spec.block.insts.iter().enumerate() {
+            self.at = i;
+            // What rax holds survives only into the next instruction (and across the
+            // markers between guest instructions, which emit nothing).
+            if !matches!(inst, Inst::InsnStart { .. }) {
+                self.rax_avail = self.rax_holds.take();
+            }
+            self.inst(i, inst)?;
+        }
+        // Validated blocks end in an exit; be defensive anyway.
+        self.leave(self.spec.block.pc, status::LOOKUP as u64);
+        self.emit_stubs();
+        Ok(())
+    }
+
     fn slot(&self, t: Temp) -> i32 {
         8 * t.0 as i32
     }
@@ -890,7 +926,8 @@ impl Emit<'_, '_> {
     /// The out-of-line pieces, then the shared exits.
     fn emit_stubs(&mut self) {
         let (pco, ic, sto) = (offsets::PC as i32, offsets::ICOUNT as i32, offsets::STATUS as i32);
-        for stub in std::mem::take(&mut self.stubs) {
+        let mut stubs = std::mem::take(&mut self.stubs);
+        for stub in stubs.drain(..) {
             match stub {
                 Stub::Slow { entry, back, pc, info, store, load_i32 } => {
                     // rax still holds the guest address (the probe only added on a hit).
@@ -942,6 +979,7 @@ impl Emit<'_, '_> {
                 }
             }
         }
+        self.stubs = stubs;
         if let Some(l) = self.status_exit {
             let epi = self.epilogue;
             dynasm!(self.ops

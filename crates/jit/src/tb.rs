@@ -211,6 +211,10 @@ impl Hasher for WordHasher {
 
 type FastHash = BuildHasherDefault<WordHasher>;
 
+fn tb_vpc(slab: &[Option<Tb>], id: TbId) -> u64 {
+    slab.get(id as usize).and_then(|t| t.as_ref()).map_or(0, |t| t.vpc)
+}
+
 fn jc_index(pc: u64) -> usize {
     ((pc >> JC_SHIFT_A) ^ (pc >> JC_SHIFT_B)) as usize & (JC_SIZE - 1)
 }
@@ -291,10 +295,11 @@ impl TbCache {
         if !old.is_empty() {
             self.graveyard.push(old);
         }
-        for e in self.jc.entries.iter_mut() {
-            if e.tb == id {
-                e.code = code as u64;
-            }
+        // A TB is only ever entered in the jump cache at its own pc (see `jc_set`).
+        let vpc = tb_vpc(&self.slab, id);
+        let e = &mut self.jc.entries[jc_index(vpc)];
+        if e.tb == id {
+            e.code = code as u64;
         }
     }
 
@@ -357,7 +362,10 @@ impl TbCache {
         (e.tb != NO_TB && e.pc == pc && e.flags == flags).then_some(e.tb)
     }
 
+    /// Enter TB `tb`, whose virtual pc is `pc`, in the jump cache: entries are only ever
+    /// made at a TB's own pc, so promotion and invalidation look at that one index.
     pub(crate) fn jc_set(&mut self, pc: u64, flags: u32, tb: TbId) {
+        debug_assert!(self.get(tb).is_none_or(|t| t.vpc == pc), "jump-cache entry at another pc");
         let code = match self.get(tb).map(|t| &t.exec) {
             Some(Exec::Native(p)) => *p as u64,
             _ => 0,
@@ -520,10 +528,9 @@ impl TbCache {
                 slot.linked.set(NO_TB);
             }
         }
-        for e in self.jc.entries.iter_mut() {
-            if e.tb == id {
-                *e = JC_EMPTY;
-            }
+        let e = &mut self.jc.entries[jc_index(tb.vpc)];
+        if e.tb == id {
+            *e = JC_EMPTY;
         }
         // The current jump cache is scrubbed above; saved ones are cleared on swap-in.
         self.epoch += 1;
