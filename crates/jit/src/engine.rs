@@ -57,6 +57,9 @@ const HALT_POLL: Duration = Duration::from_millis(10);
 const WFI_SPINS: u32 = 64;
 /// The longest a backed-off `wfi` sleeps.
 const WFI_BACKOFF: Duration = Duration::from_micros(500);
+/// Entries after which a baseline block whose Cranelift compile is in flight returns to
+/// the dispatcher again (to install the code once it is ready; see `tier_up_baseline`).
+const RECHECK: u32 = 256;
 
 /// What the slow path needs: reached from generated code through a raw pointer.
 pub(crate) struct Ctx<C> {
@@ -508,6 +511,26 @@ impl<C: GuestCpu> Engine<C> {
     /// `Err(())`: the code cache is full.
     fn tier_up_baseline(&mut self, id: TbId) -> Result<(), ()> {
         let background = self.bg.is_some() && !self.opts.single_step;
+        let Some(tb) = self.ctx().tbs.get_mut(id) else {
+            return Ok(());
+        };
+        let Some(bl) = tb.baseline.as_mut() else {
+            return Ok(());
+        };
+        if background {
+            // Chained baseline code may not come back to the dispatcher for a long time,
+            // and only the dispatcher installs finished compiles: until this block's
+            // Cranelift code is in, its counter sends it back every RECHECK entries.
+            bl.counter.store(RECHECK, Ordering::Relaxed);
+            if bl.submitted {
+                return Ok(());
+            }
+            bl.submitted = true;
+            let (block, mmu) = (bl.block.clone(), tb.mmu);
+            if self.submit_bg(block, id, mmu) {
+                return Ok(());
+            }
+        }
         let Some(tb) = self.ctx().tbs.get(id) else {
             return Ok(());
         };
@@ -515,9 +538,6 @@ impl<C: GuestCpu> Engine<C> {
             return Ok(());
         };
         let (block, mmu) = (bl.block.clone(), tb.mmu);
-        if background && self.submit_bg(block.clone(), id, mmu) {
-            return Ok(());
-        }
         match self.compile_native(&block, id, mmu)? {
             Some((code, slots)) => {
                 let ctx = self.ctx();
@@ -525,7 +545,13 @@ impl<C: GuestCpu> Engine<C> {
                 ctx.stats.tbs_promoted += 1;
                 ctx.stats.tbs_compiled += 1;
             }
-            None => self.ctx().stats.compile_fallbacks += 1,
+            None => {
+                // Compile error (logged): the counter has wrapped; it stays baseline.
+                if let Some(bl) = self.ctx().tbs.get_mut(id).and_then(|t| t.baseline.as_mut()) {
+                    bl.counter.store(0, Ordering::Relaxed);
+                }
+                self.ctx().stats.compile_fallbacks += 1;
+            }
         }
         Ok(())
     }
@@ -561,6 +587,10 @@ impl<C: GuestCpu> Engine<C> {
             Err(e) => {
                 log::error!("Cranelift failed on the block at {:#x} (a Kite bug): {e}\n{}", p.block.pc, p.block);
                 ctx.stats.compile_fallbacks += 1;
+                // A baseline block stays baseline: stop its re-checks.
+                if let Some(bl) = ctx.tbs.get_mut(p.id).and_then(|t| t.baseline.as_mut()) {
+                    bl.counter.store(0, Ordering::Relaxed);
+                }
                 return Ok(());
             }
         };
@@ -898,7 +928,7 @@ impl<C: GuestCpu> Engine<C> {
         let stats = &mut self.ctx().stats;
         stats.baseline_ns_total += t0.elapsed().as_nanos() as u64;
         stats.tbs_baseline += r.is_some() as u64;
-        Ok(r.map(|(p, slots, counter)| ((p, slots), BaselineTb { block: block.clone(), counter })))
+        Ok(r.map(|(p, slots, counter)| ((p, slots), BaselineTb { block: block.clone(), counter, submitted: false })))
     }
 
     /// Compile (or keep for the interpreter) `block` and add it to the TB cache.

@@ -92,6 +92,8 @@ pub(crate) struct BaselineTb {
     /// Read and decremented by the generated prologue: its address is baked into the code,
     /// so it is boxed and outlives the TB until a full flush (see `TbCache::counters`).
     pub counter: Box<std::sync::atomic::AtomicU32>,
+    /// Sent to the background compiler already.
+    pub submitted: bool,
 }
 
 /// One jump-cache entry. Layout is read by generated code (see the `JC_*` offsets).
