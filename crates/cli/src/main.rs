@@ -17,6 +17,11 @@ mod spike;
 use std::io::Write;
 use std::sync::Arc;
 
+// Translation allocates and frees many small objects (IR blocks, chain slots, map nodes);
+// glibc's malloc spent ~5% of a Linux boot in its free lists (docs/performance.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, Result};
 use kite::args::{self, Action, Config, Serial};
 use kite::console::{self, Session};
