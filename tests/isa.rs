@@ -1,7 +1,8 @@
 //! Guest-level ISA tests: each bare-metal program in `tests/guest/` runs on
 //! the virt machine and must exit 0 after printing `PASS <name>`. Every
-//! program runs under both translator tiers (default and
-//! `-accel tcg,tier=interp`), which makes this a differential test of the two.
+//! program runs under three executors: the default (cold blocks as baseline code, hot
+//! ones through Cranelift), `-accel tcg,tier=jit` (Cranelift for every block) and
+//! `-accel tcg,tier=interp` (the reference interpreter): a differential test of the three.
 //! Set `KITE_TEST_EMULATOR=qemu-system-riscv64` to validate the programs on
 //! QEMU instead (the interp variants are skipped then).
 
@@ -23,6 +24,7 @@ macro_rules! isa_test {
         #[test]
         fn $default() {
             check($prog, Tier::Default);
+            check($prog, Tier::Jit);
         }
         #[test]
         fn $interp() {
@@ -46,13 +48,13 @@ isa_test!(bitmanip, bitmanip_interp, "bitmanip");
 /// The F/D and bitmanip programs built for `-M spike` (console and exit
 /// through HTIF, see tests/guest/fp_htif.c), on both tiers.
 fn check_spike(name: &str, tier: Tier) {
-    if tier == Tier::Interp && common::is_external() {
+    if tier != Tier::Default && common::is_external() {
         return;
     }
     let elf = common::guest(&format!("{name}_spike")).to_string_lossy().into_owned();
     let mut args = vec!["-M", "spike", "-nographic", "-bios", "none", "-kernel", &elf];
-    if tier == Tier::Interp {
-        args.extend(["-accel", "tcg,tier=interp"]);
+    if let Some(a) = tier.accel() {
+        args.extend(["-accel", a]);
     }
     let out = common::run_kite(&args, TIMEOUT);
     assert_passed(name, &out);
@@ -63,6 +65,7 @@ macro_rules! spike_test {
         #[test]
         fn $default() {
             check_spike($prog, Tier::Default);
+            check_spike($prog, Tier::Jit);
         }
         #[test]
         fn $interp() {

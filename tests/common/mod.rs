@@ -214,21 +214,35 @@ pub enum Tier {
     Default,
     /// `-accel tcg,tier=interp`: the reference IR interpreter.
     Interp,
+    /// `-accel tcg,tier=jit`: Cranelift for every block (the default runs cold blocks as
+    /// baseline code and only hot ones through Cranelift).
+    Jit,
+}
+
+impl Tier {
+    /// The `-accel` value selecting this tier, if it is not the default.
+    pub fn accel(self) -> Option<&'static str> {
+        match self {
+            Tier::Default => None,
+            Tier::Interp => Some("tcg,tier=interp"),
+            Tier::Jit => Some("tcg,tier=jit"),
+        }
+    }
 }
 
 /// Runs guest program `name` on the virt machine with the standard arguments.
 /// Returns `None` for a Kite-only tier when an external emulator is in use.
 pub fn run_guest(name: &str, tier: Tier, timeout: Duration) -> Option<Output> {
-    if tier == Tier::Interp && is_external() {
-        eprintln!("skipping {name} with tier=interp: KITE_TEST_EMULATOR is set");
+    if tier != Tier::Default && is_external() {
+        eprintln!("skipping {name} with {tier:?}: KITE_TEST_EMULATOR is set");
         return None;
     }
     let elf = guest(name);
     let elf = elf.to_string_lossy().into_owned();
     let mut args: Vec<&str> = VIRT_ARGS.to_vec();
     args.push(&elf);
-    if tier == Tier::Interp {
-        args.extend(["-accel", "tcg,tier=interp"]);
+    if let Some(a) = tier.accel() {
+        args.extend(["-accel", a]);
     }
     let out = run_kite(&args, timeout);
     eprintln!("{name} ({tier:?}): {:.2?}", out.elapsed);
