@@ -84,8 +84,8 @@ STATS="$TMP/stats.md"
     echo "|---|---:|---:|---:|"
 } >"$TABLE"
 {
-    echo "| workload | guest insns | TBs translated / compiled | frontend us/TB | Cranelift us/TB | softmmu slow path / insn | ITLB hits / misses | dispatches | chains linked | indirect exits | host insns / guest insn |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| workload | guest insns | TBs translated / baseline / Cranelift | frontend us/TB | baseline us/TB | Cranelift us/TB | softmmu slow path / insn | ITLB hits / misses | dispatches | chains linked | indirect exits | host insns / guest insn |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$STATS"
 for w in "${WORKLOADS[@]}"; do
     IFS='|' read -r name marker args <<<"$w"
@@ -121,13 +121,14 @@ except (OSError, StopIteration, ValueError):
 try:
     text = open(path).read()
 except OSError:
-    print(f"| {name} | (no stats) |||||||||")
+    print(f"| {name} | (no stats) ||||||||||")
     sys.exit()
 v = {k: int(x) for k, x in re.findall(r"(\w+): (\d+),", text)}
 g = lambda k: v.get(k, 0)
 per = lambda a, b: f"{g(a) / g(b) / 1000:.1f}" if g(b) else "-"
 ins = g("insns") or 1
-print(f"| {name} | {g('insns')} | {g('tbs_translated')} / {g('tbs_compiled')} | {per('translate_ns_total', 'tbs_translated')} "
+print(f"| {name} | {g('insns')} | {g('tbs_translated')} / {g('tbs_baseline')} / {g('tbs_compiled')} "
+      f"| {per('translate_ns_total', 'tbs_translated')} | {per('baseline_ns_total', 'tbs_baseline')} "
       f"| {per('compile_ns_total', 'tbs_compiled')} | {g('tlb_slow_path') / ins:.5f} | {g('itlb_hits')} / {g('itlb_misses')} "
       f"| {g('dispatches')} | {g('chains_linked')} | {g('indirect')} "
       f"| {f'{host / ins:.1f}' if host else '-'} |")
