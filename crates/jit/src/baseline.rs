@@ -54,6 +54,8 @@ pub(crate) struct Baseline {
     labels: Vec<DynamicLabel>,
     stubs: Vec<Stub>,
     uses: Vec<u32>,
+    multi: Vec<bool>,
+    locs: Vec<Loc>,
 }
 
 impl std::fmt::Debug for Baseline {
@@ -65,9 +67,33 @@ impl std::fmt::Debug for Baseline {
 /// Where a block's out-of-line pieces come back to, and what they need.
 enum Stub {
     /// A TLB miss: call the slow path for access `kind`.
-    Slow { entry: DynamicLabel, back: DynamicLabel, pc: u64, info: u64, store: Option<(Temp, u64)>, load_i32: bool },
+    Slow {
+        entry: DynamicLabel,
+        back: DynamicLabel,
+        pc: u64,
+        info: u64,
+        /// A store's value (where it is, whether it is an I32) and the pc after it.
+        store: Option<(Loc, bool, u64)>,
+        load_i32: bool,
+    },
     /// A non-zero status after a call (`check_status` in codegen.rs).
     Status { entry: DynamicLabel, rem: u32, rem_after: u32, pc_on_exit: Option<(u64, u64)> },
+}
+
+/// Where a temp's value is. Temps start in their frame slot; a temp defined once (never a
+/// `mov` destination) by a constant that fits an imm32, or by a load of guest state, is not
+/// materialised at all: its readers use the immediate or the state field directly. A state
+/// binding holds while the field is unchanged: it is written to the slot before a store to
+/// that field, before a helper that writes state, and before any branch or label (where
+/// control paths meet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loc {
+    /// `[rsp + off]`.
+    Slot(i32),
+    /// `[rbx + off]`.
+    State(i32),
+    /// The immediate (sign-extended for I64; the raw low 32 bits for I32).
+    Imm(i32),
 }
 
 /// Errors: blocks the emitter does not handle run on the interpreter instead.
@@ -87,6 +113,8 @@ impl Baseline {
             labels: Vec::new(),
             stubs: Vec::new(),
             uses: Vec::new(),
+            multi: Vec::new(),
+            locs: Vec::new(),
         }
     }
 
@@ -101,7 +129,11 @@ impl Baseline {
         let mut stubs = std::mem::take(&mut self.stubs);
         stubs.clear();
         let mut uses = std::mem::take(&mut self.uses);
-        count_uses(spec.block, &mut uses);
+        let mut multi = std::mem::take(&mut self.multi);
+        count_uses(spec.block, &mut uses, &mut multi);
+        let mut locs = std::mem::take(&mut self.locs);
+        locs.clear();
+        locs.extend((0..spec.block.temps.len()).map(|t| Loc::Slot(8 * t as i32)));
         let mut e = Emit {
             ops,
             spec,
@@ -115,6 +147,9 @@ impl Baseline {
             epilogue,
             status_exit: None,
             uses,
+            multi,
+            locs,
+            bound: Vec::new(),
             at: 0,
             rax_holds: None,
             rax_avail: None,
@@ -123,6 +158,8 @@ impl Baseline {
         self.labels = std::mem::take(&mut e.labels);
         self.stubs = std::mem::take(&mut e.stubs);
         self.uses = std::mem::take(&mut e.uses);
+        self.multi = std::mem::take(&mut e.multi);
+        self.locs = std::mem::take(&mut e.locs);
         r?;
         // `drain` keeps the assembler's buffers for the next block; on an error the
         // assembler is dropped (it may hold unresolved references).
@@ -154,6 +191,12 @@ struct Emit<'a, 'b> {
     status_exit: Option<DynamicLabel>,
     /// Reads of each temp in the block.
     uses: Vec<u32>,
+    /// Temps assigned more than once (`mov` destinations): always in their slot.
+    multi: Vec<bool>,
+    /// Where each temp's value is (see [`Loc`]).
+    locs: Vec<Loc>,
+    /// Temps currently bound to a state field.
+    bound: Vec<Temp>,
     /// Index of the instruction being emitted.
     at: usize,
     /// The temp whose value `rax` holds at the end of the previous instruction (its
@@ -177,10 +220,20 @@ fn rax_operand(inst: &Inst) -> Option<Temp> {
     }
 }
 
-/// How many times each temp is read (into `uses`, one entry per temp).
-fn count_uses(block: &kite_ir::Block, uses: &mut Vec<u32>) {
+/// How many times each temp is read (into `uses`, one entry per temp), and which temps are
+/// `mov` destinations (into `multi`).
+fn count_uses(block: &kite_ir::Block, uses: &mut Vec<u32>, multi: &mut Vec<bool>) {
     uses.clear();
     uses.resize(block.temps.len(), 0);
+    multi.clear();
+    multi.resize(block.temps.len(), false);
+    for inst in &block.insts {
+        if let Inst::Mov { dst, .. } = *inst {
+            if let Some(m) = multi.get_mut(dst.0 as usize) {
+                *m = true;
+            }
+        }
+    }
     let mut r = |t: Temp| {
         if let Some(u) = uses.get_mut(t.0 as usize) {
             *u += 1;
@@ -264,8 +317,46 @@ impl Emit<'_, '_> {
         if r == RAX {
             self.rax_avail = None;
         }
-        let s = self.slot(t);
-        dynasm!(self.ops ; .arch x64 ; mov Rq(r), QWORD [rsp + s]);
+        let (loc, i32) = (self.loc(t), self.ty(t) == Ty::I32);
+        self.ld_loc(r, loc, i32);
+    }
+
+    /// `reg = ` the value at `loc` (of an I32 temp when `i32`), zero-extended.
+    fn ld_loc(&mut self, r: u8, loc: Loc, i32: bool) {
+        match loc {
+            Loc::Slot(s) => dynasm!(self.ops ; .arch x64 ; mov Rq(r), QWORD [rsp + s]),
+            Loc::State(o) if i32 => dynasm!(self.ops ; .arch x64 ; mov Rd(r), DWORD [rbx + o]),
+            Loc::State(o) => dynasm!(self.ops ; .arch x64 ; mov Rq(r), QWORD [rbx + o]),
+            Loc::Imm(v) if i32 => dynasm!(self.ops ; .arch x64 ; mov Rd(r), v),
+            Loc::Imm(v) => dynasm!(self.ops ; .arch x64 ; mov Rq(r), v),
+        }
+    }
+
+    fn loc(&self, t: Temp) -> Loc {
+        self.locs[t.0 as usize]
+    }
+
+    /// Write temps bound to state fields overlapping `[off, off+len)` (all of them when
+    /// `len` is `None`) to their slots, through `rcx` (`rax` may hold the next operand).
+    fn materialize(&mut self, range: Option<(i32, i32)>) {
+        let mut i = 0;
+        while i < self.bound.len() {
+            let t = self.bound[i];
+            let Loc::State(o) = self.loc(t) else {
+                self.bound.swap_remove(i);
+                continue;
+            };
+            let w = (self.ty(t).bits() / 8) as i32;
+            if range.is_some_and(|(off, len)| !(o < off + len && off < o + w)) {
+                i += 1;
+                continue;
+            }
+            self.ld(RCX, t);
+            let s = self.slot(t);
+            dynasm!(self.ops ; .arch x64 ; mov QWORD [rsp + s], rcx);
+            self.locs[t.0 as usize] = Loc::Slot(s);
+            self.bound.swap_remove(i);
+        }
     }
 
     /// `temp = reg`, canonicalising I32 results (their upper half must be zero).
@@ -280,6 +371,7 @@ impl Emit<'_, '_> {
     /// for the next instruction, and not stored at all if that instruction is its only
     /// reader and takes it from `rax` (see [`rax_operand`]).
     fn st_canon(&mut self, t: Temp, r: u8) {
+        self.locs[t.0 as usize] = Loc::Slot(self.slot(t));
         if r == RAX {
             self.rax_holds = Some(t);
             let next = self.spec.block.insts[self.at + 1..].iter().find(|i| !matches!(i, Inst::InsnStart { .. }));
@@ -394,11 +486,18 @@ impl Emit<'_, '_> {
             Inst::Const { dst, val } => {
                 let v = self.ty(dst).mask(val);
                 let s = self.slot(dst);
-                if fits_i32(v) {
-                    dynasm!(self.ops ; .arch x64 ; mov QWORD [rsp + s], v as i32);
-                } else {
-                    self.mov_imm(RAX, v);
-                    dynasm!(self.ops ; .arch x64 ; mov QWORD [rsp + s], rax);
+                let imm = match self.ty(dst) {
+                    Ty::I32 => Some(v as u32 as i32),
+                    Ty::I64 if fits_i32(v) => Some(v as i32),
+                    Ty::I64 => None,
+                };
+                match imm {
+                    Some(k) if !self.multi[dst.0 as usize] => self.locs[dst.0 as usize] = Loc::Imm(k),
+                    _ if fits_i32(v) => dynasm!(self.ops ; .arch x64 ; mov QWORD [rsp + s], v as i32),
+                    _ => {
+                        self.mov_imm(RAX, v);
+                        dynasm!(self.ops ; .arch x64 ; mov QWORD [rsp + s], rax);
+                    }
                 }
             }
             Inst::Mov { dst, src } => {
@@ -407,14 +506,22 @@ impl Emit<'_, '_> {
             }
             Inst::LdState { dst, off } => {
                 let o = self.state_off(off)?;
-                match self.ty(dst) {
-                    Ty::I32 => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [rbx + o]),
-                    Ty::I64 => dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [rbx + o]),
+                if off >= offsets::HEADER_END && !self.multi[dst.0 as usize] {
+                    // Read where it is used (see `Loc`).
+                    self.locs[dst.0 as usize] = Loc::State(o);
+                    self.bound.push(dst);
+                } else {
+                    match self.ty(dst) {
+                        Ty::I32 => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [rbx + o]),
+                        Ty::I64 => dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [rbx + o]),
+                    }
+                    self.st_canon(dst, RAX);
                 }
-                self.st_canon(dst, RAX);
             }
             Inst::StState { src, off } => {
                 let o = self.state_off(off)?;
+                let len = (self.ty(src).bits() / 8) as i32;
+                self.materialize(Some((o, len)));
                 self.ld(RAX, src);
                 match self.ty(src) {
                     Ty::I32 => dynasm!(self.ops ; .arch x64 ; mov DWORD [rbx + o], eax),
@@ -432,8 +539,8 @@ impl Emit<'_, '_> {
             Inst::Select { dst, c, a, b } => {
                 self.ld(RCX, c);
                 self.ld(RAX, a);
-                let sb = self.slot(b);
-                dynasm!(self.ops ; .arch x64 ; test rcx, rcx ; cmovz rax, QWORD [rsp + sb]);
+                self.ld(RDX, b);
+                dynasm!(self.ops ; .arch x64 ; test rcx, rcx ; cmovz rax, rdx);
                 self.st(dst, RAX);
             }
             Inst::Load { dst, addr, mop } => self.mem(addr, mop, Access::Read, None, Some(dst), 0),
@@ -444,14 +551,18 @@ impl Emit<'_, '_> {
             Inst::Atomic { op, dst, addr, src, expected, mop } => self.atomic(i, op, dst, addr, src, expected, mop),
             Inst::Call { helper, ref args, dst } => self.call(helper, args, dst)?,
             Inst::SetLabel(l) => {
+                // Paths meet here: every value must be where all of them put it.
+                self.materialize(None);
                 let lbl = self.labels[l.0 as usize];
                 dynasm!(self.ops ; .arch x64 ; =>lbl);
             }
             Inst::Br(l) => {
+                self.materialize(None);
                 let lbl = self.labels[l.0 as usize];
                 dynasm!(self.ops ; .arch x64 ; jmp =>lbl);
             }
             Inst::BrCond { cond, a, b, target } => {
+                self.materialize(None);
                 self.cmp(a, b);
                 let lbl = self.labels[target.0 as usize];
                 self.jcc(cond, lbl);
@@ -476,10 +587,13 @@ impl Emit<'_, '_> {
     /// Flags for `a <cond> b` in the operands' width.
     fn cmp(&mut self, a: Temp, b: Temp) {
         self.ld(RAX, a);
-        let sb = self.slot(b);
-        match self.ty(a) {
-            Ty::I32 => dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD [rsp + sb]),
-            Ty::I64 => dynasm!(self.ops ; .arch x64 ; cmp rax, QWORD [rsp + sb]),
+        match (self.loc(b), self.ty(a)) {
+            (Loc::Slot(s), Ty::I32) => dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD [rsp + s]),
+            (Loc::Slot(s), Ty::I64) => dynasm!(self.ops ; .arch x64 ; cmp rax, QWORD [rsp + s]),
+            (Loc::State(o), Ty::I32) => dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD [rbx + o]),
+            (Loc::State(o), Ty::I64) => dynasm!(self.ops ; .arch x64 ; cmp rax, QWORD [rbx + o]),
+            (Loc::Imm(v), Ty::I32) => dynasm!(self.ops ; .arch x64 ; cmp eax, v),
+            (Loc::Imm(v), Ty::I64) => dynasm!(self.ops ; .arch x64 ; cmp rax, v),
         }
     }
 
@@ -515,21 +629,24 @@ impl Emit<'_, '_> {
 
     fn bin(&mut self, op: BinOp, dst: Temp, a: Temp, b: Temp) {
         let w64 = self.ty(dst) == Ty::I64;
-        let sb = self.slot(b);
+        let lb = self.loc(b);
         self.ld(RAX, a);
         macro_rules! alu {
             ($m:ident) => {
-                if w64 {
-                    dynasm!(self.ops ; .arch x64 ; $m rax, QWORD [rsp + sb]);
-                } else {
-                    dynasm!(self.ops ; .arch x64 ; $m eax, DWORD [rsp + sb]);
+                match (lb, w64) {
+                    (Loc::Slot(s), true) => dynasm!(self.ops ; .arch x64 ; $m rax, QWORD [rsp + s]),
+                    (Loc::Slot(s), false) => dynasm!(self.ops ; .arch x64 ; $m eax, DWORD [rsp + s]),
+                    (Loc::State(o), true) => dynasm!(self.ops ; .arch x64 ; $m rax, QWORD [rbx + o]),
+                    (Loc::State(o), false) => dynasm!(self.ops ; .arch x64 ; $m eax, DWORD [rbx + o]),
+                    (Loc::Imm(v), true) => dynasm!(self.ops ; .arch x64 ; $m rax, v),
+                    (Loc::Imm(v), false) => dynasm!(self.ops ; .arch x64 ; $m eax, v),
                 }
             };
         }
         macro_rules! shift {
             ($m:ident) => {{
-                dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD [rsp + sb]);
                 // The hardware takes the count modulo the operand width, as the IR does.
+                self.ld(RCX, b);
                 if w64 {
                     dynasm!(self.ops ; .arch x64 ; $m rax, cl);
                 } else {
@@ -539,7 +656,7 @@ impl Emit<'_, '_> {
         }
         macro_rules! minmax {
             ($cmov:ident) => {{
-                dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD [rsp + sb]);
+                self.ld(RCX, b);
                 if w64 {
                     dynasm!(self.ops ; .arch x64 ; cmp rax, rcx ; $cmov rax, rcx);
                 } else {
@@ -554,7 +671,14 @@ impl Emit<'_, '_> {
             BinOp::And => alu!(and),
             BinOp::Or => alu!(or),
             BinOp::Xor => alu!(xor),
-            BinOp::Mul => alu!(imul),
+            BinOp::Mul => {
+                self.ld(RCX, b);
+                if w64 {
+                    dynasm!(self.ops ; .arch x64 ; imul rax, rcx);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; imul eax, ecx);
+                }
+            }
             BinOp::Shl => shift!(shl),
             BinOp::Shr => shift!(shr),
             BinOp::Sar => shift!(sar),
@@ -566,39 +690,43 @@ impl Emit<'_, '_> {
             BinOp::MaxU => minmax!(cmovb),
             BinOp::MulHs => {
                 out = RDX;
+                self.ld(RCX, b);
                 if w64 {
-                    dynasm!(self.ops ; .arch x64 ; imul QWORD [rsp + sb]);
+                    dynasm!(self.ops ; .arch x64 ; imul rcx);
                 } else {
-                    dynasm!(self.ops ; .arch x64 ; imul DWORD [rsp + sb]);
+                    dynasm!(self.ops ; .arch x64 ; imul ecx);
                 }
             }
             BinOp::MulHu => {
                 out = RDX;
+                self.ld(RCX, b);
                 if w64 {
-                    dynasm!(self.ops ; .arch x64 ; mul QWORD [rsp + sb]);
+                    dynasm!(self.ops ; .arch x64 ; mul rcx);
                 } else {
-                    dynasm!(self.ops ; .arch x64 ; mul DWORD [rsp + sb]);
+                    dynasm!(self.ops ; .arch x64 ; mul ecx);
                 }
             }
             BinOp::MulHsu => {
                 // signed(a) * unsigned(b): the unsigned high half minus b where a < 0.
                 out = RDX;
-                self.ld(RCX, a);
+                self.ld(RCX, b);
                 if w64 {
                     dynasm!(self.ops
                         ; .arch x64
-                        ; mul QWORD [rsp + sb]
-                        ; sar rcx, 63
-                        ; and rcx, QWORD [rsp + sb]
-                        ; sub rdx, rcx
+                        ; mov r8, rax
+                        ; mul rcx
+                        ; sar r8, 63
+                        ; and r8, rcx
+                        ; sub rdx, r8
                     );
                 } else {
                     dynasm!(self.ops
                         ; .arch x64
-                        ; mul DWORD [rsp + sb]
-                        ; sar ecx, 31
-                        ; and ecx, DWORD [rsp + sb]
-                        ; sub edx, ecx
+                        ; mov r8d, eax
+                        ; mul ecx
+                        ; sar r8d, 31
+                        ; and r8d, ecx
+                        ; sub edx, r8d
                     );
                 }
             }
@@ -609,7 +737,8 @@ impl Emit<'_, '_> {
                     out = RDX;
                 }
                 let (zero, done) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
-                dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD [rsp + sb] ; test rcx, rcx ; jz =>zero ; xor edx, edx);
+                self.ld(RCX, b);
+                dynasm!(self.ops ; .arch x64 ; test rcx, rcx ; jz =>zero ; xor edx, edx);
                 if w64 {
                     dynasm!(self.ops ; .arch x64 ; div rcx);
                 } else {
@@ -631,12 +760,8 @@ impl Emit<'_, '_> {
                 }
                 let (zero, m1, done) =
                     (self.ops.new_dynamic_label(), self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
-                dynasm!(self.ops
-                    ; .arch x64
-                    ; mov rcx, QWORD [rsp + sb]
-                    ; test rcx, rcx
-                    ; jz =>zero
-                );
+                self.ld(RCX, b);
+                dynasm!(self.ops ; .arch x64 ; test rcx, rcx ; jz =>zero);
                 if w64 {
                     dynasm!(self.ops ; .arch x64 ; cmp rcx, -1 ; je =>m1 ; cqo ; idiv rcx);
                 } else {
@@ -761,7 +886,7 @@ impl Emit<'_, '_> {
             back,
             pc: self.pc,
             info,
-            store: src.map(|s| (s, next_pc)),
+            store: src.map(|s| (self.loc(s), self.ty(s) == Ty::I32, next_pc)),
             load_i32,
         });
     }
@@ -796,15 +921,11 @@ impl Emit<'_, '_> {
         let pc = self.pc;
         self.store_pc(pc);
         let info = softmmu::info(mop, Access::Write, self.spec.mmu, self.spec.tb) | softmmu::atomic_info(op);
-        let (o_addr, o_src, o_exp) = (self.slot(addr), self.slot(src), self.slot(expected));
         self.mov_imm(7, self.spec.ctx);
-        dynasm!(self.ops
-            ; .arch x64
-            ; mov rsi, rbx
-            ; mov rdx, QWORD [rsp + o_addr]
-            ; mov r8, QWORD [rsp + o_src]
-            ; mov r9, QWORD [rsp + o_exp]
-        );
+        dynasm!(self.ops ; .arch x64 ; mov rsi, rbx);
+        self.ld(RDX, addr);
+        self.ld(8, src);
+        self.ld(9, expected);
         self.mov_imm(RCX, info);
         self.mov_imm(RAX, self.spec.slow);
         dynasm!(self.ops ; .arch x64 ; call rax);
@@ -815,6 +936,10 @@ impl Emit<'_, '_> {
     fn call(&mut self, h: &Helper, args: &[Temp], dst: Option<Temp>) -> Result<(), String> {
         if args.len() > 4 {
             return Err(format!("helper {} has {} arguments", h.name, args.len()));
+        }
+        if h.effects.writes_state {
+            // Values read from state fields before the call must not see its writes.
+            self.materialize(None);
         }
         if h.effects.may_exit {
             let pc = self.pc;
@@ -937,8 +1062,8 @@ impl Emit<'_, '_> {
                     dynasm!(self.ops ; .arch x64 ; mov rsi, rbx);
                     self.mov_imm(RCX, info);
                     match store {
-                        Some((s, next)) => {
-                            self.ld(8, s);
+                        Some((loc, i32, next)) => {
+                            self.ld_loc(8, loc, i32);
                             self.mov_imm(9, next);
                         }
                         None => dynasm!(self.ops ; .arch x64 ; xor r8d, r8d ; xor r9d, r9d),

@@ -372,6 +372,56 @@ fn atomics_of_every_op_size_and_address_kind() {
     }
 }
 
+/// Values read from guest state stay valid after the field is overwritten: by a store to
+/// it, on one side of a branch, and by a helper that writes state (the baseline compiler
+/// reads single-use state loads where they are used, and must write them out first).
+#[test]
+fn state_reads_survive_later_writes_of_the_field() {
+    for case in 0..4 {
+        for taken in [false, true] {
+            let mut b = Builder::new(0x1000);
+            b.insn_start(0x1000);
+            let old4 = b.ld_state(Ty::I64, reg(4));
+            let old4w = b.ld_state(Ty::I32, reg(4));
+            let k0 = b.const64(0x1234_5678_9abc);
+            let k32 = b.const32(0x8000_0001);
+            // The new field value depends on the old one, so the block's second run (see
+            // `run_tier`) shows a stale read of the first.
+            let k = b.bin(BinOp::Add, old4, k0);
+            let k32 = b.bin(BinOp::Xor, old4w, k32);
+            match case {
+                0 => b.st_state(k, reg(4)),
+                1 => {
+                    // Write the field on the fall-through side only.
+                    let l = b.label();
+                    let x = b.const64(taken as u64);
+                    let zero = b.const64(0);
+                    b.brcond(Cond::Ne, x, zero, l);
+                    b.st_state(k, reg(4));
+                    b.set_label(l);
+                }
+                2 => {
+                    b.call(&HELPERS[2], &[k]);
+                }
+                _ => {
+                    // A narrower store into the field's low half.
+                    b.st_state(k32, reg(4));
+                }
+            }
+            let sum = b.bin(BinOp::Add, old4, k);
+            b.st_state(old4, reg(8));
+            b.st_state(sum, reg(9));
+            let w = b.bin(BinOp::Xor, old4w, k32);
+            b.st_state(w, reg(10));
+            b.exit(Exit::Goto(0x1004));
+            b.set_extent(1, 4);
+            // Every tier must agree with the reference interpreter (the block runs twice, so
+            // the second run reads what the first wrote).
+            check_any(&b.finish(), &|_| {});
+        }
+    }
+}
+
 #[test]
 fn faults_are_precise_and_flush_cached_state() {
     let mut b = Builder::new(0x1000);
