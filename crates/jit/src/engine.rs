@@ -446,7 +446,7 @@ impl<C: GuestCpu> Engine<C> {
             }
         }
         if let Some(hot) = self.hot.take() {
-            if self.tier_up_baseline(hot).is_err() {
+            if self.tier_up_baseline(cpu_ptr, hot).is_err() {
                 self.full_flush();
             }
         }
@@ -509,7 +509,7 @@ impl<C: GuestCpu> Engine<C> {
     /// A baseline TB's entry counter ran out: recompile it with Cranelift (in the
     /// background when there is a worker; it keeps running baseline code meanwhile).
     /// `Err(())`: the code cache is full.
-    fn tier_up_baseline(&mut self, id: TbId) -> Result<(), ()> {
+    fn tier_up_baseline(&mut self, cpu_ptr: *mut C, id: TbId) -> Result<(), ()> {
         let background = self.bg.is_some() && !self.opts.single_step;
         let Some(tb) = self.ctx().tbs.get_mut(id) else {
             return Ok(());
@@ -522,22 +522,27 @@ impl<C: GuestCpu> Engine<C> {
             // and only the dispatcher installs finished compiles: until this block's
             // Cranelift code is in, its counter sends it back every RECHECK entries.
             bl.counter.store(RECHECK, Ordering::Relaxed);
-            if bl.submitted {
-                return Ok(());
-            }
-            bl.submitted = true;
-            let (block, mmu) = (bl.block.clone(), tb.mmu);
-            if self.submit_bg(block, id, mmu) {
+            if bl.inflight.is_some() {
                 return Ok(());
             }
         }
-        let Some(tb) = self.ctx().tbs.get(id) else {
+        let mmu = tb.mmu;
+        let Some(block) = self.retranslate(cpu_ptr, id) else {
+            // Not reproducible (a debugger's breakpoint shortened it): stays baseline.
+            if let Some(bl) = self.ctx().tbs.get_mut(id).and_then(|t| t.baseline.as_mut()) {
+                bl.counter.store(0, Ordering::Relaxed);
+            }
             return Ok(());
         };
-        let Some(bl) = tb.baseline.as_ref() else {
-            return Ok(());
-        };
-        let (block, mmu) = (bl.block.clone(), tb.mmu);
+        let block = Arc::new(block);
+        if background {
+            if let Some(bl) = self.ctx().tbs.get_mut(id).and_then(|t| t.baseline.as_mut()) {
+                bl.inflight = Some(block.clone());
+            }
+            if self.submit_bg(block.clone(), id, mmu) {
+                return Ok(());
+            }
+        }
         match self.compile_native(&block, id, mmu)? {
             Some((code, slots)) => {
                 let ctx = self.ctx();
@@ -554,6 +559,51 @@ impl<C: GuestCpu> Engine<C> {
             }
         }
         Ok(())
+    }
+
+    /// Translate TB `id`'s guest code again (for its Cranelift recompile). The code bytes
+    /// are unchanged while the TB exists (a store to them invalidates it); `None` if the
+    /// result is not the same block (e.g. a breakpoint limited the original).
+    fn retranslate(&mut self, cpu_ptr: *mut C, id: TbId) -> Option<Block> {
+        let t0 = Instant::now();
+        let tb = self.ctx().tbs.get(id)?;
+        let (pc, flags, phys, page2, size) = (tb.vpc, tb.flags, tb.phys_pc, tb.phys_page2, tb.size);
+        let ninsns = tb.baseline.as_ref()?.ninsns;
+        let mem = self.ctx().mem.clone();
+        let (p0, left0) = mem.ram_ptr(phys)?;
+        let avail0 = left0.min(PAGE_SIZE - (pc & !PAGE_MASK));
+        let second = match page2 {
+            Some(p) => Some(mem.ram_ptr(p)?),
+            None => None,
+        };
+        let page1 = (pc & PAGE_MASK).wrapping_add(PAGE_SIZE);
+        // SAFETY: no TB is running; the dispatcher owns the CPU here (shared use only).
+        let cpu = unsafe { &*cpu_ptr };
+        let byte = |a: u64| -> Option<u8> {
+            let off = a.wrapping_sub(pc);
+            if off < avail0 {
+                // SAFETY: `off < avail0 <= left0` bytes of RAM from `p0`.
+                return Some(unsafe { p0.add(off as usize).read() });
+            }
+            let off1 = a.wrapping_sub(page1);
+            match second {
+                // SAFETY: `off1 < left` bytes of RAM from `p`.
+                Some((p, left)) if off1 < left.min(PAGE_SIZE) => Some(unsafe { p.add(off1 as usize).read() }),
+                _ => None,
+            }
+        };
+        let mut fetch = |a: u64| -> Result<u16, Fault> {
+            match (byte(a), byte(a.wrapping_add(1))) {
+                (Some(l), Some(h)) => Ok(l as u16 | (h as u16) << 8),
+                _ => Err(cpu.fault_for(FaultKind::AccessFault, Access::Exec, a)),
+            }
+        };
+        let mut b = Builder::new(pc);
+        cpu.translate_block(pc, flags, TbLimits { max_insns: ninsns }, &mut fetch, &mut b);
+        let block = b.finish();
+        let stats = &mut self.ctx().stats;
+        stats.translate_ns_total += t0.elapsed().as_nanos() as u64;
+        (block.size == size && block.ninsns == ninsns && block.validate().is_ok()).then_some(block)
     }
 
     /// Send `block` (TB `id`) to the background compiler; `false` if it is gone.
@@ -576,7 +626,7 @@ impl<C: GuestCpu> Engine<C> {
         ctx.stats.compile_ns_total += d.ns;
         let current = ctx.tbs.get(p.id).is_some_and(|tb| match (&tb.exec, &tb.baseline) {
             (Exec::Interp(b, _), _) => Arc::ptr_eq(b, &p.block),
-            (Exec::Native(_), Some(bl)) => Arc::ptr_eq(&bl.block, &p.block),
+            (Exec::Native(_), Some(bl)) => bl.inflight.as_ref().is_some_and(|b| Arc::ptr_eq(b, &p.block)),
             _ => false,
         });
         if !current {
@@ -928,7 +978,7 @@ impl<C: GuestCpu> Engine<C> {
         let stats = &mut self.ctx().stats;
         stats.baseline_ns_total += t0.elapsed().as_nanos() as u64;
         stats.tbs_baseline += r.is_some() as u64;
-        Ok(r.map(|(p, slots, counter)| ((p, slots), BaselineTb { block: block.clone(), counter, submitted: false })))
+        Ok(r.map(|(p, slots, counter)| ((p, slots), BaselineTb { ninsns: block.ninsns, counter, inflight: None })))
     }
 
     /// Compile (or keep for the interpreter) `block` and add it to the TB cache.
