@@ -150,6 +150,7 @@ impl Baseline {
             multi,
             locs,
             bound: Vec::new(),
+            entry_exits: None,
             at: 0,
             rax_holds: None,
             rax_avail: None,
@@ -197,6 +198,8 @@ struct Emit<'a, 'b> {
     locs: Vec<Loc>,
     /// Temps currently bound to a state field.
     bound: Vec<Temp>,
+    /// The prologue's out-of-line exits: (exit request, hot, the context's `hot` word).
+    entry_exits: Option<(DynamicLabel, DynamicLabel, u64)>,
     /// Index of the instruction being emitted.
     at: usize,
     /// The temp whose value `rax` holds at the end of the previous instruction (its
@@ -442,17 +445,9 @@ impl Emit<'_, '_> {
         if n > 0 {
             dynasm!(self.ops ; .arch x64 ; add QWORD [rbx + ic], n);
         }
-        // Out-of-line: the exit request (as codegen's prologue) and the tier-up request.
-        let body = self.ops.new_dynamic_label();
-        dynasm!(self.ops ; .arch x64 ; jmp =>body ; =>xr);
-        let pc = self.spec.block.pc;
-        self.leave(pc, status::EXIT_REQUEST as u64);
-        dynasm!(self.ops ; .arch x64 ; =>hot_l);
-        self.mov_imm(RAX, hot);
-        let id = self.spec.tb as i32;
-        dynasm!(self.ops ; .arch x64 ; mov DWORD [rax], id);
-        self.leave(pc, ret::HOT);
-        dynasm!(self.ops ; .arch x64 ; =>body);
+        // Out of line (after the body, see `emit_stubs`): the exit request (as codegen's
+        // prologue) and the tier-up request.
+        self.entry_exits = Some((xr, hot_l, hot));
         Ok(())
     }
 
@@ -502,7 +497,7 @@ impl Emit<'_, '_> {
             }
             Inst::Mov { dst, src } => {
                 self.ld(RAX, src);
-                self.st(dst, RAX);
+                self.st_canon(dst, RAX);
             }
             Inst::LdState { dst, off } => {
                 let o = self.state_off(off)?;
@@ -534,14 +529,14 @@ impl Emit<'_, '_> {
                 self.cmp(a, b);
                 self.setcc(cond);
                 dynasm!(self.ops ; .arch x64 ; movzx eax, al);
-                self.st(dst, RAX);
+                self.st_canon(dst, RAX);
             }
             Inst::Select { dst, c, a, b } => {
                 self.ld(RCX, c);
                 self.ld(RAX, a);
                 self.ld(RDX, b);
                 dynasm!(self.ops ; .arch x64 ; test rcx, rcx ; cmovz rax, rdx);
-                self.st(dst, RAX);
+                self.st_canon(dst, RAX);
             }
             Inst::Load { dst, addr, mop } => self.mem(addr, mop, Access::Read, None, Some(dst), 0),
             Inst::Store { src, addr, mop } => {
@@ -747,8 +742,10 @@ impl Emit<'_, '_> {
                 dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>zero);
                 if rem {
                     dynasm!(self.ops ; .arch x64 ; mov rdx, rax);
-                } else {
+                } else if w64 {
                     dynasm!(self.ops ; .arch x64 ; mov rax, -1);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; mov eax, -1);
                 }
                 dynasm!(self.ops ; .arch x64 ; =>done);
             }
@@ -778,13 +775,16 @@ impl Emit<'_, '_> {
                 dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>zero);
                 if rem {
                     dynasm!(self.ops ; .arch x64 ; mov rdx, rax);
-                } else {
+                } else if w64 {
                     dynasm!(self.ops ; .arch x64 ; mov rax, -1);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; mov eax, -1);
                 }
                 dynasm!(self.ops ; .arch x64 ; =>done);
             }
         }
-        self.st(dst, out);
+        // Every 32-bit form above leaves its result zero-extended.
+        self.st_canon(dst, out);
     }
 
     fn un(&mut self, op: UnOp, dst: Temp, src: Temp) -> Result<(), String> {
@@ -818,7 +818,8 @@ impl Emit<'_, '_> {
             UnOp::Bswap => dynasm!(self.ops ; .arch x64 ; bswap eax),
             UnOp::Clz | UnOp::Ctz | UnOp::Popcnt => return Err(format!("{op:?} needs a host feature")),
         }
-        self.st(dst, RAX);
+        // 32-bit forms zero-extend; 64-bit results are only produced for I64 destinations.
+        self.st_canon(dst, RAX);
         Ok(())
     }
 
@@ -1050,6 +1051,16 @@ impl Emit<'_, '_> {
 
     /// The out-of-line pieces, then the shared exits.
     fn emit_stubs(&mut self) {
+        if let Some((xr, hot_l, hot)) = self.entry_exits.take() {
+            let pc = self.spec.block.pc;
+            dynasm!(self.ops ; .arch x64 ; =>xr);
+            self.leave(pc, status::EXIT_REQUEST as u64);
+            dynasm!(self.ops ; .arch x64 ; =>hot_l);
+            self.mov_imm(RAX, hot);
+            let id = self.spec.tb as i32;
+            dynasm!(self.ops ; .arch x64 ; mov DWORD [rax], id);
+            self.leave(pc, ret::HOT);
+        }
         let (pco, ic, sto) = (offsets::PC as i32, offsets::ICOUNT as i32, offsets::STATUS as i32);
         let mut stubs = std::mem::take(&mut self.stubs);
         for stub in stubs.drain(..) {
