@@ -55,6 +55,7 @@ pub(crate) struct Baseline {
     stubs: Vec<Stub>,
     uses: Vec<u32>,
     multi: Vec<bool>,
+    last: Vec<u32>,
     locs: Vec<Loc>,
 }
 
@@ -114,6 +115,7 @@ impl Baseline {
             stubs: Vec::new(),
             uses: Vec::new(),
             multi: Vec::new(),
+            last: Vec::new(),
             locs: Vec::new(),
         }
     }
@@ -130,7 +132,8 @@ impl Baseline {
         stubs.clear();
         let mut uses = std::mem::take(&mut self.uses);
         let mut multi = std::mem::take(&mut self.multi);
-        count_uses(spec.block, &mut uses, &mut multi);
+        let mut last = std::mem::take(&mut self.last);
+        count_uses(spec.block, &mut uses, &mut multi, &mut last);
         let mut locs = std::mem::take(&mut self.locs);
         locs.clear();
         locs.extend((0..spec.block.temps.len()).map(|t| Loc::Slot(8 * t as i32)));
@@ -148,6 +151,7 @@ impl Baseline {
             status_exit: None,
             uses,
             multi,
+            last,
             locs,
             bound: Vec::new(),
             entry_exits: None,
@@ -160,6 +164,7 @@ impl Baseline {
         self.stubs = std::mem::take(&mut e.stubs);
         self.uses = std::mem::take(&mut e.uses);
         self.multi = std::mem::take(&mut e.multi);
+        self.last = std::mem::take(&mut e.last);
         self.locs = std::mem::take(&mut e.locs);
         r?;
         // `drain` keeps the assembler's buffers for the next block; on an error the
@@ -194,6 +199,8 @@ struct Emit<'a, 'b> {
     uses: Vec<u32>,
     /// Temps assigned more than once (`mov` destinations): always in their slot.
     multi: Vec<bool>,
+    /// Index of the last instruction reading each temp.
+    last: Vec<u32>,
     /// Where each temp's value is (see [`Loc`]).
     locs: Vec<Loc>,
     /// Temps currently bound to a state field.
@@ -223,11 +230,13 @@ fn rax_operand(inst: &Inst) -> Option<Temp> {
     }
 }
 
-/// How many times each temp is read (into `uses`, one entry per temp), and which temps are
-/// `mov` destinations (into `multi`).
-fn count_uses(block: &kite_ir::Block, uses: &mut Vec<u32>, multi: &mut Vec<bool>) {
+/// How many times each temp is read (into `uses`, one entry per temp), the index of the
+/// instruction that reads it last (`last`), and which temps are `mov` destinations (`multi`).
+fn count_uses(block: &kite_ir::Block, uses: &mut Vec<u32>, multi: &mut Vec<bool>, last: &mut Vec<u32>) {
     uses.clear();
     uses.resize(block.temps.len(), 0);
+    last.clear();
+    last.resize(block.temps.len(), 0);
     multi.clear();
     multi.resize(block.temps.len(), false);
     for inst in &block.insts {
@@ -237,12 +246,13 @@ fn count_uses(block: &kite_ir::Block, uses: &mut Vec<u32>, multi: &mut Vec<bool>
             }
         }
     }
-    let mut r = |t: Temp| {
-        if let Some(u) = uses.get_mut(t.0 as usize) {
-            *u += 1;
-        }
-    };
-    for inst in &block.insts {
+    for (i, inst) in block.insts.iter().enumerate() {
+        let mut r = |t: Temp| {
+            if let Some(u) = uses.get_mut(t.0 as usize) {
+                *u += 1;
+                last[t.0 as usize] = i as u32;
+            }
+        };
         match *inst {
             Inst::Mov { src, .. } | Inst::StState { src, .. } | Inst::Un { src, .. } => r(src),
             Inst::Bin { a, b, .. } | Inst::Setcond { a, b, .. } | Inst::BrCond { a, b, .. } => {
@@ -291,16 +301,37 @@ impl Emit<'_, '_> {
         for (i, inst) in self.spec.block.insts.iter().enumerate() {
             self.at = i;
             // What rax holds survives only into the next instruction (and across the
-            // markers between guest instructions, which emit nothing).
-            if !matches!(inst, Inst::InsnStart { .. }) {
-                self.rax_avail = self.rax_holds.take();
+            // instructions that emit nothing).
+            if self.silent(inst) {
+                // Bookkeeping only (pc, bindings): rax is left as it is.
+                self.inst(i, inst)?;
+                continue;
             }
+            self.rax_avail = self.rax_holds.take();
             self.inst(i, inst)?;
         }
         // Validated blocks end in an exit; be defensive anyway.
         self.leave(self.spec.block.pc, status::LOOKUP as u64);
         self.emit_stubs();
         Ok(())
+    }
+
+    /// Whether `inst` emits no code: markers, unused pure values, and constants and state
+    /// loads that their readers take directly (see [`Loc`]).
+    fn silent(&self, inst: &Inst) -> bool {
+        let dead = |t: Temp| self.uses[t.0 as usize] == 0 && !self.multi[t.0 as usize];
+        match *inst {
+            Inst::InsnStart { .. } => true,
+            Inst::Const { dst, val } => {
+                dead(dst)
+                    || (!self.multi[dst.0 as usize] && (self.ty(dst) == Ty::I32 || fits_i32(self.ty(dst).mask(val))))
+            }
+            Inst::LdState { dst, off } => dead(dst) || (!self.multi[dst.0 as usize] && off >= offsets::HEADER_END),
+            Inst::Bin { dst, .. } | Inst::Un { dst, .. } | Inst::Setcond { dst, .. } | Inst::Select { dst, .. } => {
+                dead(dst)
+            }
+            _ => false,
+        }
     }
 
     fn slot(&self, t: Temp) -> i32 {
@@ -349,6 +380,11 @@ impl Emit<'_, '_> {
                 self.bound.swap_remove(i);
                 continue;
             };
+            if self.last[t.0 as usize] < self.at as u32 {
+                // Read for the last time already.
+                self.bound.swap_remove(i);
+                continue;
+            }
             let w = (self.ty(t).bits() / 8) as i32;
             if range.is_some_and(|(off, len)| !(o < off + len && off < o + w)) {
                 i += 1;
@@ -377,7 +413,7 @@ impl Emit<'_, '_> {
         self.locs[t.0 as usize] = Loc::Slot(self.slot(t));
         if r == RAX {
             self.rax_holds = Some(t);
-            let next = self.spec.block.insts[self.at + 1..].iter().find(|i| !matches!(i, Inst::InsnStart { .. }));
+            let next = self.spec.block.insts[self.at + 1..].iter().find(|i| !self.silent(i));
             if self.uses[t.0 as usize] == 1 && next.and_then(rax_operand) == Some(t) {
                 return;
             }
@@ -473,6 +509,20 @@ impl Emit<'_, '_> {
     }
 
     fn inst(&mut self, i: usize, inst: &Inst) -> Result<(), String> {
+        let dead = |t: Temp| self.uses[t.0 as usize] == 0 && !self.multi[t.0 as usize];
+        match *inst {
+            Inst::Const { dst, .. }
+            | Inst::LdState { dst, .. }
+            | Inst::Bin { dst, .. }
+            | Inst::Un { dst, .. }
+            | Inst::Setcond { dst, .. }
+            | Inst::Select { dst, .. }
+                if dead(dst) =>
+            {
+                return Ok(());
+            }
+            _ => {}
+        }
         match *inst {
             Inst::InsnStart { pc } => {
                 self.pc = pc;
