@@ -617,16 +617,8 @@ impl Emit<'_, '_> {
         Ok(())
     }
 
-    /// PC of the next guest instruction after IR index `i` (as codegen's `next_pc`).
     fn next_pc(&self, i: usize) -> u64 {
-        self.spec.block.insts[i + 1..]
-            .iter()
-            .find_map(|x| match x {
-                Inst::InsnStart { pc } => Some(*pc),
-                Inst::Exit(Exit::Goto(p)) | Inst::Exit(Exit::GotoNoChain(p)) => Some(*p),
-                _ => None,
-            })
-            .unwrap_or(self.pc)
+        crate::codegen::next_pc(self.spec.block, i, self.pc)
     }
 
     /// Flags for `a <cond> b` in the operands' width.
@@ -699,6 +691,17 @@ impl Emit<'_, '_> {
                 }
             }};
         }
+        // One-operand multiplies: rdx:rax = rax * rcx.
+        macro_rules! wide {
+            ($m:ident) => {{
+                self.ld(RCX, b);
+                if w64 {
+                    dynasm!(self.ops ; .arch x64 ; $m rcx);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; $m ecx);
+                }
+            }};
+        }
         macro_rules! minmax {
             ($cmov:ident) => {{
                 self.ld(RCX, b);
@@ -733,23 +736,14 @@ impl Emit<'_, '_> {
             BinOp::MaxS => minmax!(cmovl),
             BinOp::MinU => minmax!(cmova),
             BinOp::MaxU => minmax!(cmovb),
+            // The high half of the product is the result.
             BinOp::MulHs => {
                 out = RDX;
-                self.ld(RCX, b);
-                if w64 {
-                    dynasm!(self.ops ; .arch x64 ; imul rcx);
-                } else {
-                    dynasm!(self.ops ; .arch x64 ; imul ecx);
-                }
+                wide!(imul);
             }
             BinOp::MulHu => {
                 out = RDX;
-                self.ld(RCX, b);
-                if w64 {
-                    dynasm!(self.ops ; .arch x64 ; mul rcx);
-                } else {
-                    dynasm!(self.ops ; .arch x64 ; mul ecx);
-                }
+                wide!(mul);
             }
             BinOp::MulHsu => {
                 // signed(a) * unsigned(b): the unsigned high half minus b where a < 0.
@@ -789,15 +783,7 @@ impl Emit<'_, '_> {
                 } else {
                     dynasm!(self.ops ; .arch x64 ; div ecx);
                 }
-                dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>zero);
-                if rem {
-                    dynasm!(self.ops ; .arch x64 ; mov rdx, rax);
-                } else if w64 {
-                    dynasm!(self.ops ; .arch x64 ; mov rax, -1);
-                } else {
-                    dynasm!(self.ops ; .arch x64 ; mov eax, -1);
-                }
-                dynasm!(self.ops ; .arch x64 ; =>done);
+                self.div_by_zero(rem, w64, zero, done);
             }
             BinOp::DivS | BinOp::RemS => {
                 // x/0 = -1, x%0 = x; MIN/-1 = MIN (= -MIN), MIN%-1 = 0: -1 never reaches idiv.
@@ -822,19 +808,25 @@ impl Emit<'_, '_> {
                 } else {
                     dynasm!(self.ops ; .arch x64 ; neg eax);
                 }
-                dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>zero);
-                if rem {
-                    dynasm!(self.ops ; .arch x64 ; mov rdx, rax);
-                } else if w64 {
-                    dynasm!(self.ops ; .arch x64 ; mov rax, -1);
-                } else {
-                    dynasm!(self.ops ; .arch x64 ; mov eax, -1);
-                }
-                dynasm!(self.ops ; .arch x64 ; =>done);
+                self.div_by_zero(rem, w64, zero, done);
             }
         }
         // Every 32-bit form above leaves its result zero-extended.
         self.st_canon(dst, out);
+    }
+
+    /// The end of a division: jump over the divisor-0 path, which gives x/0 = all ones and
+    /// x%0 = x (the IR's RISC-V results; `a` is still in rax there).
+    fn div_by_zero(&mut self, rem: bool, w64: bool, zero: DynamicLabel, done: DynamicLabel) {
+        dynasm!(self.ops ; .arch x64 ; jmp =>done ; =>zero);
+        if rem {
+            dynasm!(self.ops ; .arch x64 ; mov rdx, rax);
+        } else if w64 {
+            dynasm!(self.ops ; .arch x64 ; mov rax, -1);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov eax, -1);
+        }
+        dynasm!(self.ops ; .arch x64 ; =>done);
     }
 
     fn un(&mut self, op: UnOp, dst: Temp, src: Temp) -> Result<(), String> {

@@ -207,6 +207,19 @@ impl Codegen {
     }
 }
 
+/// PC of the guest instruction after IR index `i` of `block` (`cur` if none follows): where
+/// a store or atomic that ends the block (it invalidated the running TB) resumes.
+pub(crate) fn next_pc(block: &Block, i: usize, cur: u64) -> u64 {
+    block.insts[i + 1..]
+        .iter()
+        .find_map(|x| match x {
+            Inst::InsnStart { pc } => Some(*pc),
+            Inst::Exit(Exit::Goto(p)) | Inst::Exit(Exit::GotoNoChain(p)) => Some(*p),
+            _ => None,
+        })
+        .unwrap_or(cur)
+}
+
 fn clty(t: Ty) -> ir::Type {
     match t {
         Ty::I32 => types::I32,
@@ -544,14 +557,7 @@ impl Emit<'_, '_> {
 
     /// PC of the next guest instruction after IR index `i` (for stores that end the block).
     fn next_pc(&self, i: usize) -> u64 {
-        self.spec.block.insts[i + 1..]
-            .iter()
-            .find_map(|x| match x {
-                Inst::InsnStart { pc } => Some(*pc),
-                Inst::Exit(Exit::Goto(p)) | Inst::Exit(Exit::GotoNoChain(p)) => Some(*p),
-                _ => None,
-            })
-            .unwrap_or(self.pc)
+        next_pc(self.spec.block, i, self.pc)
     }
 
     fn inst(&mut self, i: usize, inst: &Inst) {

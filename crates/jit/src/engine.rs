@@ -158,6 +158,15 @@ enum Interp {
     Ref(*const Block),
 }
 
+/// Chain slots for `block` (the TB that has or will get id `id`): one per `Exit::Goto`, and
+/// their addresses for the generated code.
+fn chain_slots(block: &Block, id: TbId) -> (Box<[ChainSlot]>, Vec<u64>) {
+    let ngoto = block.insts.iter().filter(|i| matches!(i, Inst::Exit(Exit::Goto(_)))).count();
+    let slots = TbCache::new_slots(id, ngoto);
+    let addrs = slots.iter().map(|s| s as *const ChainSlot as u64).collect();
+    (slots, addrs)
+}
+
 /// Result of a block run, normalised (chain-slot addresses become [`ret::GOTO`]).
 #[cfg(test)]
 pub(crate) fn normalise(r: u64) -> u64 {
@@ -488,19 +497,10 @@ impl<C: GuestCpu> Engine<C> {
                 return Ok(());
             }
         }
-        match self.compile_native(&block, id, mmu)? {
-            Some((code, slots)) => {
-                let ctx = self.ctx();
-                ctx.tbs.promote(id, code, slots);
-                ctx.stats.tbs_promoted += 1;
-                ctx.stats.tbs_compiled += 1;
-            }
-            None => {
-                // Compile error (logged): never try again.
-                self.ctx().stats.compile_fallbacks += 1;
-                if let Some(tb) = self.ctx().tbs.get_mut(id) {
-                    tb.heat = u32::MAX;
-                }
+        if !self.compile_and_promote(&block, id, mmu)? {
+            // Compile error (logged): never try again.
+            if let Some(tb) = self.ctx().tbs.get_mut(id) {
+                tb.heat = u32::MAX;
             }
         }
         Ok(())
@@ -543,19 +543,10 @@ impl<C: GuestCpu> Engine<C> {
                 return Ok(());
             }
         }
-        match self.compile_native(&block, id, mmu)? {
-            Some((code, slots)) => {
-                let ctx = self.ctx();
-                ctx.tbs.promote(id, code, slots);
-                ctx.stats.tbs_promoted += 1;
-                ctx.stats.tbs_compiled += 1;
-            }
-            None => {
-                // Compile error (logged): the counter has wrapped; it stays baseline.
-                if let Some(bl) = self.ctx().tbs.get_mut(id).and_then(|t| t.baseline.as_mut()) {
-                    bl.counter.store(0, Ordering::Relaxed);
-                }
-                self.ctx().stats.compile_fallbacks += 1;
+        if !self.compile_and_promote(&block, id, mmu)? {
+            // Compile error (logged): it stays baseline; stop the re-checks.
+            if let Some(bl) = self.ctx().tbs.get_mut(id).and_then(|t| t.baseline.as_mut()) {
+                bl.counter.store(0, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -606,12 +597,24 @@ impl<C: GuestCpu> Engine<C> {
         (block.size == size && block.ninsns == ninsns && block.validate().is_ok()).then_some(block)
     }
 
+    /// Compile `block` (TB `id`) with Cranelift here and now and install it. `Ok(false)`:
+    /// Cranelift failed (a Kite bug, logged, counted); `Err(())`: the code cache is full.
+    fn compile_and_promote(&mut self, block: &Block, id: TbId, mmu: usize) -> Result<bool, ()> {
+        let Some((code, slots)) = self.compile_native(block, id, mmu)? else {
+            self.ctx().stats.compile_fallbacks += 1;
+            return Ok(false);
+        };
+        let ctx = self.ctx();
+        ctx.tbs.promote(id, code, slots);
+        ctx.stats.tbs_promoted += 1;
+        ctx.stats.tbs_compiled += 1;
+        Ok(true)
+    }
+
     /// Send `block` (TB `id`) to the background compiler; `false` if it is gone.
     fn submit_bg(&mut self, block: Arc<Block>, id: TbId, mmu: usize) -> bool {
         let (ctx, slow, jc_base) = self.spec_consts();
-        let ngoto = block.insts.iter().filter(|i| matches!(i, Inst::Exit(Exit::Goto(_)))).count();
-        let slots = TbCache::new_slots(id, ngoto);
-        let addrs: Vec<u64> = slots.iter().map(|s| s as *const ChainSlot as u64).collect();
+        let (slots, addrs) = chain_slots(&block, id);
         let job = Job { seq: 0, block, id, mmu, slots: addrs, ctx, slow, jc_base };
         match self.bg.as_mut() {
             Some(bg) => bg.submit(job, slots),
@@ -900,9 +903,7 @@ impl<C: GuestCpu> Engine<C> {
         let Some(n) = self.native.as_mut() else {
             return Ok(None);
         };
-        let ngoto = block.insts.iter().filter(|i| matches!(i, Inst::Exit(Exit::Goto(_)))).count();
-        let slots = TbCache::new_slots(id, ngoto);
-        let addrs: Vec<u64> = slots.iter().map(|s| s as *const ChainSlot as u64).collect();
+        let (slots, addrs) = chain_slots(block, id);
         let spec = TbSpec { block, mmu, tb: id, slots: &addrs, ctx, slow, jc_base };
         // A Cranelift panic is a Kite bug, not the guest's: contain it and fall back
         // to the interpreter for this block.
@@ -944,9 +945,7 @@ impl<C: GuestCpu> Engine<C> {
         let Some(n) = self.native.as_mut() else {
             return Ok(None);
         };
-        let ngoto = block.insts.iter().filter(|i| matches!(i, Inst::Exit(Exit::Goto(_)))).count();
-        let slots = TbCache::new_slots(id, ngoto);
-        let addrs: Vec<u64> = slots.iter().map(|s| s as *const ChainSlot as u64).collect();
+        let (slots, addrs) = chain_slots(block, id);
         let spec = TbSpec { block, mmu, tb: id, slots: &addrs, ctx, slow, jc_base };
         let counter = Box::new(std::sync::atomic::AtomicU32::new(self.opts.thresh));
         let heat = &*counter as *const std::sync::atomic::AtomicU32 as u64;

@@ -216,6 +216,20 @@ impl Hasher for WordHasher {
 
 type FastHash = BuildHasherDefault<WordHasher>;
 
+/// Unlink TB `id`'s chain `slots` and forget them in their targets' `incoming` lists.
+fn cut_outgoing(slab: &mut [Option<Tb>], id: TbId, slots: &[ChainSlot]) {
+    for slot in slots {
+        let dst = slot.linked.get();
+        if dst != NO_TB {
+            if let Some(Some(t)) = slab.get_mut(dst as usize) {
+                t.incoming.retain(|&(s, i)| !(s == id && i == slot.index));
+            }
+            slot.target.store(0, Ordering::Relaxed);
+            slot.linked.set(NO_TB);
+        }
+    }
+}
+
 fn tb_vpc(slab: &[Option<Tb>], id: TbId) -> u64 {
     slab.get(id as usize).and_then(|t| t.as_ref()).map_or(0, |t| t.vpc)
 }
@@ -285,16 +299,7 @@ impl TbCache {
         for (src, idx) in incoming {
             self.unlink(src, idx, id);
         }
-        for slot in old.iter() {
-            let dst = slot.linked.get();
-            if dst != NO_TB {
-                if let Some(Some(t)) = self.slab.get_mut(dst as usize) {
-                    t.incoming.retain(|&(s, i)| !(s == id && i == slot.index));
-                }
-                slot.target.store(0, Ordering::Relaxed);
-                slot.linked.set(NO_TB);
-            }
-        }
+        cut_outgoing(&mut self.slab, id, &old);
         self.fragile.retain(|&(s, _, d)| s != id && d != id);
         // The old baseline code (if any) still names these slots; keep them until a flush.
         if !old.is_empty() {
@@ -523,16 +528,7 @@ impl TbCache {
             self.unlink(src, idx, id);
         }
         // Our own outgoing links: forget them in their targets.
-        for slot in tb.slots.iter() {
-            let dst = slot.linked.get();
-            if dst != NO_TB {
-                if let Some(Some(t)) = self.slab.get_mut(dst as usize) {
-                    t.incoming.retain(|&(s, i)| !(s == id && i == slot.index));
-                }
-                slot.target.store(0, Ordering::Relaxed);
-                slot.linked.set(NO_TB);
-            }
-        }
+        cut_outgoing(&mut self.slab, id, &tb.slots);
         let e = &mut self.jc.entries[jc_index(tb.vpc)];
         if e.tb == id {
             *e = JC_EMPTY;
