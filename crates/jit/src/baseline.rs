@@ -15,11 +15,20 @@
 //! next block with the cpu in `rdi`. The return values and the header protocol (pc,
 //! status, icount un-counting on early exits) are those of `codegen.rs`.
 //!
-//! Code shape: `rbx` holds the cpu pointer for the whole block; every IR temp lives in its
-//! own 8-byte frame slot in canonical form (I32 values zero-extended); ops compute in
-//! `rax`/`rcx`/`rdx`. Guest state is read and written in place (no caching). Memory
-//! accesses probe the softmmu TLB inline; misses, status checks and exit stubs are
-//! emitted out of line after the block body so the hot path falls through.
+//! Code shape: `rbx` holds the cpu pointer for the whole block; ops compute in
+//! `rax`/`rcx`/`rdx`. An IR temp has an 8-byte frame slot holding its canonical form (I32
+//! values zero-extended), but most never touch it: a value computed into `rax` and read only
+//! by the next instruction stays there; single-definition constants are immediates and
+//! guest-state loads are read at their uses as `[rbx+off]` operands (see [`Loc`] for when
+//! those are written to the slot after all); unused pure values emit nothing. Guest state is
+//! written in place. Memory accesses probe the softmmu TLB inline; misses, status checks,
+//! the prologue's exits and exit stubs are emitted out of line after the block body so the
+//! hot path falls through.
+//!
+//! Pitfall: the `rax` forwarding and the operand bindings are decided in emission order,
+//! which is only sound because IR branches go forward and every value read after a label is
+//! in its slot there (bindings are written out before branches and labels; `mov`
+//! destinations, the only temps assigned twice, always live in their slots).
 //!
 //! Why not a crate for the whole thing: the encoding is done by `dynasmrt` (instruction
 //! templates assembled at build time); the selection above is simple enough that a
