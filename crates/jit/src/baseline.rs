@@ -306,6 +306,17 @@ fn fits_i32(v: u64) -> bool {
 
 impl Emit<'_, '_> {
     fn body(&mut self, heat: u64, hot: u64) -> Result<(), String> {
+        // Forward branches only (see the module pitfall): decline anything else.
+        let mut placed = vec![false; self.labels.len()];
+        for inst in &self.spec.block.insts {
+            match *inst {
+                Inst::SetLabel(l) => placed[l.0 as usize] = true,
+                Inst::Br(l) | Inst::BrCond { target: l, .. } if placed[l.0 as usize] => {
+                    return Err("backward branch".into());
+                }
+                _ => {}
+            }
+        }
         self.prologue(heat, hot)?;
         for (i, inst) in self.spec.block.insts.iter().enumerate() {
             self.at = i;
