@@ -29,7 +29,12 @@ pub(crate) struct CodeCache {
     /// Bytes at the start that survive [`CodeCache::reset`].
     permanent: usize,
     page: usize,
+    /// Bytes from the start whose pages are already populated (see [`CodeCache::populate`]).
+    populated: usize,
 }
+
+/// How much of the cache [`CodeCache::populate`] faults in at once.
+const POPULATE_CHUNK: usize = 1 << 20;
 
 fn os_err() -> JitError {
     JitError::CodeCache(std::io::Error::last_os_error().to_string())
@@ -91,7 +96,7 @@ impl CodeCache {
                 (map(size, libc::PROT_READ | libc::PROT_WRITE, -1).ok_or_else(os_err)?, None)
             }
         };
-        Ok(CodeCache { exec, write, size, used: 0, permanent: 0, page })
+        Ok(CodeCache { exec, write, size, used: 0, permanent: 0, page, populated: 0 })
     }
 
     /// Copy `code` in and return its (executable) address, or `None` if it does not fit.
@@ -101,6 +106,9 @@ impl CodeCache {
             Some(e) if e <= self.size => e,
             _ => return Ok(None),
         };
+        if end > self.populated {
+            self.populate(end);
+        }
         match self.write {
             Some(w) => {
                 // SAFETY: [start, end) is inside the writable view (end <= size); the
@@ -124,6 +132,24 @@ impl CodeCache {
         self.used = end;
         // SAFETY: `start < size`, inside the mapping.
         Ok(Some(unsafe { self.exec.add(start) } as *const u8))
+    }
+
+    /// Fault in the pages of the next chunk(s) up to `end` with one system call per view
+    /// instead of one page fault per 4 KiB page per view (each a host exit in a VM: ~12,000
+    /// faults in a Linux boot). Best effort: without `MADV_POPULATE_*` (Linux < 5.14) the
+    /// pages fault in on first use as before.
+    fn populate(&mut self, end: usize) {
+        let from = self.populated;
+        let to = end.next_multiple_of(POPULATE_CHUNK).min(self.size);
+        self.populated = to;
+        let Some(w) = self.write else {
+            return;
+        };
+        for (base, advice) in [(w, libc::MADV_POPULATE_WRITE), (self.exec, libc::MADV_POPULATE_READ)] {
+            // SAFETY: [from, to) lies inside both views of our mapping (to <= size; both
+            // multiples of the page size); populating changes no contents.
+            unsafe { libc::madvise(base.add(from) as *mut libc::c_void, to - from, advice) };
+        }
     }
 
     fn protect(&self, p: *mut u8, len: usize, prot: libc::c_int) -> Result<(), JitError> {
