@@ -217,7 +217,7 @@ mod tests {
     fn mprotect_fallback_works_too() {
         let size = 64 * 1024;
         let exec = map(size, libc::PROT_READ | libc::PROT_WRITE, -1).unwrap();
-        fill_and_reset(CodeCache { exec, write: None, size, used: 0, permanent: 0, page: 4096 });
+        fill_and_reset(CodeCache { exec, write: None, size, used: 0, permanent: 0, page: 4096, populated: 0 });
     }
 
     #[test]
