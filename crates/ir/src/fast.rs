@@ -24,7 +24,7 @@
 //! branch that crosses a guest-instruction boundary, where the PC at a fault would be
 //! dynamic) get `None`: the caller keeps using the reference interpreter for them.
 
-use crate::interp::{eval_bin, eval_un, extend_load, Env, Outcome};
+use crate::interp::{eval_bin, eval_un, extend_load, leave_with_status, take_status, uncount, Env, Outcome};
 use crate::state::{offsets, status};
 use crate::{BinOp, Block, Cond, Exit, HelperFn, Inst, MemOp, RmwOp, Temp, Ty, UnOp};
 
@@ -1427,36 +1427,6 @@ fn ld32(state: &[u8], off: u32) -> u32 {
 fn st64(state: &mut [u8], off: u32, v: u64) {
     let o = off as usize;
     state[o..o + 8].copy_from_slice(&v.to_le_bytes());
-}
-
-#[inline(always)]
-fn st32(state: &mut [u8], off: u32, v: u32) {
-    let o = off as usize;
-    state[o..o + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-fn take_status(state: &mut [u8]) -> u32 {
-    let s = ld32(state, offsets::STATUS);
-    st32(state, offsets::STATUS, 0);
-    s
-}
-
-fn uncount(state: &mut [u8], n: u64) {
-    let ic = ld64(state, offsets::ICOUNT).wrapping_sub(n);
-    st64(state, offsets::ICOUNT, ic);
-}
-
-/// As the reference's `leave_with_status`.
-#[cold]
-fn leave_with_status(state: &mut [u8], pc: u64, rem_exc: u64, rem_other: u64) -> Outcome {
-    let s = take_status(state);
-    if s == status::EXCEPTION {
-        uncount(state, rem_exc);
-    } else {
-        uncount(state, rem_other);
-        st64(state, offsets::PC, pc);
-    }
-    Outcome::Status(if s == 0 { status::LOOKUP } else { s })
 }
 
 #[cfg(test)]

@@ -355,21 +355,22 @@ fn next_insn_pc(block: &Block, ip: usize) -> Option<u64> {
     })
 }
 
-fn take_status(state: &mut [u8]) -> u32 {
+pub(crate) fn take_status(state: &mut [u8]) -> u32 {
     let s = rd(state, offsets::STATUS, Ty::I32) as u32;
     wr(state, offsets::STATUS, Ty::I32, 0);
     s
 }
 
-fn uncount(state: &mut [u8], n: u64) {
+pub(crate) fn uncount(state: &mut [u8], n: u64) {
     let ic = rd(state, offsets::ICOUNT, Ty::I64).wrapping_sub(n);
     wr(state, offsets::ICOUNT, Ty::I64, ic);
 }
 
 /// Leave after a memory access set a status: an exception un-counts `rem_exc`
 /// instructions (the faulting one and the rest), any other status `rem_other`
-/// (the access completed) and resumes at `pc`.
-fn leave_with_status(state: &mut [u8], pc: u64, rem_exc: u64, rem_other: u64) -> Outcome {
+/// (the access completed) and resumes at `pc`. Shared with the fast interpreter.
+#[cold]
+pub(crate) fn leave_with_status(state: &mut [u8], pc: u64, rem_exc: u64, rem_other: u64) -> Outcome {
     let s = take_status(state);
     if s == status::EXCEPTION {
         uncount(state, rem_exc);

@@ -155,6 +155,11 @@ impl Bg {
         None
     }
 
+    /// Whether any job is still waiting for its answer.
+    pub(crate) fn busy(&self) -> bool {
+        self.inflight > 0
+    }
+
     /// Forget every job in flight (after a full flush): their results are dropped.
     pub(crate) fn forget_all(&mut self) {
         self.pending.clear();

@@ -2,20 +2,22 @@
 //!
 //! [`Engine::run`] loops: stop if the VM wants to exit; on a set exit-request word clear
 //! it and take a pending interrupt; apply `flush_request`; find the TB for (pc, flags)
-//! through the jump cache, the TB map, or the frontend + Cranelift; link the chain slot
+//! through the jump cache, the TB map, or the frontend + a compiler; link the chain slot
 //! the previous TB left through if it jumped straight here; run the TB; act on why it
 //! returned. The interpreter tier uses the same loop with blocks run by
 //! [`kite_ir::interp::run`].
 //!
-//! Tiering ([`Tier::Tiered`]): a new TB is only translated to IR and interpreted; every
-//! dispatcher entry heats it, and at [`JitOptions::thresh`] it is compiled in place
-//! ([`Engine::tier_up`]) under the same id. Interpreted TBs are never chain targets
-//! (`TbCache::link` wants native code), so every entry into one passes the dispatcher and
-//! is counted; chain slots that point at it get linked on the first exit after tier-up.
+//! Tiering ([`Tier::Tiered`]): a new TB is compiled by the baseline compiler; its prologue
+//! counts entries and at [`JitOptions::thresh`] returns [`ret::HOT`]. The block is then
+//! translated again and compiled by Cranelift ([`Engine::tier_up_baseline`]) and promoted
+//! under the same id. With `baseline: false` a new TB is interpreted instead; every
+//! dispatcher entry heats it ([`Engine::tier_up`]); interpreted TBs are never chain targets
+//! (`TbCache::link` wants native code), so every entry into one passes the dispatcher.
 //!
-//! With [`JitOptions::background`] the compile runs on a worker thread ([`crate::bg`]):
-//! the TB keeps being interpreted until its code arrives, and the dispatcher installs
-//! finished code at the next dispatch.
+//! With [`JitOptions::background`] the Cranelift compile runs on a worker thread
+//! ([`crate::bg`]): the TB keeps running as it was until its code arrives, and the
+//! dispatcher installs finished code at the next dispatch (a baseline TB comes back to
+//! the dispatcher every `RECHECK` entries for that).
 //!
 //! Instruction fetch on a jump-cache miss goes through the per-vCPU fetch TLB
 //! ([`Engine::code_phys`]) before walking page tables.
@@ -511,6 +513,7 @@ impl<C: GuestCpu> Engine<C> {
     /// `Err(())`: the code cache is full.
     fn tier_up_baseline(&mut self, cpu_ptr: *mut C, id: TbId) -> Result<(), ()> {
         let background = self.bg.is_some() && !self.opts.single_step;
+        let bg_busy = self.bg.as_ref().is_some_and(Bg::busy);
         let Some(tb) = self.ctx().tbs.get_mut(id) else {
             return Ok(());
         };
@@ -523,7 +526,12 @@ impl<C: GuestCpu> Engine<C> {
             // Cranelift code is in, its counter sends it back every RECHECK entries.
             bl.counter.store(RECHECK, Ordering::Relaxed);
             if bl.inflight.is_some() {
-                return Ok(());
+                if bg_busy {
+                    return Ok(());
+                }
+                // Nothing is in flight any more (the worker is gone): start over, which
+                // compiles in place if it cannot be submitted.
+                bl.inflight = None;
             }
         }
         let mmu = tb.mmu;
@@ -643,6 +651,7 @@ impl<C: GuestCpu> Engine<C> {
                 // A baseline block stays baseline: stop its re-checks.
                 if let Some(bl) = ctx.tbs.get_mut(p.id).and_then(|t| t.baseline.as_mut()) {
                     bl.counter.store(0, Ordering::Relaxed);
+                    bl.inflight = None;
                 }
                 return Ok(());
             }

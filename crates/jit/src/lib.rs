@@ -1,7 +1,8 @@
-//! Kite's translator ("tcg" accelerator): IR -> Cranelift -> native code.
+//! Kite's translator ("tcg" accelerator): IR -> x86-64 (a one-pass baseline compiler for
+//! cold code, Cranelift for hot code) -> native code.
 //!
 //! A guest frontend ([`GuestCpu::translate_block`]) turns a block of guest code into
-//! [`kite_ir::Block`]s; this crate compiles them ([`codegen`]) into a private code cache
+//! [`kite_ir::Block`]s; this crate compiles them ([`baseline`], [`codegen`]) into a private code cache
 //! ([`codecache`]), keeps a TB cache keyed by (guest physical pc, virtual pc, flags) with a per-vCPU
 //! jump cache and direct block chaining ([`tb`]), implements the softmmu (inline TLB fast
 //! path in generated code, slow path in [`softmmu`]) and runs everything from the
@@ -22,12 +23,13 @@
 //!   until then.
 //! - The host is assumed little-endian with a coherent instruction cache (x86-64); other
 //!   hosts need an icache flush after code is written.
-//! - Two executors: [`Tier::Interp`] runs blocks through [`kite_ir::interp`] with the same
-//!   softmmu code (the reference for differential tests), [`Tier::Jit`] compiles them at
-//!   first sight, and [`Tier::Tiered`] (the default) interprets a block until it has been
-//!   dispatched [`JitOptions::thresh`] times and then compiles it in place (same TB id, so
+//! - Executors: [`Tier::Interp`] runs blocks through [`kite_ir::interp`] with the same
+//!   softmmu code (the reference for differential tests), [`Tier::Jit`] compiles them with
+//!   Cranelift at first sight, and [`Tier::Tiered`] (the default) compiles a new block with
+//!   the baseline compiler (or, with `baseline: false`, interprets it) and recompiles it
+//!   with Cranelift after [`JitOptions::thresh`] entries, under the same TB id (so
 //!   jump-cache entries, invalidation and chain bookkeeping stay valid). A block that
-//!   fails to compile (a Kite bug) is logged and run by the interpreter.
+//!   fails to compile (a Kite bug) is logged and stays as it was (interpreted or baseline).
 
 mod baseline;
 mod bg;
@@ -53,7 +55,8 @@ pub enum Tier {
     Interp,
     /// Blocks are compiled to native code with Cranelift when first translated.
     Jit,
-    /// Blocks start in the interpreter and are compiled once hot ([`JitOptions::thresh`]).
+    /// Blocks start as baseline code (or interpreted, see [`JitOptions::baseline`]) and are
+    /// recompiled with Cranelift once hot ([`JitOptions::thresh`]).
     Tiered,
 }
 
@@ -71,11 +74,12 @@ pub struct JitOptions {
     pub code_cache_bytes: usize,
     /// Run the Cranelift verifier on every function (slow; on by default in debug builds).
     pub verify: bool,
-    /// [`Tier::Tiered`]: dispatcher entries of an interpreted block before it is compiled
-    /// (0 compiles at first sight, like [`Tier::Jit`]).
+    /// [`Tier::Tiered`]: entries of a block (counted by the baseline prologue, or per
+    /// dispatch for an interpreted one) before Cranelift compiles it (0 compiles with
+    /// Cranelift at first sight, like [`Tier::Jit`]).
     pub thresh: u32,
-    /// [`Tier::Tiered`]: compile hot blocks on a worker thread while the dispatcher keeps
-    /// interpreting them (`false`: compile in place, deterministic tier-up point).
+    /// [`Tier::Tiered`]: compile hot blocks on a worker thread while they keep running as
+    /// they were (`false`: compile in place, deterministic tier-up point).
     pub background: bool,
     /// [`Tier::Tiered`]: cold blocks are compiled by the baseline compiler (one pass, a few
     /// microseconds) instead of interpreted; `thresh` then counts their entries in the
