@@ -25,6 +25,7 @@
 
 pub mod fast;
 pub mod interp;
+pub mod opt;
 pub mod state;
 pub mod text;
 

@@ -599,10 +599,15 @@ impl<C: GuestCpu> Engine<C> {
         };
         let mut b = Builder::new(pc);
         cpu.translate_block(pc, flags, TbLimits { max_insns: ninsns }, &mut fetch, &mut b);
-        let block = b.finish();
+        let mut block = b.finish();
         let stats = &mut self.ctx().stats;
         stats.translate_ns_total += t0.elapsed().as_nanos() as u64;
-        (block.size == size && block.ninsns == ninsns && block.validate().is_ok()).then_some(block)
+        let same = block.size == size && block.ninsns == ninsns && block.validate().is_ok();
+        // After validation: the pass indexes temps without checks.
+        same.then(|| {
+            kite_ir::opt::fold_constants(&mut block);
+            block
+        })
     }
 
     /// Compile `block` (TB `id`) with Cranelift here and now and install it. `Ok(false)`:
@@ -836,6 +841,7 @@ impl<C: GuestCpu> Engine<C> {
             self.vm.request_exit(ExitCode::Exit(1));
             return None;
         }
+        kite_ir::opt::fold_constants(&mut block);
         // A block that is only the fetch fault of an instruction straddling into an unmapped
         // second page must not be cached: it is keyed by the first page alone, so once the
         // guest maps the second page it would keep raising the stale fault. (A one-instruction
