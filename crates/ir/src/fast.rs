@@ -655,16 +655,10 @@ impl FastBlock {
                     info[dst.0 as usize].cval = Some(ty.mask(*val));
                     Some(*dst)
                 }
-                Inst::Mov { dst, .. }
-                | Inst::LdState { dst, .. }
-                | Inst::Bin { dst, .. }
-                | Inst::Un { dst, .. }
-                | Inst::Setcond { dst, .. }
-                | Inst::Select { dst, .. }
-                | Inst::Load { dst, .. }
-                | Inst::Atomic { dst, .. } => Some(*dst),
+                // Decoding does not assume a validated block: a call's result counts only
+                // if the helper has one.
                 Inst::Call { helper, dst, .. } => dst.filter(|_| helper.ret.is_some()),
-                _ => None,
+                other => other.def(),
             };
             if let Some(d) = dst {
                 info.get_mut(d.0 as usize)?.defs += 1;

@@ -590,6 +590,25 @@ pub struct Block {
     pub insts: Vec<Inst>,
 }
 
+impl Inst {
+    /// The temp this instruction writes, if any.
+    pub fn def(&self) -> Option<Temp> {
+        match *self {
+            Inst::Const { dst, .. }
+            | Inst::Mov { dst, .. }
+            | Inst::LdState { dst, .. }
+            | Inst::Bin { dst, .. }
+            | Inst::Un { dst, .. }
+            | Inst::Setcond { dst, .. }
+            | Inst::Select { dst, .. }
+            | Inst::Load { dst, .. }
+            | Inst::Atomic { dst, .. } => Some(dst),
+            Inst::Call { dst, .. } => dst,
+            _ => None,
+        }
+    }
+}
+
 impl Block {
     pub fn ty(&self, t: Temp) -> Ty {
         self.temps[t.0 as usize]

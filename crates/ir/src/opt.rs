@@ -10,46 +10,42 @@
 use crate::interp::{eval_bin, eval_un};
 use crate::{Inst, Temp, UnOp};
 
-/// The temp an instruction writes, if any.
-fn def(inst: &Inst) -> Option<Temp> {
-    match *inst {
-        Inst::Const { dst, .. }
-        | Inst::Mov { dst, .. }
-        | Inst::LdState { dst, .. }
-        | Inst::Bin { dst, .. }
-        | Inst::Un { dst, .. }
-        | Inst::Setcond { dst, .. }
-        | Inst::Select { dst, .. }
-        | Inst::Load { dst, .. }
-        | Inst::Atomic { dst, .. } => Some(dst),
-        Inst::Call { dst, .. } => dst,
-        _ => None,
-    }
-}
-
-/// Replace pure operations whose operands are all constants by constants. Only temps
-/// written exactly once take part: a temp with one definition holds that value wherever
-/// it is read (reading a temp before its only write is invalid IR), which stays true
-/// across the block's labels and branches, so no flow analysis is needed.
+/// Replace pure operations whose operands are all constants by constants.
+///
+/// Only temps written exactly once take part, and a constant is only used from its
+/// definition to the next label: IR may read a temp on a path that skipped its only write
+/// (it reads as 0, e.g. past a forward branch or in a loop's first iteration), and a label
+/// is the only place such a path can join. Within one label-free stretch, every execution
+/// of a later read has just passed the definition. Frontends define their constants next
+/// to their uses, so this loses next to nothing.
 pub fn fold_constants(block: &mut crate::Block) {
     let n = block.temps.len();
     let mut defs = vec![0u8; n];
     for inst in &block.insts {
-        if let Some(d) = def(inst) {
+        if let Some(d) = inst.def() {
             let c = &mut defs[d.0 as usize];
             *c = c.saturating_add(1);
         }
     }
-    let mut known: Vec<Option<u64>> = vec![None; n];
+    // (stretch between labels, value): a value counts only in the stretch it was made in.
+    let mut known: Vec<(u32, Option<u64>)> = vec![(0, None); n];
+    let mut stretch = 0u32;
     let temps = &block.temps;
     for inst in block.insts.iter_mut() {
-        let Some(dst) = def(inst) else {
+        if let Inst::SetLabel(_) = inst {
+            stretch += 1;
+            continue;
+        }
+        let Some(dst) = inst.def() else {
             continue;
         };
         if defs[dst.0 as usize] != 1 {
             continue;
         }
-        let k = |t: Temp| known[t.0 as usize];
+        let k = |t: Temp| match known[t.0 as usize] {
+            (s, v) if s == stretch => v,
+            _ => None,
+        };
         let ty = |t: Temp| temps[t.0 as usize];
         let val = match *inst {
             Inst::Const { val, .. } => Some(val),
@@ -75,7 +71,7 @@ pub fn fold_constants(block: &mut crate::Block) {
         };
         if let Some(v) = val {
             let v = ty(dst).mask(v);
-            known[dst.0 as usize] = Some(v);
+            known[dst.0 as usize] = (stretch, Some(v));
             *inst = Inst::Const { dst, val: v };
         }
     }

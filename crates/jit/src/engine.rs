@@ -246,6 +246,15 @@ impl<C: GuestCpu> Engine<C> {
         unsafe { self.ctx.as_ref() }.stats.clone()
     }
 
+    /// The IR of the interpreted TB at `pc`, for tests.
+    #[cfg(test)]
+    pub(crate) fn interp_block_at(&mut self, pc: u64) -> Option<Arc<Block>> {
+        match &self.ctx().tbs.find_vpc(pc)?.exec {
+            Exec::Interp(b, _) => Some(b.clone()),
+            Exec::Native(_) => None,
+        }
+    }
+
     fn ctx(&mut self) -> &mut Ctx<C> {
         // SAFETY: the context is owned by the engine; callers do not keep the reference
         // across a TB run.

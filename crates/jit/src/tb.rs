@@ -383,6 +383,12 @@ impl TbCache {
         self.jc.itlb[itlb_index(vpage)] = ItlbEntry { vpage, flags, ppage };
     }
 
+    /// The TB at virtual pc `vpc` (any flags), for tests.
+    #[cfg(test)]
+    pub(crate) fn find_vpc(&self, vpc: u64) -> Option<&Tb> {
+        self.slab.iter().flatten().find(|t| t.vpc == vpc)
+    }
+
     /// The id the next [`TbCache::insert`] will use (generated code embeds it).
     pub(crate) fn next_id(&self) -> TbId {
         self.free.last().copied().unwrap_or(self.slab.len() as TbId)

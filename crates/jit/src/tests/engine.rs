@@ -77,6 +77,24 @@ fn counting_loop_chains_in_the_jit() {
 }
 
 #[test]
+fn translated_blocks_are_constant_folded_before_any_tier() {
+    // r1 = sext32(trunc32(-2)); ecall (exit code r1).
+    let prog = [insn(0x0e, 1, 0, -2), insn(7, 0, 0, 0)];
+    let (mem, _dev) = machine();
+    load_program(&mem, RAM_BASE, &prog);
+    let vm = watched_vm();
+    let opts = JitOptions { tier: Tier::Interp, ..JitOptions::default() };
+    let mut e = Engine::<MockCpu>::new(mem, vm.clone(), opts).unwrap();
+    let mut cpu = MockCpu::new(vm);
+    cpu.h.pc = RAM_BASE;
+    assert_eq!(e.run(&mut cpu), ExitCode::Exit(-2));
+    let block = e.interp_block_at(RAM_BASE).expect("the block stays cached");
+    // The truncation and the extension of the constant are constants now.
+    let un = block.insts.iter().filter(|i| matches!(i, kite_ir::Inst::Un { .. })).count();
+    assert_eq!(un, 0, "{block}");
+}
+
+#[test]
 fn a_block_that_jumps_to_itself_loops_inside_its_code() {
     // r1 = 0; r2 = 1000; loop: r1 += 1; bne r1, r2, loop; ecall (exit code r1): the loop
     // block branches back to its own start without returning to the dispatcher.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use kite_core::guest::{FaultKind, TbLimits};
 use kite_core::{Fault, GuestCpu, MmioDevice, PhysMemory, VmControl};
 use kite_ir::state::{offsets, CpuHeader, PAGE_MASK};
-use kite_ir::{Access, BinOp, Builder, Cond, Exit, MemOp, MemSize, Ty};
+use kite_ir::{Access, BinOp, Builder, Cond, Exit, MemOp, MemSize, Ty, UnOp};
 use kite_memory::PhysMap;
 
 /// Exit code of a run the watchdog of [`watched_vm`] ended.
@@ -187,6 +187,15 @@ unsafe impl GuestCpu for MockCpu {
                     b.exit(Exit::Indirect(t));
                 }
                 0x09 => b.exit(Exit::Halt { next_pc: next }),
+                0x0e => {
+                    // rd = sext32(trunc32(imm)): a constant through the truncation a RISC-V
+                    // W-op on an immediate emits (the engine's constant folding removes it).
+                    let k = b.const64(imm);
+                    let t = b.ext(UnOp::Trunc, Ty::I32, k);
+                    let v = b.ext(UnOp::Sext32, Ty::I64, t);
+                    b.st_state(v, reg(rd));
+                    done = false;
+                }
                 0x0d => {
                     // yield: ask the scheduler to run another vCPU (like RISC-V `pause`).
                     let cur = b.ld_state(Ty::I32, offsets::FLUSH_REQUEST);
