@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{guest, is_external, run_kite, target_dir, Output};
+use common::{guest, is_external, run_kite, spawn_kite, target_dir, wait_with_timeout, Output};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -170,4 +170,33 @@ fn default_demo_runs() {
     assert!(out.status.success(), "demo did not exit 0:\n{}", out.dump());
     assert!(!out.stdout.trim().is_empty(), "demo printed nothing:\n{}", out.dump());
     assert!(!out.stderr.contains("panicked"), "demo panicked:\n{}", out.dump());
+}
+
+#[test]
+fn perfmap_names_translated_code() {
+    if skip() {
+        return;
+    }
+    // thresh=1: hot blocks reach Cranelift quickly, so both tiers show up.
+    let child = spawn_kite(&["-M", "virt", "-nographic", "-perfmap", "-accel", "tcg,thresh=1"]);
+    let map = PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+    let out = wait_with_timeout(child, TIMEOUT, |_| {});
+    assert!(out.status.success(), "demo with -perfmap failed:\n{}", out.dump());
+    let text = std::fs::read_to_string(&map).unwrap_or_else(|e| panic!("{}: {e}", map.display()));
+    let _ = std::fs::remove_file(&map);
+    let mut tiers = std::collections::HashSet::new();
+    let mut in_ram = 0;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 3, "bad perf map line {line:?}");
+        let (start, size) = (u64::from_str_radix(f[0], 16), u64::from_str_radix(f[1], 16));
+        assert!(start.is_ok_and(|s| s > 0) && size.is_ok_and(|s| s > 0), "bad perf map line {line:?}");
+        let rest = f[2].strip_prefix("kite-").unwrap_or_else(|| panic!("bad symbol in {line:?}"));
+        let (tier, pc) = rest.split_once("-0x").unwrap_or_else(|| panic!("bad symbol in {line:?}"));
+        let pc = u64::from_str_radix(pc, 16).unwrap_or_else(|_| panic!("bad guest pc in {line:?}"));
+        in_ram += (pc >= 0x8000_0000) as u32;
+        tiers.insert(tier.to_string());
+    }
+    assert!(tiers.contains("bl") && tiers.contains("cl"), "both tiers named in the map:\n{text}");
+    assert!(in_ram > 10, "the demo's blocks in RAM are named:\n{text}");
 }

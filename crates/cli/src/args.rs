@@ -29,6 +29,7 @@ const QEMU_LONG: &[(&str, bool)] = &[
     ("nographic", false),
     ("no-reboot", false),
     ("gdb", true),
+    ("perfmap", false),
     ("help", false),
     ("version", false),
 ];
@@ -159,6 +160,9 @@ struct RawArgs {
     /// Do not start the CPUs (wait for a debugger to continue)
     #[arg(short = 'S')]
     freeze: bool,
+    /// Write /tmp/perf-<pid>.map so Linux perf can name translated code
+    #[arg(long)]
+    perfmap: bool,
 }
 
 /// Machines Kite knows, with a one-line description each.
@@ -238,6 +242,8 @@ pub struct Config {
     pub gdb: Option<kite_gdb::Listen>,
     /// `-S`: the CPUs start stopped.
     pub freeze: bool,
+    /// `-perfmap`: write a perf symbol map of translated code.
+    pub perfmap: bool,
 }
 
 /// What the command line asks for.
@@ -502,6 +508,7 @@ impl RawArgs {
                 (None, false) => None,
             },
             freeze: self.freeze,
+            perfmap: self.perfmap,
         })))
     }
 }

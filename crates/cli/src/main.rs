@@ -214,6 +214,9 @@ fn run_tcg(
     cpus: &mut [Box<RiscvCpu>],
     gdb: Option<(&kite_jit::DebugLink<RiscvCpu>, bool)>,
 ) -> Result<ExitCode> {
+    if cfg.perfmap {
+        kite_jit::perfmap::enable().context("-perfmap: cannot create the map file")?;
+    }
     let opts = JitOptions { tier: cfg.tier, thresh: cfg.thresh, baseline: cfg.baseline, ..JitOptions::default() };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let multi = kite_jit::thread_per_vcpu(cpus.len(), cores, gdb.is_some(), cfg.mttcg);

@@ -109,6 +109,9 @@ pub struct CpuHeader {
     /// Requests from the target to the accelerator, handled when the block
     /// exits (see [`flush`]). Targets never touch the TLB themselves.
     pub flush_request: u32,
+    /// Where the registers-preserving entry to the softmmu slow path leaves its result
+    /// (a call that clobbers no register cannot return one in a register).
+    pub slow_ret: u64,
     /// The softmmu TLBs, one per MMU mode.
     pub tlb: [[TlbEntry; TLB_ENTRIES]; MMU_MODES],
 }
@@ -124,6 +127,7 @@ impl Default for CpuHeader {
             icount: 0,
             flags: 0,
             flush_request: 0,
+            slow_ret: 0,
             tlb: [[TlbEntry::EMPTY; TLB_ENTRIES]; MMU_MODES],
         }
     }
@@ -160,7 +164,8 @@ pub mod offsets {
     pub const ICOUNT: u32 = 32;
     pub const FLAGS: u32 = 40;
     pub const FLUSH_REQUEST: u32 = 44;
-    pub const TLB: u32 = 48;
+    pub const SLOW_RET: u32 = 48;
+    pub const TLB: u32 = 56;
     /// Size of one TLB entry and of one mode's TLB, in bytes.
     pub const TLB_ENTRY_SIZE: u32 = 32;
     pub const TLB_MODE_SIZE: u32 = TLB_ENTRY_SIZE * super::TLB_ENTRIES as u32;
@@ -188,6 +193,7 @@ mod tests {
         assert_eq!(offset_of!(CpuHeader, icount) as u32, offsets::ICOUNT);
         assert_eq!(offset_of!(CpuHeader, flags) as u32, offsets::FLAGS);
         assert_eq!(offset_of!(CpuHeader, flush_request) as u32, offsets::FLUSH_REQUEST);
+        assert_eq!(offset_of!(CpuHeader, slow_ret) as u32, offsets::SLOW_RET);
         assert_eq!(offset_of!(CpuHeader, tlb) as u32, offsets::TLB);
         assert_eq!(size_of::<TlbEntry>() as u32, offsets::TLB_ENTRY_SIZE);
         assert_eq!(size_of::<CpuHeader>() as u32, offsets::HEADER_END);

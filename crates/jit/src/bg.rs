@@ -39,6 +39,7 @@ pub(crate) struct Job {
     pub slots: Vec<u64>,
     pub ctx: u64,
     pub slow: u64,
+    pub slow_keep: u64,
     pub jc_base: Option<u64>,
 }
 
@@ -90,6 +91,7 @@ impl Bg {
                         slots: &job.slots,
                         ctx: job.ctx,
                         slow: job.slow,
+                        slow_keep: job.slow_keep,
                         jc_base: job.jc_base,
                     };
                     // A Cranelift panic is a Kite bug: contain it, the block stays interpreted.

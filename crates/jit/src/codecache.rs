@@ -89,8 +89,16 @@ impl CodeCache {
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         let page = if page > 0 { page as usize } else { 4096 };
         let size = size.max(64 * 1024).next_multiple_of(page);
-        let (exec, write) = match dual_map(size) {
+        // perf reads `/tmp/perf-<pid>.map` only for anonymous mappings, so under
+        // `-perfmap` the cache is one anonymous read-write-execute view (QEMU's default
+        // layout): a profiling mode, not worth a memfd's W^X.
+        let rwx = || map(size, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC, -1);
+        let (exec, write) = match if crate::perfmap::on() { None } else { dual_map(size) } {
             Some((w, x)) => (x, Some(w)),
+            None if crate::perfmap::on() => {
+                let p = rwx().ok_or_else(os_err)?;
+                (p, Some(p))
+            }
             None => {
                 log::debug!("code cache: no double mapping ({}), using mprotect", std::io::Error::last_os_error());
                 (map(size, libc::PROT_READ | libc::PROT_WRITE, -1).ok_or_else(os_err)?, None)
@@ -177,7 +185,7 @@ impl Drop for CodeCache {
     fn drop(&mut self) {
         // The engine that owns the cache is being dropped, so no code in it can run.
         unmap(self.exec, self.size);
-        if let Some(w) = self.write {
+        if let Some(w) = self.write.filter(|&w| w != self.exec) {
             unmap(w, self.size);
         }
     }

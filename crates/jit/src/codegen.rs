@@ -69,6 +69,9 @@ pub(crate) struct TbSpec<'a> {
     /// The engine context pointer and slow-path function passed to the slow path.
     pub ctx: u64,
     pub slow: u64,
+    /// The same slow path behind [`crate::stub::keep_regs_entry`] (Cranelift code uses
+    /// that one).
+    pub slow_keep: u64,
     /// Address of the word holding the current jump cache's entry array
     /// ([`TbCache::jc_base`](crate::tb::TbCache)), or `None` to always return to the
     /// dispatcher on indirect exits (single-step mode, which also turns off in-block
@@ -117,8 +120,12 @@ impl Codegen {
             c_sig.params.push(AbiParam::new(types::I64));
         }
         c_sig.returns.push(AbiParam::new(types::I64));
-        let mut slow_sig = c_sig.clone();
-        slow_sig.params.push(AbiParam::new(types::I64));
+        // The slow path is entered through `stub::keep_regs_entry`: no register is
+        // clobbered, and the result comes back in the header's `slow_ret`.
+        let mut slow_sig = Signature::new(CallConv::PreserveAll);
+        for _ in 0..6 {
+            slow_sig.params.push(AbiParam::new(types::I64));
+        }
         Ok(Codegen { isa, ctx: Context::new(), fctx: FunctionBuilderContext::new(), tail_sig, c_sig, slow_sig })
     }
 
@@ -271,7 +278,8 @@ struct Emit<'a, 'b> {
     cache: Vec<Cached>,
     sig_tail: ir::SigRef,
     sig_c: ir::SigRef,
-    /// The softmmu slow path: `fn(ctx, cpu, vaddr, info, val, expected) -> u64`.
+    /// The softmmu slow path: `fn(ctx, cpu, vaddr, info, val, expected)`, preserving every
+    /// register; the result is in the header's `slow_ret`.
     sig_slow: ir::SigRef,
     /// Guest pc of the instruction being emitted.
     pc: u64,
@@ -384,6 +392,7 @@ impl Emit<'_, '_> {
         let er = self.hdr_load(types::I32, offsets::EXIT_REQUEST);
         let (xr, body) = (self.b.create_block(), self.b.create_block());
         self.b.ins().brif(er, xr, &[], body, &[]);
+        self.b.set_cold_block(xr);
         self.b.switch_to_block(xr);
         let pc = self.spec.block.pc;
         self.store_pc(pc);
@@ -664,6 +673,7 @@ impl Emit<'_, '_> {
                     let er = self.hdr_load(types::I32, offsets::EXIT_REQUEST);
                     let (again, out) = (self.b.create_block(), self.b.create_block());
                     self.b.ins().brif(er, out, &[], again, &[]);
+                    self.b.set_cold_block(out);
                     self.b.switch_to_block(again);
                     let icv = self.promo(offsets::ICOUNT, Ty::I64).expect("loop blocks promote icount");
                     let ic = self.b.use_var(icv);
@@ -686,6 +696,8 @@ impl Emit<'_, '_> {
                 let p = self.b.ins().load(types::I64, state_flags(), sa, 0);
                 let (chain, back) = (self.b.create_block(), self.b.create_block());
                 self.b.ins().brif(p, chain, &[], back, &[]);
+                // Unlinked only until the dispatcher links it (or its target is gone).
+                self.b.set_cold_block(back);
                 self.b.switch_to_block(chain);
                 self.b.ins().return_call_indirect(self.sig_tail, p, &[self.cpu]);
                 self.b.switch_to_block(back);
@@ -781,6 +793,7 @@ impl Emit<'_, '_> {
             None => {
                 let b = self.b.create_block();
                 self.b.append_block_param(b, types::I32);
+                self.b.set_cold_block(b);
                 self.status_exit = Some(b);
                 b
             }
@@ -810,6 +823,7 @@ impl Emit<'_, '_> {
         let st = self.hdr_load(types::I32, offsets::STATUS);
         let (fail, ok) = (self.b.create_block(), self.b.create_block());
         self.b.ins().brif(st, fail, &[], ok, &[]);
+        self.b.set_cold_block(fail);
         self.b.switch_to_block(fail);
         let zero = self.b.ins().iconst(types::I32, 0);
         self.hdr_store(zero, offsets::STATUS);
@@ -886,6 +900,8 @@ impl Emit<'_, '_> {
         let (fast, slow, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         let out = self.b.append_block_param(merge, clty(ty));
         self.b.ins().brif(hit, fast, &[], slow, &[]);
+        // Laid out after the function's hot code, so a TLB hit falls through.
+        self.b.set_cold_block(slow);
 
         // Fast path: host = vaddr + addend.
         self.b.switch_to_block(fast);
@@ -948,11 +964,11 @@ impl Emit<'_, '_> {
             (Some(s), Ty::I64) => s,
             (None, _) => self.k64(0),
         };
-        let f = self.k64(self.spec.slow);
+        let f = self.k64(self.spec.slow_keep);
         // For a store, the pc to resume at if it invalidated this block (see `fixup_info`).
         let next = self.k64(if src.is_some() { next_pc } else { 0 });
-        let call = self.b.ins().call_indirect(self.sig_slow, f, &[ctx, self.cpu, addr, info, val, next]);
-        let r = self.b.inst_results(call)[0];
+        self.b.ins().call_indirect(self.sig_slow, f, &[ctx, self.cpu, addr, info, val, next]);
+        let r = self.hdr_load(types::I64, offsets::SLOW_RET);
         self.leave_on_status();
         let v = match (src, ty) {
             (Some(s), _) => s,
@@ -981,9 +997,9 @@ impl Emit<'_, '_> {
             Ty::I32 => (self.b.ins().uextend(types::I64, s), self.b.ins().uextend(types::I64, e)),
             Ty::I64 => (s, e),
         };
-        let f = self.k64(self.spec.slow);
-        let call = self.b.ins().call_indirect(self.sig_slow, f, &[ctx, self.cpu, a, info, s, e]);
-        let r = self.b.inst_results(call)[0];
+        let f = self.k64(self.spec.slow_keep);
+        self.b.ins().call_indirect(self.sig_slow, f, &[ctx, self.cpu, a, info, s, e]);
+        let r = self.hdr_load(types::I64, offsets::SLOW_RET);
         self.check_status(Some(next));
         match ty {
             Ty::I32 => self.b.ins().ireduce(types::I32, r),

@@ -83,6 +83,11 @@ pub(crate) struct Ctx<C> {
 /// A compiled TB: its host code and chain slots.
 type Compiled = (*const u8, Box<[ChainSlot]>);
 
+/// The softmmu slow path for `C`, as an address for generated code.
+fn slow_fn<C: GuestCpu>() -> u64 {
+    slow_access::<C> as unsafe extern "C" fn(*mut Ctx<C>, *mut u8, u64, u64, u64, u64) -> u64 as usize as u64
+}
+
 type Trampoline = unsafe extern "C" fn(cpu: *mut u8, code: *const u8) -> u64;
 
 struct Native {
@@ -91,6 +96,8 @@ struct Native {
     bl: Baseline,
     cache: CodeCache,
     trampoline: Trampoline,
+    /// The slow path behind `stub::keep_regs_entry` (for Cranelift code).
+    slow_keep: u64,
 }
 
 /// Why [`Engine::run_loop`] returned.
@@ -188,11 +195,14 @@ impl<C: GuestCpu> Engine<C> {
                 let mut cache = CodeCache::new(opts.code_cache_bytes)?;
                 let code = cg.trampoline().map_err(JitError::Trampoline)?;
                 let p = cache.add(code)?.ok_or_else(|| JitError::CodeCache("too small for the trampoline".into()))?;
-                cache.make_permanent();
                 // SAFETY: `p` is the trampoline just compiled for this host with exactly
                 // this signature (SystemV, two pointer-sized arguments, one u64 result).
                 let trampoline = unsafe { std::mem::transmute::<*const u8, Trampoline>(p) };
-                Some(Native { cg, bl: Baseline::new(), cache, trampoline })
+                let keep = crate::stub::keep_regs_entry(slow_fn::<C>()).map_err(JitError::Trampoline)?;
+                let slow_keep =
+                    cache.add(&keep)?.ok_or_else(|| JitError::CodeCache("too small for the trampoline".into()))? as u64;
+                cache.make_permanent();
+                Some(Native { cg, bl: Baseline::new(), cache, trampoline, slow_keep })
             }
         };
         let ctx = Box::new(Ctx {
@@ -635,9 +645,9 @@ impl<C: GuestCpu> Engine<C> {
 
     /// Send `block` (TB `id`) to the background compiler; `false` if it is gone.
     fn submit_bg(&mut self, block: Arc<Block>, id: TbId, mmu: usize) -> bool {
-        let (ctx, slow, jc_base) = self.spec_consts();
+        let (ctx, slow, slow_keep, jc_base) = self.spec_consts();
         let (slots, addrs) = chain_slots(&block, id);
-        let job = Job { seq: 0, block, id, mmu, slots: addrs, ctx, slow, jc_base };
+        let job = Job { seq: 0, block, id, mmu, slots: addrs, ctx, slow, slow_keep, jc_base };
         match self.bg.as_mut() {
             Some(bg) => bg.submit(job, slots),
             None => false,
@@ -675,6 +685,7 @@ impl<C: GuestCpu> Engine<C> {
         };
         match n.cache.add(&code) {
             Ok(Some(ptr)) => {
+                crate::perfmap::record(ptr, code.len(), "cl", p.block.pc);
                 let ctx = self.ctx();
                 ctx.tbs.promote(p.id, ptr, p.slots);
                 ctx.stats.tbs_promoted += 1;
@@ -689,15 +700,15 @@ impl<C: GuestCpu> Engine<C> {
         }
     }
 
-    /// Engine constants baked into generated code: context, slow path, jump-cache word.
-    fn spec_consts(&self) -> (u64, u64, Option<u64>) {
+    /// Engine constants baked into generated code: context, slow path (SystemV and
+    /// registers-preserving), jump-cache word.
+    fn spec_consts(&self) -> (u64, u64, u64, Option<u64>) {
         let ctx_ptr = self.ctx.as_ptr();
         // SAFETY: the context is boxed and outlives the engine's code; only the address
         // of the field is taken here.
         let jc_base = unsafe { std::ptr::addr_of!((*ctx_ptr).tbs.jc_base) } as u64;
-        let slow =
-            slow_access::<C> as unsafe extern "C" fn(*mut Ctx<C>, *mut u8, u64, u64, u64, u64) -> u64 as usize as u64;
-        (ctx_ptr as u64, slow, if self.opts.single_step { None } else { Some(jc_base) })
+        let keep = self.native.as_ref().map_or(0, |n| n.slow_keep);
+        (ctx_ptr as u64, slow_fn::<C>(), keep, if self.opts.single_step { None } else { Some(jc_base) })
     }
 
     /// The physical address of instruction fetch `va` (through the fetch TLB, filling it
@@ -923,12 +934,12 @@ impl<C: GuestCpu> Engine<C> {
     /// `Ok(None)`: Cranelift failed (a Kite bug, logged); `Err(())`: the cache is full.
     fn compile_native(&mut self, block: &Block, id: TbId, mmu: usize) -> Result<Option<Compiled>, ()> {
         let t0 = Instant::now();
-        let (ctx, slow, jc_base) = self.spec_consts();
+        let (ctx, slow, slow_keep, jc_base) = self.spec_consts();
         let Some(n) = self.native.as_mut() else {
             return Ok(None);
         };
         let (slots, addrs) = chain_slots(block, id);
-        let spec = TbSpec { block, mmu, tb: id, slots: &addrs, ctx, slow, jc_base };
+        let spec = TbSpec { block, mmu, tb: id, slots: &addrs, ctx, slow, slow_keep, jc_base };
         // A Cranelift panic is a Kite bug, not the guest's: contain it and fall back
         // to the interpreter for this block.
         let cg = &mut n.cg;
@@ -936,7 +947,10 @@ impl<C: GuestCpu> Engine<C> {
             .unwrap_or_else(|_| Err("Cranelift panicked".into()));
         let r = match compiled {
             Ok(code) => match n.cache.add(&code) {
-                Ok(Some(p)) => Some((p, slots)),
+                Ok(Some(p)) => {
+                    crate::perfmap::record(p, code.len(), "cl", block.pc);
+                    Some((p, slots))
+                }
                 Ok(None) => return Err(()),
                 Err(e) => {
                     log::error!("code cache: {e}");
@@ -962,7 +976,7 @@ impl<C: GuestCpu> Engine<C> {
         mmu: usize,
     ) -> Result<Option<(Compiled, BaselineTb)>, ()> {
         let t0 = Instant::now();
-        let (ctx, slow, jc_base) = self.spec_consts();
+        let (ctx, slow, slow_keep, jc_base) = self.spec_consts();
         let ctx_ptr = self.ctx.as_ptr();
         // SAFETY: only the address of the boxed context's field is taken.
         let hot = unsafe { std::ptr::addr_of!((*ctx_ptr).hot) } as u64;
@@ -970,7 +984,7 @@ impl<C: GuestCpu> Engine<C> {
             return Ok(None);
         };
         let (slots, addrs) = chain_slots(block, id);
-        let spec = TbSpec { block, mmu, tb: id, slots: &addrs, ctx, slow, jc_base };
+        let spec = TbSpec { block, mmu, tb: id, slots: &addrs, ctx, slow, slow_keep, jc_base };
         let counter = Box::new(std::sync::atomic::AtomicU32::new(self.opts.thresh));
         let heat = &*counter as *const std::sync::atomic::AtomicU32 as u64;
         let bl = &mut n.bl;
@@ -988,7 +1002,10 @@ impl<C: GuestCpu> Engine<C> {
         };
         let r = if compiled {
             match n.cache.add(n.bl.code()) {
-                Ok(Some(p)) => Some((p, slots, counter)),
+                Ok(Some(p)) => {
+                    crate::perfmap::record(p, n.bl.code().len(), "bl", block.pc);
+                    Some((p, slots, counter))
+                }
                 Ok(None) => return Err(()),
                 Err(e) => {
                     log::error!("code cache: {e}");

@@ -37,8 +37,10 @@ mod codecache;
 mod codegen;
 mod engine;
 mod mttcg;
+pub mod perfmap;
 mod sched;
 mod softmmu;
+mod stub;
 mod tb;
 
 #[cfg(test)]
