@@ -139,7 +139,7 @@ struct RawArgs {
     /// Write log output to FILE instead of stderr
     #[arg(short = 'D', value_name = "FILE", allow_hyphen_values = true)]
     logfile: Option<PathBuf>,
-    /// Accelerator: tcg[,tier=interp|jit|tiered][,thresh=N][,first=baseline|interp][,thread=single|multi]
+    /// Accelerator: tcg[,tier=interp|jit|tiered][,thresh=N][,first=baseline|interp][,thread=single|multi][,regions=on|off]
     #[arg(long, value_name = "ACCEL", allow_hyphen_values = true)]
     accel: Option<String>,
     /// Use KVM (the same as -accel kvm)
@@ -230,6 +230,9 @@ pub struct Config {
     /// `-accel tcg,first=baseline|interp`: how tiered mode runs cold blocks (the baseline
     /// compiler, the default, or the interpreter).
     pub baseline: bool,
+    /// `-accel tcg,regions=on|off`: Cranelift compiles hot loops spanning several blocks
+    /// as one function (on, the default) or every block alone.
+    pub regions: bool,
     /// `-accel tcg,thread=single|multi`: one host thread per vCPU (multi, the default
     /// with several vCPUs) or all vCPUs in turns on one thread (deterministic).
     pub mttcg: Option<bool>,
@@ -335,11 +338,19 @@ struct Accel {
     thresh: u32,
     multi: Option<bool>,
     baseline: bool,
+    regions: bool,
 }
 
 impl Default for Accel {
     fn default() -> Self {
-        Accel { kinds: Vec::new(), tier: Tier::Tiered, thresh: kite_jit::DEFAULT_THRESH, multi: None, baseline: true }
+        Accel {
+            kinds: Vec::new(),
+            tier: Tier::Tiered,
+            thresh: kite_jit::DEFAULT_THRESH,
+            multi: None,
+            baseline: true,
+            regions: true,
+        }
     }
 }
 
@@ -361,6 +372,7 @@ fn parse_accel(s: &str) -> Result<Accel, String> {
     let mut thresh = kite_jit::DEFAULT_THRESH;
     let mut multi = None;
     let mut baseline = true;
+    let mut regions = true;
     for opt in parts {
         match opt.split_once('=') {
             Some(("tier", "interp")) => tier = Tier::Interp,
@@ -379,15 +391,18 @@ fn parse_accel(s: &str) -> Result<Accel, String> {
             Some(("first", "baseline")) => baseline = true,
             Some(("first", "interp")) => baseline = false,
             Some(("first", v)) => return Err(format!("invalid tcg first tier '{v}' (baseline or interp)")),
+            Some(("regions", "on")) => regions = true,
+            Some(("regions", "off")) => regions = false,
+            Some(("regions", v)) => return Err(format!("invalid tcg regions '{v}' (on or off)")),
             _ => {
                 return Err(format!(
                     "unsupported accelerator option '{opt}' (tcg: tier=interp|jit|tiered, thresh=N, \
-                     first=baseline|interp, thread=single|multi)"
+                     first=baseline|interp, thread=single|multi, regions=on|off)"
                 ))
             }
         }
     }
-    Ok(Accel { kinds, tier, thresh, multi, baseline })
+    Ok(Accel { kinds, tier, thresh, multi, baseline, regions })
 }
 
 /// `-device` options: only `isa-debug-exit[,iobase=PORT][,iosize=N]` (QEMU's defaults 0x501, 2).
@@ -498,6 +513,7 @@ impl RawArgs {
             tier: accel.tier,
             thresh: accel.thresh,
             baseline: accel.baseline,
+            regions: accel.regions,
             mttcg: accel.multi,
             accels: accel.kinds,
             debug_exit: parse_devices(&self.device)?,
@@ -677,6 +693,9 @@ mod tests {
         assert_eq!(run(&["-accel", "tcg,thresh=5"]).unwrap().thresh, 5);
         assert!(run(&["-accel", "tcg"]).unwrap().baseline);
         assert!(!run(&["-accel", "tcg,first=interp"]).unwrap().baseline);
+        assert!(run(&["-accel", "tcg"]).unwrap().regions);
+        assert!(!run(&["-accel", "tcg,regions=off"]).unwrap().regions);
+        assert!(run(&["-accel", "tcg,regions=maybe"]).is_err());
         assert_eq!(run(&["-accel", "tcg,thread=single"]).unwrap().mttcg, Some(false));
         assert_eq!(run(&["-accel", "tcg,thread=multi,tier=jit"]).unwrap().mttcg, Some(true));
         assert_eq!(run(&["-accel", "tcg"]).unwrap().mttcg, None);

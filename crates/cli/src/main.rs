@@ -217,7 +217,13 @@ fn run_tcg(
     if cfg.perfmap {
         kite_jit::perfmap::enable().context("-perfmap: cannot create the map file")?;
     }
-    let opts = JitOptions { tier: cfg.tier, thresh: cfg.thresh, baseline: cfg.baseline, ..JitOptions::default() };
+    let opts = JitOptions {
+        tier: cfg.tier,
+        thresh: cfg.thresh,
+        baseline: cfg.baseline,
+        regions: cfg.regions,
+        ..JitOptions::default()
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let multi = kite_jit::thread_per_vcpu(cpus.len(), cores, gdb.is_some(), cfg.mttcg);
     if cfg.mttcg == Some(true) && gdb.is_some() && cpus.len() > 1 {

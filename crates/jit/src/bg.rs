@@ -34,6 +34,8 @@ use crate::JitError;
 pub(crate) struct Job {
     pub seq: u64,
     pub block: Arc<Block>,
+    /// The block's loop region (see `TbSpec::members`).
+    pub members: Vec<Arc<Block>>,
     pub id: TbId,
     pub mmu: usize,
     pub slots: Vec<u64>,
@@ -86,6 +88,7 @@ impl Bg {
                     let t0 = Instant::now();
                     let spec = TbSpec {
                         block: &job.block,
+                        members: &job.members,
                         mmu: job.mmu,
                         tb: job.id,
                         slots: &job.slots,

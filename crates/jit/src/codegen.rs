@@ -33,6 +33,8 @@ use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use std::sync::Arc;
+
 use kite_ir::state::{offsets, status, PAGE_MASK};
 use kite_ir::{Access, BinOp, Block, Cond, Exit, Helper, Inst, MemOp, MemSize, RmwOp, Temp, Ty, UnOp};
 
@@ -62,6 +64,10 @@ const CACHE_MAX: usize = 32;
 #[derive(Debug)]
 pub(crate) struct TbSpec<'a> {
     pub block: &'a Block,
+    /// More blocks compiled into the same function (a loop region, see
+    /// `Engine::region`): a goto to one of their pcs jumps there without leaving. Each
+    /// holds guest code the TB's invalidation covers (its `extent`).
+    pub members: &'a [Arc<Block>],
     pub mmu: usize,
     pub tb: TbId,
     /// Addresses of the chain slots, one per `Exit::Goto` in instruction order.
@@ -171,14 +177,13 @@ impl Codegen {
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let cpu = b.block_params(entry)[0];
-        let vars = spec.block.temps.iter().map(|&t| b.declare_var(clty(t))).collect();
-        let labels = (0..spec.block.nlabels).map(|_| b.create_block()).collect();
         let mut e = Emit {
             b,
             spec,
             cpu,
-            vars,
-            labels,
+            cur: spec.block,
+            vars: Vec::new(),
+            labels: Vec::new(),
             cache: Vec::new(),
             sig_tail,
             sig_c,
@@ -187,25 +192,32 @@ impl Codegen {
             started: 0,
             live: true,
             next_slot: 0,
-            loop_hdr: None,
+            entries: Vec::new(),
             promos: Vec::new(),
             status_exit: None,
         };
+        e.start_member(spec.block);
         e.prologue();
         let pc0 = spec.block.pc;
-        let self_loop = spec.jc_base.is_some()
-            && spec.block.ninsns > 0
-            && spec.block.insts.iter().any(|i| matches!(i, Inst::Exit(Exit::Goto(t)) if *t == pc0));
-        if self_loop {
-            e.enter_loop();
+        let self_loop = spec.block.insts.iter().any(|i| matches!(i, Inst::Exit(Exit::Goto(t)) if *t == pc0));
+        // Members only make sense with a loop header to jump to; single-step mode (no
+        // jump cache) has neither.
+        let members = if spec.jc_base.is_some() && spec.block.ninsns > 0 { spec.members } else { &[] };
+        if spec.jc_base.is_some() && spec.block.ninsns > 0 && (self_loop || !members.is_empty()) {
+            e.enter_loop(members);
         }
-        for (i, inst) in spec.block.insts.iter().enumerate() {
-            e.inst(i, inst);
+        for m in members {
+            let blk = e.b.create_block();
+            e.entries.push((m.pc, blk, m.ninsns));
         }
-        if e.live {
-            // Validated blocks end in an exit or a branch; be defensive anyway.
-            let pc = e.spec.block.pc;
-            e.leave(pc, status::LOOKUP as u64);
+        e.body(spec.block);
+        for (k, m) in members.iter().enumerate() {
+            let blk = e.entries[k + 1].1;
+            e.b.switch_to_block(blk);
+            e.cache.clear();
+            e.live = true;
+            e.start_member(m);
+            e.body(m);
         }
         e.emit_status_exit();
         e.b.seal_all_blocks();
@@ -273,6 +285,9 @@ struct Emit<'a, 'b> {
     b: FunctionBuilder<'a>,
     spec: &'b TbSpec<'b>,
     cpu: Value,
+    /// The block being emitted (the TB's own, or a region member), and its temps and
+    /// labels.
+    cur: &'b Block,
     vars: Vec<Variable>,
     labels: Vec<ir::Block>,
     cache: Vec<Cached>,
@@ -288,10 +303,12 @@ struct Emit<'a, 'b> {
     /// Whether the current Cranelift block is open (not yet terminated).
     live: bool,
     next_slot: usize,
-    /// For a block that jumps to its own start: the loop header (after the prologue) its
-    /// self-exits branch back to, and the guest state slots kept in Cranelift variables
-    /// (host registers) across iterations.
-    loop_hdr: Option<ir::Block>,
+    /// For a block that jumps to its own start, or a region: where a goto to each of its
+    /// blocks (guest pc) goes instead of leaving, and how many guest instructions that
+    /// block counts. The TB's own entry is the loop header after the prologue.
+    entries: Vec<(u64, ir::Block, u32)>,
+    /// The guest state slots kept in Cranelift variables (host registers) across the
+    /// loop's iterations and the region's blocks.
     promos: Vec<Promo>,
     /// The shared exit for slow paths that left a status (see `leave_on_status`).
     status_exit: Option<ir::Block>,
@@ -312,12 +329,13 @@ struct Promo {
 /// Most state slots promoted in one loop block.
 const PROMO_MAX: usize = 24;
 
-/// The guest state slots a loop block may keep in variables: every (offset, type) it
-/// loads or stores outside the header, unless another access overlaps it differently.
-fn promotable(block: &Block) -> Vec<(u32, Ty, bool)> {
+/// The guest state slots a loop block (or region) may keep in variables: every
+/// (offset, type) its blocks load or store outside the header, unless another access
+/// overlaps it differently.
+fn promotable<'a>(blocks: impl Iterator<Item = &'a Block>) -> Vec<(u32, Ty, bool)> {
     let mut slots: Vec<(u32, Ty, bool)> = Vec::new();
     let mut bad: Vec<(u32, u32)> = Vec::new();
-    for inst in &block.insts {
+    for (block, inst) in blocks.flat_map(|b| b.insts.iter().map(move |i| (b, i))) {
         let (off, ty, w) = match *inst {
             Inst::LdState { dst, off } => (off, block.ty(dst), false),
             Inst::StState { src, off } => (off, block.ty(src), true),
@@ -344,7 +362,7 @@ fn promotable(block: &Block) -> Vec<(u32, Ty, bool)> {
     slots
 }
 
-impl Emit<'_, '_> {
+impl<'b> Emit<'_, 'b> {
     fn konst(&mut self, ty: Ty, v: u64) -> Value {
         self.b.ins().iconst(clty(ty), ty.mask(v) as i64)
     }
@@ -406,15 +424,46 @@ impl Emit<'_, '_> {
         }
     }
 
-    /// Set up a self-looping block: promote its state slots to variables, then open the
-    /// loop header that self-exits jump back to.
-    fn enter_loop(&mut self) {
+    /// Begin emitting `block` (the TB's own or a region member): its temps and labels.
+    fn start_member(&mut self, block: &'b Block) {
+        self.cur = block;
+        self.vars.clear();
+        for &t in &block.temps {
+            let v = self.b.declare_var(clty(t));
+            self.vars.push(v);
+        }
+        self.labels.clear();
+        for _ in 0..block.nlabels {
+            let l = self.b.create_block();
+            self.labels.push(l);
+        }
+        self.pc = block.pc;
+        self.started = 0;
+    }
+
+    /// Emit the instructions of the current block.
+    fn body(&mut self, block: &'b Block) {
+        for (i, inst) in block.insts.iter().enumerate() {
+            self.inst(i, inst);
+        }
+        if self.live {
+            // Validated blocks end in an exit or a branch; be defensive anyway.
+            self.leave(block.pc, status::LOOKUP as u64);
+        }
+    }
+
+    /// Set up a self-looping block or a region (the TB's block plus `members`): promote
+    /// their state slots to variables, then open the loop header that gotos to the TB's
+    /// own start jump back to.
+    fn enter_loop(&mut self, members: &'b [Arc<Block>]) {
+        let all = || std::iter::once(self.spec.block).chain(members.iter().map(|m| &**m));
         // Helpers that write state would force a store and a reload of every promoted
         // slot around each call (FP helpers do, and FP loops got slower): such loops keep
         // the per-run state cache.
-        let calls_writers =
-            self.spec.block.insts.iter().any(|i| matches!(i, Inst::Call { helper, .. } if helper.effects.writes_state));
-        let mut slots = if calls_writers { Vec::new() } else { promotable(self.spec.block) };
+        let calls_writers = all()
+            .flat_map(|b| b.insts.iter())
+            .any(|i| matches!(i, Inst::Call { helper, .. } if helper.effects.writes_state));
+        let mut slots = if calls_writers { Vec::new() } else { promotable(all()) };
         // The instruction count too: a memory add per iteration is a store-to-load chain.
         slots.push((offsets::ICOUNT, Ty::I64, true));
         for (off, ty, written) in slots {
@@ -427,7 +476,7 @@ impl Emit<'_, '_> {
         let hdr = self.b.create_block();
         self.b.ins().jump(hdr, &[]);
         self.b.switch_to_block(hdr);
-        self.loop_hdr = Some(hdr);
+        self.entries.push((self.spec.block.pc, hdr, self.spec.block.ninsns));
     }
 
     fn promo(&self, off: u32, ty: Ty) -> Option<Variable> {
@@ -551,7 +600,7 @@ impl Emit<'_, '_> {
     }
 
     fn ty(&self, t: Temp) -> Ty {
-        self.spec.block.ty(t)
+        self.cur.ty(t)
     }
 
     /// Return to the dispatcher with `pc` stored and return value `r`.
@@ -566,7 +615,7 @@ impl Emit<'_, '_> {
 
     /// PC of the next guest instruction after IR index `i` (for stores that end the block).
     fn next_pc(&self, i: usize) -> u64 {
-        next_pc(self.spec.block, i, self.pc)
+        next_pc(self.cur, i, self.pc)
     }
 
     fn inst(&mut self, i: usize, inst: &Inst) {
@@ -667,23 +716,26 @@ impl Emit<'_, '_> {
         match *e {
             Exit::Goto(t) => {
                 self.writeback();
-                if let Some(hdr) = self.loop_hdr.filter(|_| t == self.spec.block.pc) {
-                    // Back to our own start without leaving: check for an exit request as
-                    // the prologue would, count the next run, keep state in registers.
+                if let Some(&(_, dst, n)) = self.entries.iter().find(|e| e.0 == t) {
+                    // To our own start or a region member without leaving: keep state in
+                    // registers, count the block entered, and check for an exit request
+                    // as its prologue would. On every such goto, not only on those that
+                    // close a cycle: a CSR write that unmasks an interrupt relies on the
+                    // next block's check, and a later one may mask it again.
                     let er = self.hdr_load(types::I32, offsets::EXIT_REQUEST);
                     let (again, out) = (self.b.create_block(), self.b.create_block());
                     self.b.ins().brif(er, out, &[], again, &[]);
                     self.b.set_cold_block(out);
+                    // Leave exactly as the prologue of the next block would have.
+                    self.b.switch_to_block(out);
+                    self.leave(t, status::EXIT_REQUEST as u64);
                     self.b.switch_to_block(again);
                     let icv = self.promo(offsets::ICOUNT, Ty::I64).expect("loop blocks promote icount");
                     let ic = self.b.use_var(icv);
-                    let ic = self.b.ins().iadd_imm_s(ic, self.spec.block.ninsns as i64);
+                    let ic = self.b.ins().iadd_imm_s(ic, n as i64);
                     self.b.def_var(icv, ic);
-                    self.b.ins().jump(hdr, &[]);
-                    // Leave exactly as the prologue of the next run would have.
-                    self.b.switch_to_block(out);
-                    let pc = self.spec.block.pc;
-                    self.leave(pc, status::EXIT_REQUEST as u64);
+                    self.b.ins().jump(dst, &[]);
+                    self.live = false;
                     return;
                 }
                 self.sync_promos();
@@ -766,7 +818,7 @@ impl Emit<'_, '_> {
     /// Instructions of this block not executed when it leaves at the current
     /// instruction: the current one and all after it (see `docs/ir.md`, icount).
     fn unexecuted(&self) -> u32 {
-        self.spec.block.ninsns.saturating_sub(self.started.saturating_sub(1))
+        self.cur.ninsns.saturating_sub(self.started.saturating_sub(1))
     }
 
     /// `icount -= n` (icount was advanced by the whole block at entry).

@@ -53,6 +53,10 @@ pub(crate) mod debug;
 
 /// Instructions per TB when not single-stepping.
 const MAX_INSNS: u32 = 512;
+/// Most blocks besides the TB's own in one loop region, and most guest instructions
+/// (Cranelift's compile time grows faster than linearly with function size).
+const REGION_BLOCKS: usize = 16;
+const REGION_INSNS: u32 = 256;
 /// How long a halted vCPU sleeps before re-checking for a wake-up on its own.
 const HALT_POLL: Duration = Duration::from_millis(10);
 /// `wfi`s ended at once by a masked interrupt before the vCPU backs off (see `halt`).
@@ -115,6 +119,9 @@ pub(crate) enum Stop {
 struct PendingLink {
     src: TbId,
     idx: u32,
+    /// The slot's address: the TB may have been recompiled (a region orders its slots
+    /// differently) or replaced (its id reused) before the link is made.
+    slot: u64,
     pc: u64,
     flags: u32,
 }
@@ -167,10 +174,18 @@ enum Interp {
     Ref(*const Block),
 }
 
-/// Chain slots for `block` (the TB that has or will get id `id`): one per `Exit::Goto`, and
-/// their addresses for the generated code.
-fn chain_slots(block: &Block, id: TbId) -> (Box<[ChainSlot]>, Vec<u64>) {
-    let ngoto = block.insts.iter().filter(|i| matches!(i, Inst::Exit(Exit::Goto(_)))).count();
+/// Targets of `block`'s direct gotos.
+fn gotos(block: &Block) -> impl Iterator<Item = u64> + '_ {
+    block.insts.iter().filter_map(|i| match i {
+        Inst::Exit(Exit::Goto(t)) => Some(*t),
+        _ => None,
+    })
+}
+
+/// Chain slots for `block` and its region `members` (the TB that has or will get id
+/// `id`): one per `Exit::Goto`, and their addresses for the generated code.
+fn chain_slots(block: &Block, members: &[Arc<Block>], id: TbId) -> (Box<[ChainSlot]>, Vec<u64>) {
+    let ngoto = std::iter::once(block).chain(members.iter().map(|m| &**m)).map(|b| gotos(b).count()).sum();
     let slots = TbCache::new_slots(id, ngoto);
     let addrs = slots.iter().map(|s| s as *const ChainSlot as u64).collect();
     (slots, addrs)
@@ -484,7 +499,7 @@ impl<C: GuestCpu> Engine<C> {
         if self.opts.tier != Tier::Tiered {
             return Some(id);
         }
-        match self.tier_up(id) {
+        match self.tier_up(cpu_ptr, id) {
             Ok(()) => Some(id),
             Err(()) => {
                 // The code cache is full: start over; the block is translated afresh
@@ -497,7 +512,7 @@ impl<C: GuestCpu> Engine<C> {
 
     /// Heat an interpreted TB and compile it at the threshold. `Err(())`: the code cache
     /// is full (the TB is left interpreted).
-    fn tier_up(&mut self, id: TbId) -> Result<(), ()> {
+    fn tier_up(&mut self, cpu_ptr: *mut C, id: TbId) -> Result<(), ()> {
         let thresh = self.opts.thresh;
         let background = self.bg.is_some() && !self.opts.single_step;
         let Some(tb) = self.ctx().tbs.get_mut(id) else {
@@ -514,11 +529,12 @@ impl<C: GuestCpu> Engine<C> {
         if background {
             // Submitted once: the TB stays interpreted until `install_bg` (heat saturated).
             tb.heat = u32::MAX;
-            if self.submit_bg(block.clone(), id, mmu) {
-                return Ok(());
-            }
         }
-        if !self.compile_and_promote(&block, id, mmu)? {
+        let members = self.region(cpu_ptr, id, &block);
+        if background && self.submit_bg(block.clone(), members.clone(), id, mmu) {
+            return Ok(());
+        }
+        if !self.compile_and_promote(&block, &members, id, mmu)? {
             // Compile error (logged): never try again.
             if let Some(tb) = self.ctx().tbs.get_mut(id) {
                 tb.heat = u32::MAX;
@@ -562,21 +578,113 @@ impl<C: GuestCpu> Engine<C> {
             return Ok(());
         };
         let block = Arc::new(block);
+        let members = self.region(cpu_ptr, id, &block);
         if background {
             if let Some(bl) = self.ctx().tbs.get_mut(id).and_then(|t| t.baseline.as_mut()) {
                 bl.inflight = Some(block.clone());
             }
-            if self.submit_bg(block.clone(), id, mmu) {
+            if self.submit_bg(block.clone(), members.clone(), id, mmu) {
                 return Ok(());
             }
         }
-        if !self.compile_and_promote(&block, id, mmu)? {
+        if !self.compile_and_promote(&block, &members, id, mmu)? {
             // Compile error (logged): it stays baseline; stop the re-checks.
             if let Some(bl) = self.ctx().tbs.get_mut(id).and_then(|t| t.baseline.as_mut()) {
                 bl.counter.store(0, Ordering::Relaxed);
             }
         }
         Ok(())
+    }
+
+    /// The loop region of TB `id` (whose block is `head`) for its Cranelift compile: the
+    /// blocks on its page that its direct gotos reach and that lead back to it,
+    /// translated with its flags. Compiled into one function with it, a loop through
+    /// several blocks keeps guest registers in host registers and jumps between its
+    /// blocks instead of chaining through their prologues and epilogues. The guest code
+    /// they span becomes the TB's `extent`, so a write there invalidates it. Empty when
+    /// the TB heads no such loop.
+    fn region(&mut self, cpu_ptr: *mut C, id: TbId, head: &Block) -> Vec<Arc<Block>> {
+        if !self.opts.regions || self.opts.single_step || self.dbg.is_some() || self.native.is_none() {
+            return Vec::new();
+        }
+        let Some(tb) = self.ctx().tbs.get(id) else {
+            return Vec::new();
+        };
+        let (flags, ppage, page) = (tb.flags, tb.phys_pc & PAGE_MASK, head.pc & PAGE_MASK);
+        let mem = self.ctx().mem.clone();
+        let Some((p0, left)) = mem.ram_ptr(ppage) else {
+            return Vec::new();
+        };
+        let avail = left.min(PAGE_SIZE);
+        let t0 = Instant::now();
+        // SAFETY: no TB is running; the dispatcher owns the CPU here (shared use only).
+        let cpu = unsafe { &*cpu_ptr };
+        let mut nodes: Vec<Block> = Vec::new();
+        let mut seen = vec![head.pc];
+        let mut queue: std::collections::VecDeque<u64> = gotos(head).collect();
+        let mut insns = head.ninsns;
+        while let Some(t) = queue.pop_front() {
+            if nodes.len() >= REGION_BLOCKS || insns >= REGION_INSNS {
+                break;
+            }
+            if t & PAGE_MASK != page || seen.contains(&t) {
+                continue;
+            }
+            seen.push(t);
+            // Only this page's bytes: a block that would need the next page stays out.
+            let mut outside = false;
+            let mut fetch = |a: u64| -> Result<u16, Fault> {
+                let off = a.wrapping_sub(page);
+                if off.checked_add(2).is_some_and(|end| end <= avail) {
+                    // SAFETY: `off + 2 <= avail <= left` bytes of RAM from `p0`.
+                    let (l, h) = unsafe { (p0.add(off as usize).read(), p0.add(off as usize + 1).read()) };
+                    return Ok(l as u16 | (h as u16) << 8);
+                }
+                outside = true;
+                Err(cpu.fault_for(FaultKind::AccessFault, Access::Exec, a))
+            };
+            let mut b = Builder::new(t);
+            cpu.translate_block(t, flags, TbLimits { max_insns: MAX_INSNS }, &mut fetch, &mut b);
+            let mut block = b.finish();
+            if outside || block.ninsns == 0 || block.validate().is_err() {
+                continue;
+            }
+            kite_ir::opt::fold_constants(&mut block);
+            insns += block.ninsns;
+            queue.extend(gotos(&block));
+            nodes.push(block);
+        }
+        // Keep the blocks that lead back to the head (the loop), not its exits.
+        let mut back = vec![head.pc];
+        let mut keep = vec![false; nodes.len()];
+        loop {
+            let mut grew = false;
+            for (k, n) in nodes.iter().enumerate() {
+                if !keep[k] && gotos(n).any(|t| back.contains(&t)) {
+                    keep[k] = true;
+                    back.push(n.pc);
+                    grew = true;
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+        let members: Vec<Arc<Block>> =
+            nodes.into_iter().zip(keep).filter(|(_, k)| *k).map(|(b, _)| Arc::new(b)).collect();
+        let ctx = self.ctx();
+        ctx.stats.translate_ns_total += t0.elapsed().as_nanos() as u64;
+        if members.is_empty() {
+            return members;
+        }
+        let lo = members.iter().map(|m| m.pc).chain([head.pc]).min().unwrap_or(head.pc);
+        let hi = members.iter().map(|m| m.pc + m.size as u64).max().unwrap_or(head.pc);
+        if let Some(tb) = ctx.tbs.get_mut(id) {
+            tb.extent = Some((ppage | (lo & !PAGE_MASK), ppage + (hi - page)));
+        }
+        ctx.stats.regions += 1;
+        ctx.stats.region_blocks += members.len() as u64;
+        members
     }
 
     /// Translate TB `id`'s guest code again (for its Cranelift recompile). The code bytes
@@ -631,8 +739,8 @@ impl<C: GuestCpu> Engine<C> {
 
     /// Compile `block` (TB `id`) with Cranelift here and now and install it. `Ok(false)`:
     /// Cranelift failed (a Kite bug, logged, counted); `Err(())`: the code cache is full.
-    fn compile_and_promote(&mut self, block: &Block, id: TbId, mmu: usize) -> Result<bool, ()> {
-        let Some((code, slots)) = self.compile_native(block, id, mmu)? else {
+    fn compile_and_promote(&mut self, block: &Block, members: &[Arc<Block>], id: TbId, mmu: usize) -> Result<bool, ()> {
+        let Some((code, slots)) = self.compile_native(block, members, id, mmu)? else {
             self.ctx().stats.compile_fallbacks += 1;
             return Ok(false);
         };
@@ -643,11 +751,12 @@ impl<C: GuestCpu> Engine<C> {
         Ok(true)
     }
 
-    /// Send `block` (TB `id`) to the background compiler; `false` if it is gone.
-    fn submit_bg(&mut self, block: Arc<Block>, id: TbId, mmu: usize) -> bool {
+    /// Send `block` (TB `id`) and its region `members` to the background compiler;
+    /// `false` if it is gone.
+    fn submit_bg(&mut self, block: Arc<Block>, members: Vec<Arc<Block>>, id: TbId, mmu: usize) -> bool {
         let (ctx, slow, slow_keep, jc_base) = self.spec_consts();
-        let (slots, addrs) = chain_slots(&block, id);
-        let job = Job { seq: 0, block, id, mmu, slots: addrs, ctx, slow, slow_keep, jc_base };
+        let (slots, addrs) = chain_slots(&block, &members, id);
+        let job = Job { seq: 0, block, members, id, mmu, slots: addrs, ctx, slow, slow_keep, jc_base };
         match self.bg.as_mut() {
             Some(bg) => bg.submit(job, slots),
             None => false,
@@ -932,14 +1041,20 @@ impl<C: GuestCpu> Engine<C> {
 
     /// Compile `block` (the TB that has or will get id `id`) into the code cache.
     /// `Ok(None)`: Cranelift failed (a Kite bug, logged); `Err(())`: the cache is full.
-    fn compile_native(&mut self, block: &Block, id: TbId, mmu: usize) -> Result<Option<Compiled>, ()> {
+    fn compile_native(
+        &mut self,
+        block: &Block,
+        members: &[Arc<Block>],
+        id: TbId,
+        mmu: usize,
+    ) -> Result<Option<Compiled>, ()> {
         let t0 = Instant::now();
         let (ctx, slow, slow_keep, jc_base) = self.spec_consts();
         let Some(n) = self.native.as_mut() else {
             return Ok(None);
         };
-        let (slots, addrs) = chain_slots(block, id);
-        let spec = TbSpec { block, mmu, tb: id, slots: &addrs, ctx, slow, slow_keep, jc_base };
+        let (slots, addrs) = chain_slots(block, members, id);
+        let spec = TbSpec { block, members, mmu, tb: id, slots: &addrs, ctx, slow, slow_keep, jc_base };
         // A Cranelift panic is a Kite bug, not the guest's: contain it and fall back
         // to the interpreter for this block.
         let cg = &mut n.cg;
@@ -983,8 +1098,8 @@ impl<C: GuestCpu> Engine<C> {
         let Some(n) = self.native.as_mut() else {
             return Ok(None);
         };
-        let (slots, addrs) = chain_slots(block, id);
-        let spec = TbSpec { block, mmu, tb: id, slots: &addrs, ctx, slow, slow_keep, jc_base };
+        let (slots, addrs) = chain_slots(block, &[], id);
+        let spec = TbSpec { block, members: &[], mmu, tb: id, slots: &addrs, ctx, slow, slow_keep, jc_base };
         let counter = Box::new(std::sync::atomic::AtomicU32::new(self.opts.thresh));
         let heat = &*counter as *const std::sync::atomic::AtomicU32 as u64;
         let bl = &mut n.bl;
@@ -1045,7 +1160,7 @@ impl<C: GuestCpu> Engine<C> {
         let mut baseline = None;
         let block = Arc::new(block);
         if compile {
-            match self.compile_native(&block, id, mmu)? {
+            match self.compile_native(&block, &[], id, mmu)? {
                 Some((p, s)) => {
                     exec = Some(Exec::Native(p));
                     slots = s;
@@ -1089,6 +1204,7 @@ impl<C: GuestCpu> Engine<C> {
             phys_pc: phys,
             phys_page2: page2,
             size,
+            extent: None,
             exec,
             slots,
             incoming: Vec::new(),
@@ -1145,7 +1261,7 @@ impl<C: GuestCpu> Engine<C> {
         };
         // Same-page links survive TLB flushes; others depend on the current mapping.
         let fragile = (s.vpc & PAGE_MASK) != (p.pc & PAGE_MASK) || d.phys_page2.is_some() || d.vpc != p.pc;
-        if ctx.tbs.link(p.src, p.idx, dst, fragile) {
+        if ctx.tbs.link(p.src, p.idx, p.slot, dst, fragile) {
             ctx.stats.chains_linked += 1;
         }
     }
@@ -1226,8 +1342,13 @@ impl<C: GuestCpu> Engine<C> {
                 // SAFETY: generated code returns the address of one of its own chain
                 // slots, which stay allocated until a full flush (not before this point).
                 let slot = unsafe { &*(r as *const ChainSlot) };
-                self.pending =
-                    Some(PendingLink { src: slot.owner, idx: slot.index, pc: cpu.header().pc, flags: cpu.tb_flags() });
+                self.pending = Some(PendingLink {
+                    src: slot.owner,
+                    idx: slot.index,
+                    slot: r,
+                    pc: cpu.header().pc,
+                    flags: cpu.tb_flags(),
+                });
             }
             ret::GOTO => exits.goto_unlinked += 1,
             ret::INDIRECT => exits.indirect += 1,

@@ -87,6 +87,10 @@ pub struct JitOptions {
     /// microseconds) instead of interpreted; `thresh` then counts their entries in the
     /// generated prologue, chained entries included.
     pub baseline: bool,
+    /// Cranelift compiles a hot block together with the blocks of its loop on the same
+    /// guest page (a region: gotos between them are jumps, guest registers stay in host
+    /// registers); `false` compiles every block alone.
+    pub regions: bool,
 }
 
 impl Default for JitOptions {
@@ -99,6 +103,7 @@ impl Default for JitOptions {
             thresh: DEFAULT_THRESH,
             background: true,
             baseline: true,
+            regions: true,
         }
     }
 }
@@ -150,6 +155,10 @@ pub struct Stats {
     pub tbs_baseline: u64,
     /// Time spent in the baseline compiler (and copying into the code cache).
     pub baseline_ns_total: u64,
+    /// Cranelift compiles that took a loop region (more blocks than the TB's own).
+    pub regions: u64,
+    /// Blocks added to those compiles besides the TBs' own.
+    pub region_blocks: u64,
     /// Time spent in the frontend (guest code -> IR) for every translated block.
     pub translate_ns_total: u64,
     /// Blocks translated by the frontend (every tier).
@@ -189,6 +198,8 @@ impl Stats {
             compile_ns_total,
             tbs_baseline,
             baseline_ns_total,
+            regions,
+            region_blocks,
             translate_ns_total,
             tbs_translated,
             itlb_hits,
@@ -214,6 +225,8 @@ impl Stats {
             (compile_ns_total, o.compile_ns_total),
             (tbs_baseline, o.tbs_baseline),
             (baseline_ns_total, o.baseline_ns_total),
+            (regions, o.regions),
+            (region_blocks, o.region_blocks),
             (translate_ns_total, o.translate_ns_total),
             (tbs_translated, o.tbs_translated),
             (itlb_hits, o.itlb_hits),

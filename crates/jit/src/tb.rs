@@ -77,6 +77,9 @@ pub(crate) struct Tb {
     pub phys_page2: Option<u64>,
     /// Bytes of guest code (from `phys_pc`, continuing at `phys_page2` past the page end).
     pub size: u32,
+    /// Physical bytes `[lo, hi)` on `phys_pc`'s page that the TB's code also depends on:
+    /// the blocks of its loop region (see `Engine::region`). A write there invalidates it.
+    pub extent: Option<(u64, u64)>,
     pub exec: Exec,
     pub slots: Box<[ChainSlot]>,
     /// Slots of other TBs linked to this one: (source TB, slot index).
@@ -305,7 +308,8 @@ impl Tb {
         let in_first = start & PAGE_MASK == page && start < hi && lo < first_end;
         let rest = (start + self.size as u64).saturating_sub(first_end);
         let in_second = self.phys_page2.is_some_and(|p2| p2 == page && rest > 0 && p2 < hi && lo < p2 + rest);
-        in_first || in_second
+        let in_region = self.extent.is_some_and(|(a, b)| start & PAGE_MASK == page && a < hi && lo < b);
+        in_first || in_second || in_region
     }
 }
 
@@ -513,9 +517,11 @@ impl TbCache {
         }
     }
 
-    /// Point slot `idx` of `src` at `dst`. `fragile` links are cut at the next TLB flush.
-    /// Returns false if either TB is gone or `dst` has no native code.
-    pub(crate) fn link(&mut self, src: TbId, idx: u32, dst: TbId, fragile: bool) -> bool {
+    /// Point slot `idx` of `src`, at address `addr`, at `dst`. `fragile` links are cut at
+    /// the next TLB flush. Returns false if either TB is gone, `dst` has no native code,
+    /// or `src` no longer owns that slot (recompiled, or its id reused, since the slot was
+    /// returned: index `idx` may now belong to another exit).
+    pub(crate) fn link(&mut self, src: TbId, idx: u32, addr: u64, dst: TbId, fragile: bool) -> bool {
         let Some(Exec::Native(code)) = self.get(dst).map(|t| &t.exec) else {
             return false;
         };
@@ -523,6 +529,9 @@ impl TbCache {
         let Some(slot) = self.get(src).and_then(|t| t.slots.get(idx as usize)) else {
             return false;
         };
+        if slot as *const ChainSlot as u64 != addr {
+            return false;
+        }
         if slot.linked.get() != NO_TB {
             return false;
         }
@@ -653,6 +662,11 @@ impl TbCache {
 mod tests {
     use super::*;
 
+    /// The address of slot `idx` of TB `id` (what its code returns when it is unlinked).
+    fn slot_addr(c: &TbCache, id: TbId, idx: u32) -> u64 {
+        &c.get(id).unwrap().slots[idx as usize] as *const ChainSlot as u64
+    }
+
     fn tb(pc: u64, code: usize, nslots: usize, owner: TbId) -> Tb {
         Tb {
             vpc: pc,
@@ -661,6 +675,7 @@ mod tests {
             phys_pc: pc,
             phys_page2: None,
             size: 16,
+            extent: None,
             exec: Exec::Native(code as *const u8),
             slots: TbCache::new_slots(owner, nslots),
             incoming: Vec::new(),
@@ -670,12 +685,27 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_returned_before_a_recompile_is_not_linked_by_index() {
+        // A's code returned its unlinked slot 1; before the dispatcher links it, A is
+        // recompiled (as a region its exits get other slot indices): index 1 of the new
+        // slots is another exit, so the link must not be made.
+        let mut c = TbCache::new();
+        let (a, _) = c.insert(tb(0x1000, 0x100, 2, 0));
+        let (b, _) = c.insert(tb(0x5000, 0x200, 0, 1));
+        let old = slot_addr(&c, a, 1);
+        c.promote(a, 0x400 as *const u8, TbCache::new_slots(a, 3));
+        assert!(!c.link(a, 1, old, b, false));
+        assert_eq!(c.get(a).unwrap().slots[1].target.load(Ordering::Relaxed), 0);
+        assert!(c.link(a, 1, slot_addr(&c, a, 1), b, false));
+    }
+
+    #[test]
     fn a_page_flush_cuts_only_the_cross_page_links_into_that_page() {
         let mut c = TbCache::new();
         let (a, _) = c.insert(tb(0x1000, 0x100, 2, 0)); // page 0x1000, links to b and d
         let (b, _) = c.insert(tb(0x5000, 0x200, 0, 1)); // page 0x5000
         let (d, _) = c.insert(tb(0x8ff0, 0x300, 0, 2)); // runs into page 0x9000
-        assert!(c.link(a, 0, b, true) && c.link(a, 1, d, true));
+        assert!(c.link(a, 0, slot_addr(&c, a, 0), b, true) && c.link(a, 1, slot_addr(&c, a, 1), d, true));
         let target = |c: &TbCache, i: usize| c.get(a).unwrap().slots[i].target.load(Ordering::Relaxed);
         // Unrelated pages: both links stay.
         c.on_tlb_flush_page(0x3000);
@@ -688,7 +718,7 @@ mod tests {
         c.on_tlb_flush_page(0x5000);
         assert_eq!(target(&c, 0), 0);
         // A full flush cuts everything cross-page.
-        assert!(c.link(a, 0, b, true));
+        assert!(c.link(a, 0, slot_addr(&c, a, 0), b, true));
         c.on_tlb_flush();
         assert_eq!(target(&c, 0), 0);
     }
@@ -727,8 +757,8 @@ mod tests {
         let (b, new_b) = c.insert(tb(0x1040, 0x200, 1, 1));
         let (d, new_d) = c.insert(tb(0x2000, 0x300, 0, 2));
         assert!(new_a && !new_b && new_d);
-        assert!(c.link(a, 0, b, false));
-        assert!(c.link(b, 0, d, true));
+        assert!(c.link(a, 0, slot_addr(&c, a, 0), b, false));
+        assert!(c.link(b, 0, slot_addr(&c, b, 0), d, true));
         assert_eq!(c.get(a).unwrap().slots[0].target.load(Ordering::Relaxed), 0x200);
         c.jc_set(0x1040, 0, b);
         assert_eq!(c.jc_probe(0x1040, 0), Some(b));
@@ -743,7 +773,7 @@ mod tests {
         // Ids are reused.
         let (e, _) = c.insert(tb(0x1000, 0x400, 1, b));
         assert!(e == a || e == b);
-        assert!(c.link(e, 0, d, true));
+        assert!(c.link(e, 0, slot_addr(&c, e, 0), d, true));
         c.on_tlb_flush();
         assert_eq!(c.get(e).unwrap().slots[0].target.load(Ordering::Relaxed), 0, "fragile link cut");
     }

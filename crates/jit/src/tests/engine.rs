@@ -47,7 +47,9 @@ fn counting_loop_chains_in_the_jit() {
     // Foreground compilation: the tier-up point is deterministic.
     let t = 100;
     for (tier, baseline) in [(Tier::Interp, false), (Tier::Jit, false), (Tier::Tiered, false), (Tier::Tiered, true)] {
-        let opts = JitOptions { background: false, thresh: t as u32, baseline, ..JitOptions::default() };
+        // Without regions: the two blocks would become one function (see the region tests).
+        let opts =
+            JitOptions { background: false, thresh: t as u32, baseline, regions: false, ..JitOptions::default() };
         let (code, st) = run(tier, opts, &prog, &|_, _| {});
         assert_eq!(code, ExitCode::Exit(1000), "{tier:?}");
         // The trapping ecall does not complete, so it is not counted.
@@ -465,7 +467,9 @@ fn indirect_jumps_hit_the_inline_jump_cache() {
     ];
     let t = 100;
     for (tier, baseline) in [(Tier::Interp, false), (Tier::Jit, false), (Tier::Tiered, false), (Tier::Tiered, true)] {
-        let opts = JitOptions { background: false, thresh: t as u32, baseline, ..JitOptions::default() };
+        // Without regions: the two blocks would become one function (see the region tests).
+        let opts =
+            JitOptions { background: false, thresh: t as u32, baseline, regions: false, ..JitOptions::default() };
         let (code, st) = run(tier, opts, &prog, &|_, _| {});
         assert_eq!(code, ExitCode::Exit(1000), "{tier:?}");
         assert_eq!(st.insns, 4 + 2 * 1000 + 999, "{tier:?}: {st:?}");
@@ -567,6 +571,8 @@ fn stats_of_several_engines_add_up_field_by_field() {
         compile_ns_total: 6,
         tbs_baseline: 27,
         baseline_ns_total: 28,
+        regions: 29,
+        region_blocks: 30,
         translate_ns_total: 7,
         tbs_translated: 8,
         itlb_hits: 9,
@@ -621,4 +627,174 @@ fn a_halt_loop_woken_by_a_masked_interrupt_backs_off() {
     t.join().unwrap();
     let halts = e.stats().exits.halt;
     assert!((64..20_000).contains(&halts), "{halts} halts in 300 ms");
+}
+
+/// A tiny xorshift generator (the tests must be deterministic).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A random program of `nblocks` blocks that branch to each other at random (loops
+/// through several blocks, forward and backward), each ending with a countdown in r13 so
+/// every run ends at the ecall after the last block. Registers: r7 = RAM base (memory
+/// operands), r13 = the countdown (set by the caller), r14 = 0, r15 = interrupts taken
+/// (the mock's interrupt handler counts there).
+fn random_looping_program(rng: &mut Rng, nblocks: usize) -> Vec<u32> {
+    let mut blocks: Vec<Vec<u32>> = Vec::new();
+    let mut data_regs = vec![1u32, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12];
+    data_regs.truncate(4 + rng.below(8) as usize);
+    for _ in 0..nblocks {
+        let mut b = Vec::new();
+        for _ in 0..1 + rng.below(6) {
+            let rd = data_regs[rng.below(data_regs.len() as u64) as usize];
+            let rs = data_regs[rng.below(data_regs.len() as u64) as usize];
+            let off = (rng.below(32) * 8) as i16;
+            b.push(match rng.below(7) {
+                0 => insn(1, rd, 0, rng.next() as i16),
+                1 | 2 => insn(2, rd, rs, rng.next() as i16),
+                3 => insn(0x0c, rd, rs, 0),
+                4 => insn(if rng.below(2) == 0 { 0x03 } else { 0x0a }, rd, 7, off),
+                5 => insn(if rng.below(2) == 0 { 0x04 } else { 0x0b }, rd, 7, off),
+                _ => insn(0x0e, rd, 0, rng.next() as i16),
+            });
+        }
+        blocks.push(b);
+    }
+    // Block starts, with the three-instruction tail (countdown, branch, jump to exit).
+    let mut starts = Vec::new();
+    let mut at = 0usize;
+    for b in &blocks {
+        starts.push(at);
+        at += b.len() + 3;
+    }
+    let exit = at;
+    let mut prog = Vec::new();
+    for b in &blocks {
+        prog.extend_from_slice(b);
+        let target = starts[rng.below(nblocks as u64) as usize];
+        prog.push(insn(2, 13, 13, -1));
+        let here = prog.len() as i64;
+        prog.push(insn(5, 13, 14, (target as i64 - here) as i16));
+        prog.push(insn(6, 0, 0, (exit as i64 - prog.len() as i64) as i16));
+    }
+    prog.push(insn(7, 0, 0, 0));
+    prog
+}
+
+/// Run `prog` to its ecall, with an interrupt (and exit request) every `irq_every` (if
+/// any); the exit, the registers (r15, the interrupt count, zeroed), the first 512 bytes of
+/// RAM and the stats.
+fn run_program(
+    opts: JitOptions,
+    prog: &[u32],
+    count: u64,
+    irq_every: Option<Duration>,
+) -> (ExitCode, [u64; 16], Vec<u8>, Stats) {
+    let (mem, _dev) = machine();
+    load_program(&mem, RAM_BASE, prog);
+    let vm = watched_vm();
+    let mut e = Engine::<MockCpu>::new(mem.clone(), vm.clone(), opts).unwrap();
+    let mut cpu = MockCpu::new(vm.clone());
+    cpu.h.pc = RAM_BASE;
+    cpu.regs[7] = RAM_BASE + 0x800;
+    cpu.regs[13] = count;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kicker = irq_every.map(|every| {
+        let (irq, vm, stop) = (cpu.irq.clone(), vm.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(every);
+                irq.store(true, std::sync::atomic::Ordering::SeqCst);
+                vm.kick_all();
+            }
+        })
+    });
+    let code = e.run(&mut cpu);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(k) = kicker {
+        k.join().unwrap();
+    }
+    let mut ram = vec![0u8; 512];
+    assert!(mem.read_ram(RAM_BASE + 0x800, &mut ram));
+    let mut regs = cpu.regs;
+    regs[15] = 0;
+    (code, regs, ram, e.stats())
+}
+
+#[test]
+fn random_loops_through_several_blocks_match_the_interpreter() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut regions = 0;
+    let mut exit_requests = 0;
+    for round in 0..300 {
+        let nblocks = 2 + rng.below(7) as usize;
+        let prog = random_looping_program(&mut rng, nblocks);
+        let count = 50 + rng.below(400) + if round % 4 == 0 { 20_000 } else { 0 };
+        let reference = run_program(JitOptions { tier: Tier::Interp, ..JitOptions::default() }, &prog, count, None);
+        // Tiny thresholds: blocks reach Cranelift (and form regions) within a few runs. Every
+        // fourth program runs long, with interrupts arriving while it loops.
+        let irq = (round % 4 == 0).then_some(Duration::from_micros(50));
+        for (thresh, background) in [(1, false), (3, false), (3, true)] {
+            let opts = JitOptions { background, thresh, ..JitOptions::default() };
+            let got = run_program(opts, &prog, count, irq);
+            let what = format!("thresh {thresh}, background {background}, count {count}, program {prog:08x?}");
+            assert_eq!(got.0, reference.0, "exit: {what}");
+            assert_eq!(got.1, reference.1, "registers: {what}");
+            assert!(got.2 == reference.2, "RAM: {what}");
+            if irq.is_none() {
+                assert_eq!(got.3.insns, reference.3.insns, "instruction count: {what}");
+            }
+            regions += got.3.regions;
+            exit_requests += got.3.exits.exit_request;
+        }
+    }
+    assert!(regions > 100, "regions were formed ({regions})");
+    assert!(exit_requests > 20, "interrupts arrived while blocks ran ({exit_requests})");
+}
+
+#[test]
+fn a_loop_through_two_blocks_runs_as_one_region_and_sees_its_code_change() {
+    // r1 = 0; r2 = 1000; r5 = 0 (phase)
+    // A: r4 += 1; r1 += 1; j B     (patched between the phases to r4 += 100)
+    // B: bne r1, r2, A            (hot first: its region holds A, which is not its code)
+    //    bne r5, r6, EXIT; store r3 -> A; r5 = 1; r1 = 0; j A
+    // EXIT: r1 = 0; r1 += r4; ecall (exit code r1 = 1000 + 100 * 1000)
+    // The store runs inside B's region and writes A's bytes: only the region's extent
+    // says B's code depends on them. Were it not invalidated, phase 2 would run the old A.
+    let mut prog = vec![insn(1, 1, 0, 0), insn(1, 2, 0, 1000), insn(1, 5, 0, 0)];
+    prog.extend([insn(2, 4, 4, 1), insn(2, 1, 1, 1), insn(6, 0, 0, 5)]);
+    prog.extend([insn(7, 0, 0, 0); 4]);
+    prog.extend([
+        insn(5, 1, 2, -7),
+        insn(5, 5, 6, 6),
+        insn(3, 3, 7, 12),
+        insn(1, 5, 0, 1),
+        insn(1, 1, 0, 0),
+        insn(6, 0, 0, -12),
+        insn(7, 0, 0, 0),
+        insn(1, 1, 0, 0),
+        insn(0x0c, 1, 4, 0),
+        insn(7, 0, 0, 0),
+    ]);
+    let patched = insn(2, 4, 4, 100) as u64;
+    for (regions, background) in [(true, false), (true, true), (false, false)] {
+        let opts = JitOptions { background, thresh: 10, regions, ..JitOptions::default() };
+        let (code, st) = run(Tier::Tiered, opts, &prog, &|cpu, _| cpu.regs[3] = patched);
+        assert_eq!(code, ExitCode::Exit(1000 + 100 * 1000), "regions {regions}: {st:?}");
+        assert_eq!(st.regions > 0, regions, "{st:?}");
+        if regions && !background {
+            // Both loops ran inside regions, not through the dispatcher.
+            assert!(st.dispatches < 100, "{st:?}");
+        }
+    }
 }
