@@ -57,6 +57,9 @@ const MAX_INSNS: u32 = 512;
 /// (Cranelift's compile time grows faster than linearly with function size).
 const REGION_BLOCKS: usize = 16;
 const REGION_INSNS: u32 = 256;
+/// A block heads a region only if it reached the tier-up threshold within this many guest
+/// instructions per entry counted (see `Engine::region`).
+const REGION_DENSITY: u64 = 1000;
 /// How long a halted vCPU sleeps before re-checking for a wake-up on its own.
 const HALT_POLL: Duration = Duration::from_millis(10);
 /// `wfi`s ended at once by a masked interrupt before the vCPU backs off (see `halt`).
@@ -611,14 +614,23 @@ impl<C: GuestCpu> Engine<C> {
             return Vec::new();
         };
         let (flags, ppage, page) = (tb.flags, tb.phys_pc & PAGE_MASK, head.pc & PAGE_MASK);
+        // SAFETY: no TB is running; the dispatcher owns the CPU here (shared use only).
+        let cpu = unsafe { &*cpu_ptr };
+        // Only for a block that got hot fast, i.e. in a loop running now: on a Linux boot
+        // the median block needs ~78 M guest instructions to reach the threshold, and
+        // regions for all of them cost the compile thread more than they gained (the loops
+        // of the compute benchmarks get there within ~1 M). (Under round-robin vCPUs
+        // `born` may be another vCPU's count: only the heuristic suffers.)
+        let age = cpu.header().icount.saturating_sub(tb.born);
+        if age > u64::from(self.opts.thresh.max(1)) * REGION_DENSITY {
+            return Vec::new();
+        }
         let mem = self.ctx().mem.clone();
         let Some((p0, left)) = mem.ram_ptr(ppage) else {
             return Vec::new();
         };
         let avail = left.min(PAGE_SIZE);
         let t0 = Instant::now();
-        // SAFETY: no TB is running; the dispatcher owns the CPU here (shared use only).
-        let cpu = unsafe { &*cpu_ptr };
         let mut nodes: Vec<Block> = Vec::new();
         let mut seen = vec![head.pc];
         let mut queue: std::collections::VecDeque<u64> = gotos(head).collect();
@@ -1205,6 +1217,7 @@ impl<C: GuestCpu> Engine<C> {
             phys_page2: page2,
             size,
             extent: None,
+            born: cpu.header().icount,
             exec,
             slots,
             incoming: Vec::new(),

@@ -80,6 +80,8 @@ pub(crate) struct Tb {
     /// Physical bytes `[lo, hi)` on `phys_pc`'s page that the TB's code also depends on:
     /// the blocks of its loop region (see `Engine::region`). A write there invalidates it.
     pub extent: Option<(u64, u64)>,
+    /// The vCPU's instruction count when the TB was made (how fast it got hot).
+    pub born: u64,
     pub exec: Exec,
     pub slots: Box<[ChainSlot]>,
     /// Slots of other TBs linked to this one: (source TB, slot index).
@@ -676,6 +678,7 @@ mod tests {
             phys_page2: None,
             size: 16,
             extent: None,
+            born: 0,
             exec: Exec::Native(code as *const u8),
             slots: TbCache::new_slots(owner, nslots),
             incoming: Vec::new(),

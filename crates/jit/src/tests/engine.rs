@@ -798,3 +798,39 @@ fn a_loop_through_two_blocks_runs_as_one_region_and_sees_its_code_change() {
         }
     }
 }
+
+#[test]
+fn only_blocks_that_get_hot_fast_head_regions() {
+    // r1 = 0; r2 = 1; j A
+    // A: r1 += 1; j B
+    // B: bne r1, r2, A                      (the loop: once in phase 1, 100 times in phase 2)
+    //    bne r5, r6, EXIT; r5 = 1; r1 = 0; r2 = 100; j FAR
+    // FAR (next page): r3 += 1; bne r3, r9, FAR; j A   (r9 iterations between the phases)
+    // EXIT: ecall (exit code r1)
+    // A and B are translated in phase 1. With a long FAR loop they reach the threshold
+    // long after that (old code that got warm slowly): no region. With a short one they
+    // get hot within a few thousand instructions: A heads a region holding B.
+    let mut prog = vec![
+        insn(1, 1, 0, 0),
+        insn(1, 2, 0, 1),
+        insn(6, 0, 0, 1),
+        insn(2, 1, 1, 1),
+        insn(6, 0, 0, 1),
+        insn(5, 1, 2, -2),
+        insn(5, 5, 6, 6),
+        insn(1, 5, 0, 1),
+        insn(1, 1, 0, 0),
+        insn(1, 2, 0, 100),
+        insn(6, 0, 0, 1014),
+        insn(7, 0, 0, 0),
+        insn(7, 0, 0, 0),
+    ];
+    prog.resize(1024, insn(7, 0, 0, 0));
+    prog.extend([insn(2, 3, 3, 1), insn(5, 3, 9, -1), insn(6, 0, 0, -1023)]);
+    for (far, region) in [(50_000, false), (1, true)] {
+        let opts = JitOptions { background: false, thresh: 3, ..JitOptions::default() };
+        let (code, st) = run(Tier::Tiered, opts, &prog, &|cpu, _| cpu.regs[9] = far);
+        assert_eq!(code, ExitCode::Exit(100));
+        assert_eq!(st.regions > 0, region, "far loop {far}: {st:?}");
+    }
+}
