@@ -141,6 +141,17 @@ impl CpuHeader {
         }
     }
 
+    /// Make every write entry that maps the guest page at host address `host_page` take
+    /// the slow path (set [`tlb_flags::CODE`]): the page just got translated code.
+    pub fn tlb_mark_code(&mut self, host_page: u64) {
+        for e in self.tlb.iter_mut().flatten() {
+            let w = e.addr_write;
+            if w & tlb_flags::INVALID == 0 && (w & PAGE_MASK).wrapping_add(e.addend) == host_page {
+                e.addr_write = w | tlb_flags::CODE;
+            }
+        }
+    }
+
     /// Empty the entries that map the page of `vaddr` in every mode.
     pub fn tlb_flush_page(&mut self, vaddr: u64) {
         let idx = ((vaddr >> PAGE_BITS) as usize) & (TLB_ENTRIES - 1);
@@ -197,6 +208,23 @@ mod tests {
         assert_eq!(offset_of!(CpuHeader, tlb) as u32, offsets::TLB);
         assert_eq!(size_of::<TlbEntry>() as u32, offsets::TLB_ENTRY_SIZE);
         assert_eq!(size_of::<CpuHeader>() as u32, offsets::HEADER_END);
+    }
+
+    #[test]
+    fn marking_a_code_page_flags_every_write_entry_that_maps_it() {
+        let mut h = CpuHeader::default();
+        let host = 0x7f00_0000_0000u64;
+        // Two virtual aliases of the host page, in two modes, and another page.
+        let alias = |va: u64| TlbEntry { addr_read: va, addr_write: va, addr_code: va, addend: host.wrapping_sub(va) };
+        h.tlb[0][1] = alias(0x1000);
+        h.tlb[2][5] = alias(0xffff_ffc0_0000_5000);
+        h.tlb[0][2] = TlbEntry { addend: host.wrapping_sub(0x2000) + 0x1000, ..alias(0x2000) };
+        h.tlb_mark_code(host);
+        assert_eq!(h.tlb[0][1].addr_write, 0x1000 | tlb_flags::CODE);
+        assert_eq!(h.tlb[2][5].addr_write, 0xffff_ffc0_0000_5000 | tlb_flags::CODE);
+        assert_eq!(h.tlb[0][1].addr_read, 0x1000, "reads stay fast");
+        assert_eq!(h.tlb[0][2].addr_write, 0x2000, "another page");
+        assert_eq!(h.tlb[1][0], TlbEntry::EMPTY);
     }
 
     #[test]

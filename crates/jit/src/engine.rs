@@ -1233,9 +1233,16 @@ impl<C: GuestCpu> Engine<C> {
             }
         }
         if new_page {
-            // Existing TLB write entries for the page must learn it holds code now
-            // (other vCPUs flush when they are next scheduled, see `code_gen`).
-            cpu.header_mut().tlb_flush_all();
+            // Existing TLB write entries for the page must learn it holds code now. Here:
+            // only the entries that map it get the CODE flag (a full flush cost a boot
+            // ~500 refills of the whole working set); other vCPUs flush when they are
+            // next scheduled (see `code_gen`).
+            let mem = self.ctx().mem.clone();
+            for p in pages.into_iter().flatten() {
+                if let Some((host, _)) = mem.ram_ptr(p) {
+                    cpu.header_mut().tlb_mark_code(host as u64);
+                }
+            }
             self.ctx().code_gen += 1;
         }
         Ok(id)

@@ -834,3 +834,35 @@ fn only_blocks_that_get_hot_fast_head_regions() {
         assert_eq!(st.regions > 0, region, "far loop {far}: {st:?}");
     }
 }
+
+#[test]
+fn a_write_entry_filled_before_its_page_held_code_sees_the_code() {
+    // P0: 0: sw r3 -> P1[0]     (P1 is data now: its TLB write entry is fast)
+    //     1: j P1
+    //     2: bne r5, r6, EXIT
+    //     3: r5 = 1
+    //     4: sw r10 -> P1[0]    (same TLB entry: P1 holds code now, the TB must go)
+    //     5: j P1
+    //     6: EXIT: ecall (exit code r1)
+    // P1: li r1, 1 (rewritten to li r1, 7); j P0+2
+    let mut prog = vec![
+        insn(3, 3, 8, 0),
+        insn(6, 0, 0, 1023),
+        insn(5, 5, 6, 4),
+        insn(1, 5, 0, 1),
+        insn(3, 10, 8, 0),
+        insn(6, 0, 0, 1019),
+        insn(7, 0, 0, 0),
+    ];
+    prog.resize(1024, insn(7, 0, 0, 0));
+    prog.extend([insn(7, 0, 0, 0), insn(6, 0, 0, -1023)]);
+    for tier in TIERS {
+        let (code, st) = run(tier, JitOptions::default(), &prog, &|cpu, _| {
+            cpu.regs[3] = insn(1, 1, 0, 1) as u64;
+            cpu.regs[10] = insn(1, 1, 0, 7) as u64;
+            cpu.regs[8] = RAM_BASE + 0x1000;
+        });
+        assert_eq!(code, ExitCode::Exit(7), "{tier:?}: {st:?}");
+        assert_eq!(st.tbs_invalidated, 1, "{tier:?}: {st:?}");
+    }
+}
