@@ -15,35 +15,18 @@ const SMC: u64 = MEM_BASE + 0x200;
 /// The state slot that starts as a pointer into memory (a base register).
 const BASE_SLOT: u32 = 5;
 
-struct Rng(u64);
+use crate::testing::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len() as u64) as usize]
-    }
-    /// An interesting value: edge cases, small numbers, addresses, or noise.
-    fn value(&mut self) -> u64 {
-        match self.below(8) {
-            0 => self.pick(&[0, 1, 2, 31, 32, 33, 63, 64, 65, u64::MAX]),
-            1 => self.pick(&[0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 1 << 63, (1 << 63) - 1, 0xffff_ffff_8000_0000]),
-            2 => self.below(16),
-            3 => MEM_BASE + self.below(MEM_SIZE as u64 + 16),
-            4 => SMC + self.below(16),
-            5 => (self.next() as i8) as u64,
-            _ => self.next(),
-        }
+/// An interesting value: edge cases, small numbers, addresses, or noise.
+fn value(r: &mut Rng) -> u64 {
+    match r.below(8) {
+        0 => r.pick(&[0, 1, 2, 31, 32, 33, 63, 64, 65, u64::MAX]),
+        1 => r.pick(&[0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 1 << 63, (1 << 63) - 1, 0xffff_ffff_8000_0000]),
+        2 => r.below(16),
+        3 => MEM_BASE + r.below(MEM_SIZE as u64 + 16),
+        4 => SMC + r.below(16),
+        5 => (r.next_u64() as i8) as u64,
+        _ => r.next_u64(),
     }
 }
 
@@ -135,7 +118,7 @@ impl Gen<'_> {
     fn temp(&mut self, ty: Ty) -> Temp {
         let c: Vec<Temp> = self.live.iter().copied().filter(|t| self.b.ty(*t) == ty).collect();
         if c.is_empty() || self.r.chance(25) {
-            let v = self.r.value();
+            let v = value(self.r);
             let t = self.b.const_(ty, v);
             self.live.push(t);
             t
@@ -229,7 +212,7 @@ impl Gen<'_> {
         let off = self.state_off() & !7;
         self.b.st_state(t, off);
         let low = self.b.ext(UnOp::Trunc, Ty::I32, t);
-        let v = self.r.value();
+        let v = value(self.r);
         self.b.push(Inst::Const { dst: t, val: v });
         let u = self.b.ld_state(Ty::I64, off);
         let x = self.b.ld_state(Ty::I32, off + 8);
@@ -466,11 +449,11 @@ fn gen_block(r: &mut Rng) -> Block {
 fn init_state(r: &mut Rng) -> Vec<u8> {
     let mut st = vec![0u8; STATE_LEN];
     for b in st[offsets::PC as usize..offsets::EXIT_REQUEST as usize].iter_mut() {
-        *b = r.next() as u8;
+        *b = r.next_u64() as u8;
     }
     st[offsets::ICOUNT as usize..][..8].copy_from_slice(&r.below(1000).to_le_bytes());
     for i in 0..NREGS {
-        let v = r.value();
+        let v = value(r);
         slot(&mut st, i).copy_from_slice(&v.to_le_bytes());
     }
     let base = MEM_BASE + 0x180 + r.below(0x100);
@@ -481,7 +464,7 @@ fn init_state(r: &mut Rng) -> Vec<u8> {
 fn init_mem(r: &mut Rng) -> TestEnv {
     let mut mem = FlatMemory::new(MEM_BASE, MEM_SIZE);
     for b in mem.bytes.iter_mut() {
-        *b = r.next() as u8;
+        *b = r.next_u64() as u8;
     }
     TestEnv { mem }
 }

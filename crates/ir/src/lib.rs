@@ -27,6 +27,8 @@ pub mod fast;
 pub mod interp;
 pub mod opt;
 pub mod state;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod text;
 
 use std::fmt;
@@ -610,6 +612,14 @@ impl Inst {
 }
 
 impl Block {
+    /// Targets of the block's direct gotos (`Exit::Goto`), in instruction order.
+    pub fn goto_targets(&self) -> impl Iterator<Item = u64> + '_ {
+        self.insts.iter().filter_map(|i| match i {
+            Inst::Exit(Exit::Goto(t)) => Some(*t),
+            _ => None,
+        })
+    }
+
     pub fn ty(&self, t: Temp) -> Ty {
         self.temps[t.0 as usize]
     }

@@ -199,7 +199,7 @@ impl Codegen {
         e.start_member(spec.block);
         e.prologue();
         let pc0 = spec.block.pc;
-        let self_loop = spec.block.insts.iter().any(|i| matches!(i, Inst::Exit(Exit::Goto(t)) if *t == pc0));
+        let self_loop = spec.block.goto_targets().any(|t| t == pc0);
         // Members only make sense with a loop header to jump to; single-step mode (no
         // jump cache) has neither.
         let members = if spec.jc_base.is_some() && spec.block.ninsns > 0 { spec.members } else { &[] };
@@ -1020,12 +1020,17 @@ impl<'b> Emit<'_, 'b> {
         // For a store, the pc to resume at if it invalidated this block (see `fixup_info`).
         let next = self.k64(if src.is_some() { next_pc } else { 0 });
         self.b.ins().call_indirect(self.sig_slow, f, &[ctx, self.cpu, addr, info, val, next]);
-        let r = self.hdr_load(types::I64, offsets::SLOW_RET);
         self.leave_on_status();
-        let v = match (src, ty) {
-            (Some(s), _) => s,
-            (None, Ty::I32) => self.b.ins().ireduce(types::I32, r),
-            (None, Ty::I64) => r,
+        // A store's result is its source; only a load reads the stub's result word.
+        let v = match src {
+            Some(s) => s,
+            None => {
+                let r = self.hdr_load(types::I64, offsets::SLOW_RET);
+                match ty {
+                    Ty::I32 => self.b.ins().ireduce(types::I32, r),
+                    Ty::I64 => r,
+                }
+            }
         };
         self.b.ins().jump(merge, &[BlockArg::Value(v)]);
         self.b.switch_to_block(merge);

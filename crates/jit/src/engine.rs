@@ -177,18 +177,56 @@ enum Interp {
     Ref(*const Block),
 }
 
-/// Targets of `block`'s direct gotos.
-fn gotos(block: &Block) -> impl Iterator<Item = u64> + '_ {
-    block.insts.iter().filter_map(|i| match i {
-        Inst::Exit(Exit::Goto(t)) => Some(*t),
-        _ => None,
-    })
+/// Translate the block at `pc` from guest code in RAM: `first.1` bytes at `first.0` (the
+/// code from `pc` on, within its page), then, past the end of `pc`'s page, up to `left`
+/// bytes of the next page at `second` (if given). Fetching anything else raises an access
+/// fault in the block; the second result says whether that happened.
+///
+/// # Safety
+/// The pointers must be valid for reads of the given lengths.
+unsafe fn translate_from_ram<C: GuestCpu>(
+    cpu: &C,
+    pc: u64,
+    flags: u32,
+    max_insns: u32,
+    first: (*const u8, u64),
+    second: Option<(*const u8, u64)>,
+) -> (Block, bool) {
+    let (p0, avail0) = first;
+    let page1 = (pc & PAGE_MASK).wrapping_add(PAGE_SIZE);
+    let avail0 = avail0.min(page1.wrapping_sub(pc));
+    let byte = |a: u64| -> Option<u8> {
+        let off = a.wrapping_sub(pc);
+        if off < avail0 {
+            // SAFETY: `off < avail0` bytes readable from `p0` (the caller's contract).
+            return Some(unsafe { p0.add(off as usize).read() });
+        }
+        let off1 = a.wrapping_sub(page1);
+        match second {
+            // SAFETY: `off1 < left` bytes readable from `p` (the caller's contract).
+            Some((p, left)) if off1 < left.min(PAGE_SIZE) => Some(unsafe { p.add(off1 as usize).read() }),
+            _ => None,
+        }
+    };
+    let mut outside = false;
+    let mut fetch = |a: u64| -> Result<u16, Fault> {
+        match (byte(a), byte(a.wrapping_add(1))) {
+            (Some(l), Some(h)) => Ok(l as u16 | (h as u16) << 8),
+            _ => {
+                outside = true;
+                Err(cpu.fault_for(FaultKind::AccessFault, Access::Exec, a))
+            }
+        }
+    };
+    let mut b = Builder::new(pc);
+    cpu.translate_block(pc, flags, TbLimits { max_insns }, &mut fetch, &mut b);
+    (b.finish(), outside)
 }
 
 /// Chain slots for `block` and its region `members` (the TB that has or will get id
 /// `id`): one per `Exit::Goto`, and their addresses for the generated code.
 fn chain_slots(block: &Block, members: &[Arc<Block>], id: TbId) -> (Box<[ChainSlot]>, Vec<u64>) {
-    let ngoto = std::iter::once(block).chain(members.iter().map(|m| &**m)).map(|b| gotos(b).count()).sum();
+    let ngoto = std::iter::once(block).chain(members.iter().map(|m| &**m)).map(|b| b.goto_targets().count()).sum();
     let slots = TbCache::new_slots(id, ngoto);
     let addrs = slots.iter().map(|s| s as *const ChainSlot as u64).collect();
     (slots, addrs)
@@ -632,8 +670,10 @@ impl<C: GuestCpu> Engine<C> {
         let avail = left.min(PAGE_SIZE);
         let t0 = Instant::now();
         let mut nodes: Vec<Block> = Vec::new();
+        // Offsets in the page of the code the region spans.
+        let (mut lo, mut hi) = (head.pc - page, head.pc - page);
         let mut seen = vec![head.pc];
-        let mut queue: std::collections::VecDeque<u64> = gotos(head).collect();
+        let mut queue: std::collections::VecDeque<u64> = head.goto_targets().collect();
         let mut insns = head.ninsns;
         while let Some(t) = queue.pop_front() {
             if nodes.len() >= REGION_BLOCKS || insns >= REGION_INSNS {
@@ -643,27 +683,20 @@ impl<C: GuestCpu> Engine<C> {
                 continue;
             }
             seen.push(t);
+            let off = t - page;
+            if off >= avail {
+                continue;
+            }
             // Only this page's bytes: a block that would need the next page stays out.
-            let mut outside = false;
-            let mut fetch = |a: u64| -> Result<u16, Fault> {
-                let off = a.wrapping_sub(page);
-                if off.checked_add(2).is_some_and(|end| end <= avail) {
-                    // SAFETY: `off + 2 <= avail <= left` bytes of RAM from `p0`.
-                    let (l, h) = unsafe { (p0.add(off as usize).read(), p0.add(off as usize + 1).read()) };
-                    return Ok(l as u16 | (h as u16) << 8);
-                }
-                outside = true;
-                Err(cpu.fault_for(FaultKind::AccessFault, Access::Exec, a))
-            };
-            let mut b = Builder::new(t);
-            cpu.translate_block(t, flags, TbLimits { max_insns: MAX_INSNS }, &mut fetch, &mut b);
-            let mut block = b.finish();
+            // SAFETY: `avail <= left` bytes of RAM from `p0`, and `off < avail`.
+            let (mut block, outside) =
+                unsafe { translate_from_ram(cpu, t, flags, MAX_INSNS, (p0.add(off as usize), avail - off), None) };
             if outside || block.ninsns == 0 || block.validate().is_err() {
                 continue;
             }
             kite_ir::opt::fold_constants(&mut block);
             insns += block.ninsns;
-            queue.extend(gotos(&block));
+            queue.extend(block.goto_targets());
             nodes.push(block);
         }
         // Keep the blocks that lead back to the head (the loop), not its exits.
@@ -672,7 +705,7 @@ impl<C: GuestCpu> Engine<C> {
         loop {
             let mut grew = false;
             for (k, n) in nodes.iter().enumerate() {
-                if !keep[k] && gotos(n).any(|t| back.contains(&t)) {
+                if !keep[k] && n.goto_targets().any(|t| back.contains(&t)) {
                     keep[k] = true;
                     back.push(n.pc);
                     grew = true;
@@ -684,15 +717,17 @@ impl<C: GuestCpu> Engine<C> {
         }
         let members: Vec<Arc<Block>> =
             nodes.into_iter().zip(keep).filter(|(_, k)| *k).map(|(b, _)| Arc::new(b)).collect();
+        for m in &members {
+            lo = lo.min(m.pc - page);
+            hi = hi.max(m.pc - page + u64::from(m.size));
+        }
         let ctx = self.ctx();
         ctx.stats.translate_ns_total += t0.elapsed().as_nanos() as u64;
         if members.is_empty() {
             return members;
         }
-        let lo = members.iter().map(|m| m.pc).chain([head.pc]).min().unwrap_or(head.pc);
-        let hi = members.iter().map(|m| m.pc + m.size as u64).max().unwrap_or(head.pc);
         if let Some(tb) = ctx.tbs.get_mut(id) {
-            tb.extent = Some((ppage | (lo & !PAGE_MASK), ppage + (hi - page)));
+            tb.extent = Some((ppage + lo, ppage + hi));
         }
         ctx.stats.regions += 1;
         ctx.stats.region_blocks += members.len() as u64;
@@ -711,34 +746,13 @@ impl<C: GuestCpu> Engine<C> {
         let (p0, left0) = mem.ram_ptr(phys)?;
         let avail0 = left0.min(PAGE_SIZE - (pc & !PAGE_MASK));
         let second = match page2 {
-            Some(p) => Some(mem.ram_ptr(p)?),
+            Some(p) => Some(mem.ram_ptr(p).map(|(p, left)| (p as *const u8, left))?),
             None => None,
         };
-        let page1 = (pc & PAGE_MASK).wrapping_add(PAGE_SIZE);
         // SAFETY: no TB is running; the dispatcher owns the CPU here (shared use only).
         let cpu = unsafe { &*cpu_ptr };
-        let byte = |a: u64| -> Option<u8> {
-            let off = a.wrapping_sub(pc);
-            if off < avail0 {
-                // SAFETY: `off < avail0 <= left0` bytes of RAM from `p0`.
-                return Some(unsafe { p0.add(off as usize).read() });
-            }
-            let off1 = a.wrapping_sub(page1);
-            match second {
-                // SAFETY: `off1 < left` bytes of RAM from `p`.
-                Some((p, left)) if off1 < left.min(PAGE_SIZE) => Some(unsafe { p.add(off1 as usize).read() }),
-                _ => None,
-            }
-        };
-        let mut fetch = |a: u64| -> Result<u16, Fault> {
-            match (byte(a), byte(a.wrapping_add(1))) {
-                (Some(l), Some(h)) => Ok(l as u16 | (h as u16) << 8),
-                _ => Err(cpu.fault_for(FaultKind::AccessFault, Access::Exec, a)),
-            }
-        };
-        let mut b = Builder::new(pc);
-        cpu.translate_block(pc, flags, TbLimits { max_insns: ninsns }, &mut fetch, &mut b);
-        let mut block = b.finish();
+        // SAFETY: `ram_ptr` gave `left0` bytes at `p0` and `left` at the second page's pointer.
+        let (mut block, _) = unsafe { translate_from_ram(cpu, pc, flags, ninsns, (p0, avail0), second) };
         let stats = &mut self.ctx().stats;
         stats.translate_ns_total += t0.elapsed().as_nanos() as u64;
         let same = block.size == size && block.ninsns == ninsns && block.validate().is_ok();

@@ -4,6 +4,8 @@ use std::time::{Duration, Instant};
 
 use kite_core::{ExitCode, PhysMemory};
 
+use kite_ir::testing::Rng;
+
 use super::mock::*;
 use crate::{Engine, JitOptions, Stats, Tier};
 
@@ -629,21 +631,6 @@ fn a_halt_loop_woken_by_a_masked_interrupt_backs_off() {
     assert!((64..20_000).contains(&halts), "{halts} halts in 300 ms");
 }
 
-/// A tiny xorshift generator (the tests must be deterministic).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A random program of `nblocks` blocks that branch to each other at random (loops
 /// through several blocks, forward and backward), each ending with a countdown in r13 so
 /// every run ends at the ecall after the last block. Registers: r7 = RAM base (memory
@@ -660,12 +647,12 @@ fn random_looping_program(rng: &mut Rng, nblocks: usize) -> Vec<u32> {
             let rs = data_regs[rng.below(data_regs.len() as u64) as usize];
             let off = (rng.below(32) * 8) as i16;
             b.push(match rng.below(7) {
-                0 => insn(1, rd, 0, rng.next() as i16),
-                1 | 2 => insn(2, rd, rs, rng.next() as i16),
+                0 => insn(1, rd, 0, rng.next_u64() as i16),
+                1 | 2 => insn(2, rd, rs, rng.next_u64() as i16),
                 3 => insn(0x0c, rd, rs, 0),
                 4 => insn(if rng.below(2) == 0 { 0x03 } else { 0x0a }, rd, 7, off),
                 5 => insn(if rng.below(2) == 0 { 0x04 } else { 0x0b }, rd, 7, off),
-                _ => insn(0x0e, rd, 0, rng.next() as i16),
+                _ => insn(0x0e, rd, 0, rng.next_u64() as i16),
             });
         }
         blocks.push(b);
