@@ -42,6 +42,7 @@ isa_test!(zifencei, zifencei_interp, "zifencei");
 isa_test!(traps, traps_interp, "traps");
 isa_test!(cprog_gc, cprog_gc_interp, "cprog_gc");
 isa_test!(fp_ops, fp_ops_interp, "fp_ops");
+isa_test!(fp_ops_nx, fp_ops_nx_interp, "fp_ops_nx");
 isa_test!(fp_state, fp_state_interp, "fp_state");
 isa_test!(bitmanip, bitmanip_interp, "bitmanip");
 

@@ -8,8 +8,20 @@
  * feq quiet / flt, fle signalling, fcvt saturation (NaN -> max), fused
  * multiply-add with a single rounding, and fflags accumulation.
  * fflags: NV=0x10 DZ=0x08 OF=0x04 UF=0x02 NX=0x01.
+ *
+ * Built twice: as fp_ops, every checked operation starts with fflags clear; as
+ * fp_ops_nx (-DPRESET_NX), with NX already set, so the translator's inline host
+ * arithmetic (used only when NX is set and the rounding mode is RNE) runs, and
+ * every NaN, infinity, zero, subnormal and overflow result must still leave it
+ * for the exact path with the same result and flags.
  */
 #include "asm_test.h"
+
+#ifdef PRESET_NX
+#define FL0 1
+#else
+#define FL0 0
+#endif
 
 #define B(x) (0xffffffff00000000 | (x))   /* NaN-boxed single */
 #define ONE_S   0x3f800000
@@ -31,38 +43,70 @@
     li t0, a; fmv.d.x fs1, t0;             \
     li t0, b; fmv.d.x fs2, t0;             \
     li t0, c; fmv.d.x fs3, t0;             \
-    csrwi fflags, 0;                       \
+    csrwi fflags, FL0;                     \
     __VA_ARGS__;                           \
     fmv.x.d s3, fs0;                       \
     csrr s4, fflags;                       \
     CHECKI(s3, res);                       \
-    CHECKI(s4, flags)
+    CHECKI(s4, (flags) | FL0)
 
 /* Integer result: the instruction writes s3 from fs1/fs2. */
 #define TX(res, flags, a, b, ...)          \
     li t0, a; fmv.d.x fs1, t0;             \
     li t0, b; fmv.d.x fs2, t0;             \
     li s3, 0x5555;                         \
-    csrwi fflags, 0;                       \
+    csrwi fflags, FL0;                     \
     __VA_ARGS__;                           \
     csrr s4, fflags;                       \
     CHECKI(s3, res);                       \
-    CHECKI(s4, flags)
+    CHECKI(s4, (flags) | FL0)
 
 /* From an integer: s1 = a, the instruction writes fs0. */
 #define TI(res, flags, a, ...)             \
     li s1, a;                              \
-    csrwi fflags, 0;                       \
+    csrwi fflags, FL0;                     \
     __VA_ARGS__;                           \
     fmv.x.d s3, fs0;                       \
     csrr s4, fflags;                       \
     CHECKI(s3, res);                       \
-    CHECKI(s4, flags)
+    CHECKI(s4, (flags) | FL0)
 
+#ifdef PRESET_NX
+TEST_NAME(fp_ops_nx)
+#else
 TEST_NAME(fp_ops)
+#endif
 TEST_BEGIN
     li t0, 1 << 13                /* mstatus.FS = Initial */
     csrs mstatus, t0
+
+    /* ---- the dynamic rounding mode (frm) for an instruction without one ---- */
+    fsrmi 1                       /* RTZ */
+    TF(ONE_D, 1, ONE_D, ULP53_D, 0, fadd.d fs0, fs1, fs2)
+    TF(B(ONE_S), 1, B(ONE_S), B(ULP24_S), 0, fadd.s fs0, fs1, fs2)
+    TF(0x3fd5555555555555, 1, ONE_D, 0x4008000000000000, 0, fdiv.d fs0, fs1, fs2)
+    fsrmi 3                       /* RUP */
+    TF(0x3ff0000000000001, 1, ONE_D, ULP53_D, 0, fadd.d fs0, fs1, fs2)
+    TF(0x3fd5555555555556, 1, ONE_D, 0x4008000000000000, 0, fdiv.d fs0, fs1, fs2)
+    TF(0x3ff6a09e667f3bcd, 1, 0x4000000000000000, 0, 0, fsqrt.d fs0, fs1)
+    fsrmi 0                       /* RNE */
+    TF(ONE_D, 1, ONE_D, ULP53_D, 0, fadd.d fs0, fs1, fs2)
+    TF(0x3fd5555555555555, 1, ONE_D, 0x4008000000000000, 0, fdiv.d fs0, fs1, fs2)
+    /* fused: 1 * 1 + 2^-53 (tie, even), and the sign-flipped forms */
+    TF(ONE_D, 1, ONE_D, ONE_D, ULP53_D, fmadd.d fs0, fs1, fs2, fs3)
+    TF(0xbff0000000000000, 1, ONE_D, ONE_D, ULP53_D, fnmadd.d fs0, fs1, fs2, fs3)
+    TF(0x3fefffffffffffff, 0, ONE_D, ONE_D, ULP53_D, fmsub.d fs0, fs1, fs2, fs3)
+    TF(0xbfefffffffffffff, 0, ONE_D, ONE_D, ULP53_D, fnmsub.d fs0, fs1, fs2, fs3)
+    TF(B(0x3fc00000), 0, B(ONE_S), B(0x3f000000), B(ONE_S), fmadd.s fs0, fs1, fs2, fs3)
+    TF(B(0xbfc00000), 0, B(ONE_S), B(0x3f000000), B(ONE_S), fnmadd.s fs0, fs1, fs2, fs3)
+    TF(B(0xbf000000), 0, B(ONE_S), B(0x3f000000), B(ONE_S), fmsub.s fs0, fs1, fs2, fs3)
+    TF(B(0x3f000000), 0, B(ONE_S), B(0x3f000000), B(ONE_S), fnmsub.s fs0, fs1, fs2, fs3)
+    /* results at the edges of the normal range */
+    TF(0x0010000000000000, 0, 0x0020000000000000, 0x3fe0000000000000, 0, fmul.d fs0, fs1, fs2)
+    TF(0x0010000000000002, 0, 0x0020000000000002, 0x3fe0000000000000, 0, fmul.d fs0, fs1, fs2)
+    TF(0x7fefffffffffffff, 0, 0x7fefffffffffffff, ONE_D, 0, fmul.d fs0, fs1, fs2)
+    TF(0x0000000000000000, 0, ONE_D, 0xbff0000000000000, 0, fadd.d fs0, fs1, fs2)
+    TF(0x3ff0000000000000, 0, 0x8000000000000000, ONE_D, 0, fadd.d fs0, fs1, fs2)
 
     /* ---- fadd.s: 1 + 2^-24 is exactly halfway between 1 and 1+2^-23 ---- */
     TF(B(ONE_S), 1, B(ONE_S), B(ULP24_S), 0, fadd.s fs0, fs1, fs2, rne)   /* tie to even */

@@ -24,9 +24,9 @@
 //! branch that crosses a guest-instruction boundary, where the PC at a fault would be
 //! dynamic) get `None`: the caller keeps using the reference interpreter for them.
 
-use crate::interp::{eval_bin, eval_un, extend_load, leave_with_status, take_status, uncount, Env, Outcome};
+use crate::interp::{eval_bin, eval_fp, eval_un, extend_load, leave_with_status, take_status, uncount, Env, Outcome};
 use crate::state::{offsets, status};
-use crate::{BinOp, Block, Cond, Exit, HelperFn, Inst, MemOp, RmwOp, Temp, Ty, UnOp};
+use crate::{BinOp, Block, Cond, Exit, FpOp, HelperFn, Inst, MemOp, RmwOp, Temp, Ty, UnOp};
 
 /// One pre-decoded operation. Register operands (`d`, `a`, `b`, `s`, ...) index the
 /// register file; `t` fields are op indices; `site` indexes [`FastBlock::sites`].
@@ -206,6 +206,14 @@ enum Op {
         dty: Ty,
         d: u16,
         s: u16,
+    },
+    Fp {
+        op: FpOp,
+        ty: Ty,
+        d: u16,
+        a: u16,
+        b: u16,
+        c: u16,
     },
     Setcond {
         cond: Cond,
@@ -876,6 +884,11 @@ impl FastBlock {
                     let (c, a, b) = (d.reg(*c)?, d.reg(*a)?, d.reg(*b)?);
                     Op::Select { d: d.def(*dst)?, c, a, b }
                 }
+                Inst::Fp { op, dst, a, b, c } => {
+                    let ty = d.ty(*dst);
+                    let (a, b, c) = (d.reg(*a)?, d.reg(*b)?, d.reg(*c)?);
+                    Op::Fp { op: *op, ty, d: d.def(*dst)?, a, b, c }
+                }
                 Inst::Load { dst, addr, mop } => {
                     let ty = d.ty(*dst);
                     let addr = d.reg(*addr)?;
@@ -1192,6 +1205,7 @@ impl FastView<'_> {
                 Op::Setcond { cond, ty, d, a, b } => w!(d, cond.eval(ty, r!(a), r!(b)) as u64),
                 Op::SetcondI { cond, ty, d, a, v } => w!(d, cond.eval(ty, r!(a), v) as u64),
                 Op::Select { d, c, a, b } => w!(d, if r!(c) != 0 { r!(a) } else { r!(b) }),
+                Op::Fp { op, ty, d, a, b, c } => w!(d, eval_fp(op, ty, r!(a), r!(b), r!(c))),
                 Op::Load { d, addr, mop, ty, site } => {
                     let s = self.sites[site as usize];
                     st64(state, offsets::PC, s.pc);

@@ -95,7 +95,7 @@ static QUIET: Helper = Helper {
     func: h_quiet,
     nargs: 1,
     ret: None,
-    effects: Effects { reads_state: false, writes_state: true, may_exit: false },
+    effects: Effects { reads_state: false, writes_state: true, may_exit: false, cold: false, state_range: None },
 };
 
 const BINOPS: [BinOp; 22] = BinOp::ALL;

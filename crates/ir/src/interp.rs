@@ -6,7 +6,7 @@
 //! clarity; a fast first tier would pre-decode blocks.
 
 use crate::state::{offsets, status};
-use crate::{Access, BinOp, Block, Exit, Inst, MemOp, RmwOp, Temp, Ty, UnOp};
+use crate::{Access, BinOp, Block, Exit, FpOp, Inst, MemOp, RmwOp, Temp, Ty, UnOp};
 
 /// Guest memory as the interpreter sees it. A failing access returns `None`
 /// after recording the guest exception in the state header (`status`,
@@ -127,6 +127,37 @@ pub fn eval_bin(op: BinOp, ty: Ty, a: u64, b: u64) -> u64 {
 }
 
 /// Apply a unary op: `src` has type `sty` (canonical), the result has type `dty`.
+/// `op(a, b, c)` on binary32 (I32) or binary64 (I64) bit patterns, as [`Inst::Fp`]
+/// defines it (the host's IEEE arithmetic; `f64::mul_add` is exact everywhere).
+pub fn eval_fp(op: FpOp, ty: Ty, a: u64, b: u64, c: u64) -> u64 {
+    match ty {
+        Ty::I64 => {
+            let (x, y, z) = (f64::from_bits(a), f64::from_bits(b), f64::from_bits(c));
+            let r = match op {
+                FpOp::Add => x + y,
+                FpOp::Sub => x - y,
+                FpOp::Mul => x * y,
+                FpOp::Div => x / y,
+                FpOp::Sqrt => x.sqrt(),
+                FpOp::MulAdd => x.mul_add(y, z),
+            };
+            r.to_bits()
+        }
+        Ty::I32 => {
+            let (x, y, z) = (f32::from_bits(a as u32), f32::from_bits(b as u32), f32::from_bits(c as u32));
+            let r = match op {
+                FpOp::Add => x + y,
+                FpOp::Sub => x - y,
+                FpOp::Mul => x * y,
+                FpOp::Div => x / y,
+                FpOp::Sqrt => x.sqrt(),
+                FpOp::MulAdd => x.mul_add(y, z),
+            };
+            r.to_bits() as u64
+        }
+    }
+}
+
 pub fn eval_un(op: UnOp, sty: Ty, dty: Ty, v: u64) -> u64 {
     let r = match op {
         UnOp::Neg => v.wrapping_neg(),
@@ -246,6 +277,10 @@ fn run_in(block: &Block, state: &mut [u8], env: &mut dyn Env, vals: &mut [u64], 
                 vals[dst.0 as usize] = eval_bin(*op, ty(*dst), vals[a.0 as usize], vals[b.0 as usize])
             }
             Inst::Un { op, dst, src } => vals[dst.0 as usize] = eval_un(*op, ty(*src), ty(*dst), vals[src.0 as usize]),
+            Inst::Fp { op, dst, a, b, c } => {
+                let (a, b, c) = (vals[a.0 as usize], vals[b.0 as usize], vals[c.0 as usize]);
+                vals[dst.0 as usize] = eval_fp(*op, ty(*dst), a, b, c)
+            }
             Inst::Setcond { cond, dst, a, b } => {
                 vals[dst.0 as usize] = cond.eval(ty(*a), vals[a.0 as usize], vals[b.0 as usize]) as u64
             }

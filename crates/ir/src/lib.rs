@@ -133,6 +133,38 @@ pub enum UnOp {
     Bswap,
 }
 
+/// IEEE 754 arithmetic on the bit patterns held in temps ([`Inst::Fp`]): an I32 temp
+/// holds a binary32, an I64 temp a binary64. Results are rounded to nearest, ties to
+/// even; no exception flags are kept, and a NaN result's payload and sign are
+/// unspecified. Frontends that need their ISA's NaN, rounding-mode or flag rules use
+/// the result only when it cannot differ (a finite, normal result with the inexact flag
+/// already raised, say) and take a slow path otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FpOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// Square root of `a`.
+    Sqrt,
+    /// `a * b + c` with one rounding.
+    MulAdd,
+}
+
+impl FpOp {
+    /// Every op (for exhaustive tests).
+    pub const ALL: [FpOp; 6] = [FpOp::Add, FpOp::Sub, FpOp::Mul, FpOp::Div, FpOp::Sqrt, FpOp::MulAdd];
+
+    /// How many of `a`, `b`, `c` the op reads (the rest are ignored).
+    pub fn arity(self) -> usize {
+        match self {
+            FpOp::Sqrt => 1,
+            FpOp::MulAdd => 3,
+            _ => 2,
+        }
+    }
+}
+
 impl BinOp {
     /// Every op (for exhaustive tests).
     pub const ALL: [BinOp; 22] = [
@@ -414,13 +446,24 @@ pub struct Effects {
     /// the call checks `CpuHeader::status`; if it is non-zero the block exits
     /// to the dispatcher with that status.
     pub may_exit: bool,
+    /// Called only on a rarely taken path (a fast path's fallback): backends lay the
+    /// call out of line and may make it dear (store and reload every guest register
+    /// they keep in a host register around it) to keep the common path cheap.
+    pub cold: bool,
+    /// The guest-state bytes `[start, end)` outside the header that the helper may read
+    /// or write, if it keeps to them (`None`: anywhere). Backends then keep guest
+    /// registers outside the range in host registers across the call. An exit through
+    /// `may_exit` still sees all state in memory.
+    pub state_range: Option<(u32, u32)>,
 }
 
 impl Effects {
     /// Pure function of its arguments.
-    pub const PURE: Effects = Effects { reads_state: false, writes_state: false, may_exit: false };
+    pub const PURE: Effects =
+        Effects { reads_state: false, writes_state: false, may_exit: false, cold: false, state_range: None };
     /// Reads and writes state, may raise.
-    pub const ALL: Effects = Effects { reads_state: true, writes_state: true, may_exit: true };
+    pub const ALL: Effects =
+        Effects { reads_state: true, writes_state: true, may_exit: true, cold: false, state_range: None };
 }
 
 /// Signature of every helper: the CPU state pointer, then up to four u64
@@ -516,6 +559,15 @@ pub enum Inst {
         dst: Temp,
         src: Temp,
     },
+    /// `dst = op(a, b, c)` in floating point (see [`FpOp`]); all four share a type, and
+    /// operands beyond the op's arity are ignored.
+    Fp {
+        op: FpOp,
+        dst: Temp,
+        a: Temp,
+        b: Temp,
+        c: Temp,
+    },
     /// `dst = cond(a, b) ? 1 : 0`; `a` and `b` share a type, dst may differ.
     Setcond {
         cond: Cond,
@@ -601,6 +653,7 @@ impl Inst {
             | Inst::LdState { dst, .. }
             | Inst::Bin { dst, .. }
             | Inst::Un { dst, .. }
+            | Inst::Fp { dst, .. }
             | Inst::Setcond { dst, .. }
             | Inst::Select { dst, .. }
             | Inst::Load { dst, .. }
@@ -671,6 +724,14 @@ impl Block {
                     if !ext {
                         same(*dst, *src)?;
                     }
+                }
+                Inst::Fp { dst, a, b, c, .. } => {
+                    for t in [*dst, *a, *b, *c] {
+                        chk(t)?;
+                    }
+                    same(*dst, *a)?;
+                    same(*a, *b)?;
+                    same(*b, *c)?;
                 }
                 Inst::Setcond { dst, a, b, .. } => {
                     chk(*dst)?;
@@ -880,6 +941,17 @@ impl Builder {
     pub fn ext(&mut self, op: UnOp, ty: Ty, src: Temp) -> Temp {
         let dst = self.temp(ty);
         self.push(Inst::Un { op, dst, src });
+        dst
+    }
+
+    /// A floating-point op on `args` (its arity's worth; see [`FpOp`]).
+    pub fn fp(&mut self, op: FpOp, args: &[Temp]) -> Temp {
+        // Operands beyond the arity are `a` (so that the text form round-trips).
+        let a = args[0];
+        let arg = |k: usize| args.get(k).copied().filter(|_| k < op.arity()).unwrap_or(a);
+        let (b, c) = (arg(1), arg(2));
+        let dst = self.temp(self.ty(a));
+        self.push(Inst::Fp { op, dst, a, b, c });
         dst
     }
 

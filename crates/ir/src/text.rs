@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-use crate::{BinOp, Block, Cond, Exit, Helper, Inst, IrError, Label, MemOp, MemSize, RmwOp, Temp, Ty, UnOp};
+use crate::{BinOp, Block, Cond, Exit, FpOp, Helper, Inst, IrError, Label, MemOp, MemSize, RmwOp, Temp, Ty, UnOp};
 
 const BINOPS: &[(BinOp, &str)] = &[
     (BinOp::Add, "add"),
@@ -44,6 +44,15 @@ const BINOPS: &[(BinOp, &str)] = &[
     (BinOp::MaxS, "maxs"),
     (BinOp::MinU, "minu"),
     (BinOp::MaxU, "maxu"),
+];
+
+const FPOPS: &[(FpOp, &str)] = &[
+    (FpOp::Add, "add"),
+    (FpOp::Sub, "sub"),
+    (FpOp::Mul, "mul"),
+    (FpOp::Div, "div"),
+    (FpOp::Sqrt, "sqrt"),
+    (FpOp::MulAdd, "muladd"),
 ];
 
 const UNOPS: &[(UnOp, &str)] = &[
@@ -138,6 +147,10 @@ impl Block {
             Inst::StState { src, off } => write!(f, "    st_state {off:#x}, {src}"),
             Inst::Bin { op, dst, a, b } => write!(f, "    {} {} {a}, {b}", d(dst), name(BINOPS, *op)),
             Inst::Un { op, dst, src } => write!(f, "    {} {} {src}", d(dst), name(UNOPS, *op)),
+            Inst::Fp { op, dst, a, b, c } => {
+                let args = [a, b, c].iter().take(op.arity()).map(|t| t.to_string()).collect::<Vec<_>>();
+                write!(f, "    {} fp.{} {}", d(dst), name(FPOPS, *op), args.join(", "))
+            }
             Inst::Setcond { cond, dst, a, b } => {
                 write!(f, "    {} setcond.{} {a}, {b}", d(dst), name(CONDS, *cond))
             }
@@ -276,6 +289,13 @@ impl Parser<'_> {
                 let a = self.args(rest, 2)?;
                 let cond = lookup(CONDS, sfx).ok_or_else(|| self.err(format!("bad condition `{sfx}`")))?;
                 Inst::Setcond { cond, dst, a: self.temp(a[0])?, b: self.temp(a[1])? }
+            }
+            "fp" => {
+                let op = lookup(FPOPS, sfx).ok_or_else(|| self.err(format!("bad fp op `{sfx}`")))?;
+                let a = self.args(rest, op.arity())?;
+                let t = a.iter().map(|s| self.temp(s)).collect::<Result<Vec<_>, _>>()?;
+                let at = |k: usize| t.get(k).copied().unwrap_or(t[0]);
+                Inst::Fp { op, dst, a: t[0], b: at(1), c: at(2) }
             }
             "select" => {
                 let a = self.args(rest, 3)?;
@@ -454,6 +474,10 @@ mod tests {
         let c = b.cas(s, a, m, MemOp::new(MemSize::B8, false));
         b.st_state(c, 0x160);
         b.st_state(s, 0x158);
+        for op in FpOp::ALL {
+            let f = b.fp(op, &[x, y, z]);
+            b.st_state(f, 0x168);
+        }
         b.exit(Exit::Raise { cause: 2, tval: m });
         let blk = b.finish();
         let text = blk.to_string();

@@ -41,7 +41,7 @@
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
 use kite_ir::state::{offsets, status, PAGE_BITS, PAGE_MASK, TLB_ENTRIES};
-use kite_ir::{Access, BinOp, Cond, Exit, Helper, Inst, MemOp, MemSize, RmwOp, Temp, Ty, UnOp};
+use kite_ir::{Access, BinOp, Cond, Exit, FpOp, Helper, Inst, MemOp, MemSize, RmwOp, Temp, Ty, UnOp};
 
 use crate::codegen::{ret, TbSpec};
 use crate::softmmu;
@@ -268,7 +268,7 @@ fn count_uses(block: &kite_ir::Block, uses: &mut Vec<u32>, multi: &mut Vec<bool>
                 r(a);
                 r(b);
             }
-            Inst::Select { c, a, b, .. } => {
+            Inst::Select { c, a, b, .. } | Inst::Fp { a, b, c, .. } => {
                 r(c);
                 r(a);
                 r(b);
@@ -293,6 +293,19 @@ fn count_uses(block: &kite_ir::Block, uses: &mut Vec<u32>, multi: &mut Vec<bool>
             | Inst::Exit(_) => {}
         }
     }
+}
+
+/// The control word of [`fp_call`]: the op's index in [`FpOp::ALL`], plus 256 for binary64.
+pub(crate) fn fp_ctl(op: FpOp, ty: Ty) -> u64 {
+    FpOp::ALL.iter().position(|&o| o == op).unwrap_or(0) as u64 | ((ty == Ty::I64) as u64) << 8
+}
+
+/// [`Inst::Fp`] as a call (a [`kite_ir::HelperFn`]; the CPU pointer is unused): baseline
+/// code, and fused multiply-adds in Cranelift code on hosts without FMA.
+pub(crate) extern "C" fn fp_call(_cpu: *mut u8, ctl: u64, a: u64, b: u64, c: u64) -> u64 {
+    let op = FpOp::ALL[(ctl & 0xff) as usize % FpOp::ALL.len()];
+    let ty = if ctl & 0x100 != 0 { Ty::I64 } else { Ty::I32 };
+    kite_ir::interp::eval_fp(op, ty, a, b, c)
 }
 
 /// Host register numbers (`Rq(n)`).
@@ -347,9 +360,11 @@ impl Emit<'_, '_> {
                     || (!self.multi[dst.0 as usize] && (self.ty(dst) == Ty::I32 || fits_i32(self.ty(dst).mask(val))))
             }
             Inst::LdState { dst, off } => dead(dst) || (!self.multi[dst.0 as usize] && off >= offsets::HEADER_END),
-            Inst::Bin { dst, .. } | Inst::Un { dst, .. } | Inst::Setcond { dst, .. } | Inst::Select { dst, .. } => {
-                dead(dst)
-            }
+            Inst::Bin { dst, .. }
+            | Inst::Un { dst, .. }
+            | Inst::Fp { dst, .. }
+            | Inst::Setcond { dst, .. }
+            | Inst::Select { dst, .. } => dead(dst),
             _ => false,
         }
     }
@@ -535,6 +550,7 @@ impl Emit<'_, '_> {
             | Inst::LdState { dst, .. }
             | Inst::Bin { dst, .. }
             | Inst::Un { dst, .. }
+            | Inst::Fp { dst, .. }
             | Inst::Setcond { dst, .. }
             | Inst::Select { dst, .. }
                 if dead(dst) =>
@@ -595,6 +611,7 @@ impl Emit<'_, '_> {
             }
             Inst::Bin { op, dst, a, b } => self.bin(op, dst, a, b),
             Inst::Un { op, dst, src } => self.un(op, dst, src)?,
+            Inst::Fp { op, dst, a, b, c } => self.fp(op, dst, a, b, c),
             Inst::Setcond { cond, dst, a, b } => {
                 self.cmp(a, b);
                 self.setcc(cond);
@@ -996,13 +1013,27 @@ impl Emit<'_, '_> {
         self.check_status(Some(next));
     }
 
+    /// Floating point by a call to [`fp_call`]: this tier runs cold code, where a call
+    /// costs less than teaching it SSE (the optimising tier emits the host instructions).
+    fn fp(&mut self, op: FpOp, dst: Temp, a: Temp, b: Temp, c: Temp) {
+        // System V: rsi = control word, rdx, rcx, r8 = operands (rdi, the CPU, unused).
+        self.ld(RDX, a);
+        self.ld(RCX, b);
+        self.ld(8, c);
+        self.mov_imm(6, fp_ctl(op, self.ty(dst)));
+        self.mov_imm(RAX, fp_call as *const () as usize as u64);
+        dynasm!(self.ops ; .arch x64 ; call rax);
+        self.st(dst, RAX);
+    }
+
     fn call(&mut self, h: &Helper, args: &[Temp], dst: Option<Temp>) -> Result<(), String> {
         if args.len() > 4 {
             return Err(format!("helper {} has {} arguments", h.name, args.len()));
         }
         if h.effects.writes_state {
             // Values read from state fields before the call must not see its writes.
-            self.materialize(None);
+            let range = h.effects.state_range.map(|(lo, hi)| (lo as i32, hi.saturating_sub(lo) as i32));
+            self.materialize(range);
         }
         if h.effects.may_exit {
             let pc = self.pc;

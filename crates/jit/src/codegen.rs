@@ -36,7 +36,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use std::sync::Arc;
 
 use kite_ir::state::{offsets, status, PAGE_MASK};
-use kite_ir::{Access, BinOp, Block, Cond, Exit, Helper, Inst, MemOp, MemSize, RmwOp, Temp, Ty, UnOp};
+use kite_ir::{Access, BinOp, Block, Cond, Exit, FpOp, Helper, Inst, MemOp, MemSize, RmwOp, Temp, Ty, UnOp};
 
 use crate::softmmu;
 use crate::tb::TbId;
@@ -85,6 +85,11 @@ pub(crate) struct TbSpec<'a> {
     pub jc_base: Option<u64>,
 }
 
+/// Tests: compile as for a host without FMA (the call path). Other tests that run
+/// meanwhile only take that (equally correct) path too.
+#[cfg(test)]
+pub(crate) static NO_FMA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The Cranelift state reused across compilations.
 pub(crate) struct Codegen {
     isa: OwnedTargetIsa,
@@ -93,6 +98,8 @@ pub(crate) struct Codegen {
     tail_sig: Signature,
     c_sig: Signature,
     slow_sig: Signature,
+    /// The host has fused multiply-add instructions (else Cranelift would need a libcall).
+    has_fma: bool,
 }
 
 impl std::fmt::Debug for Codegen {
@@ -132,7 +139,18 @@ impl Codegen {
         for _ in 0..6 {
             slow_sig.params.push(AbiParam::new(types::I64));
         }
-        Ok(Codegen { isa, ctx: Context::new(), fctx: FunctionBuilderContext::new(), tail_sig, c_sig, slow_sig })
+        let has_fma = isa.isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
+        #[cfg(test)]
+        let has_fma = has_fma && !NO_FMA.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(Codegen {
+            isa,
+            ctx: Context::new(),
+            fctx: FunctionBuilderContext::new(),
+            tail_sig,
+            c_sig,
+            slow_sig,
+            has_fma,
+        })
     }
 
     fn finish(&mut self) -> Result<&[u8], String> {
@@ -188,12 +206,14 @@ impl Codegen {
             sig_tail,
             sig_c,
             sig_slow,
+            has_fma: self.has_fma,
             pc: spec.block.pc,
             started: 0,
             live: true,
             next_slot: 0,
             entries: Vec::new(),
             promos: Vec::new(),
+            fbits: Vec::new(),
             status_exit: None,
         };
         e.start_member(spec.block);
@@ -293,6 +313,7 @@ struct Emit<'a, 'b> {
     cache: Vec<Cached>,
     sig_tail: ir::SigRef,
     sig_c: ir::SigRef,
+    has_fma: bool,
     /// The softmmu slow path: `fn(ctx, cpu, vaddr, info, val, expected)`, preserving every
     /// register; the result is in the header's `slow_ret`.
     sig_slow: ir::SigRef,
@@ -310,6 +331,8 @@ struct Emit<'a, 'b> {
     /// The guest state slots kept in Cranelift variables (host registers) across the
     /// loop's iterations and the region's blocks.
     promos: Vec<Promo>,
+    /// (integer value, the float it is the bits of): see `as_float`.
+    fbits: Vec<(Value, Value)>,
     /// The shared exit for slow paths that left a status (see `leave_on_status`).
     status_exit: Option<ir::Block>,
 }
@@ -324,6 +347,57 @@ struct Promo {
     var: Variable,
     /// Stored to somewhere in the block (only those are written back).
     written: bool,
+    /// Kept as a float (F64/F32 for an I64/I32 slot): an FP register that the loop's
+    /// float ops read or write, so its value stays in an XMM register (see `float_slots`).
+    float: bool,
+}
+
+impl Promo {
+    /// The variable's Cranelift type.
+    fn cl(&self) -> types::Type {
+        if self.float {
+            float_ty(self.ty)
+        } else {
+            clty(self.ty)
+        }
+    }
+}
+
+/// The float type whose bits an integer temp of `ty` holds.
+fn float_ty(ty: Ty) -> types::Type {
+    match ty {
+        Ty::I32 => types::F32,
+        Ty::I64 => types::F64,
+    }
+}
+
+/// The state slots (offset, type) whose loaded value is an operand of an [`Inst::Fp`]
+/// or whose stored value is the result of one: FP registers, kept in float variables.
+fn float_slots<'a>(blocks: impl Iterator<Item = &'a Block> + Clone) -> Vec<(u32, Ty)> {
+    let mut out = Vec::new();
+    for block in blocks {
+        let mut used = vec![false; block.temps.len()];
+        let mut made = vec![false; block.temps.len()];
+        for inst in &block.insts {
+            if let Inst::Fp { dst, a, b, c, .. } = *inst {
+                for t in [a, b, c] {
+                    used[t.0 as usize] = true;
+                }
+                made[dst.0 as usize] = true;
+            }
+        }
+        for inst in &block.insts {
+            let slot = match *inst {
+                Inst::LdState { dst, off } if used[dst.0 as usize] => (off, block.ty(dst)),
+                Inst::StState { src, off } if made[src.0 as usize] => (off, block.ty(src)),
+                _ => continue,
+            };
+            if !out.contains(&slot) {
+                out.push(slot);
+            }
+        }
+    }
+    out
 }
 
 /// Most state slots promoted in one loop block.
@@ -458,20 +532,23 @@ impl<'b> Emit<'_, 'b> {
     fn enter_loop(&mut self, members: &'b [Arc<Block>]) {
         let all = || std::iter::once(self.spec.block).chain(members.iter().map(|m| &**m));
         // Helpers that write state would force a store and a reload of every promoted
-        // slot around each call (FP helpers do, and FP loops got slower): such loops keep
-        // the per-run state cache.
+        // slot around each call (FP helpers did, and FP loops got slower): such loops keep
+        // the per-run state cache. Calls on cold paths (fast-path fallbacks) do not count.
         let calls_writers = all()
             .flat_map(|b| b.insts.iter())
-            .any(|i| matches!(i, Inst::Call { helper, .. } if helper.effects.writes_state));
+            .any(|i| matches!(i, Inst::Call { helper, .. } if helper.effects.writes_state && !helper.effects.cold));
         let mut slots = if calls_writers { Vec::new() } else { promotable(all()) };
         // The instruction count too: a memory add per iteration is a store-to-load chain.
         slots.push((offsets::ICOUNT, Ty::I64, true));
+        let floats = float_slots(all());
         for (off, ty, written) in slots {
-            let var = self.b.declare_var(clty(ty));
+            let float = floats.contains(&(off, ty));
+            let mut p = Promo { off, ty, var: Variable::from_u32(0), written, float };
+            p.var = self.b.declare_var(p.cl());
             let (base, d) = self.state_addr(off);
-            let v = self.b.ins().load(clty(ty), state_flags(), base, d);
-            self.b.def_var(var, v);
-            self.promos.push(Promo { off, ty, var, written });
+            let v = self.b.ins().load(p.cl(), state_flags(), base, d);
+            self.b.def_var(p.var, v);
+            self.promos.push(p);
         }
         let hdr = self.b.create_block();
         self.b.ins().jump(hdr, &[]);
@@ -481,6 +558,27 @@ impl<'b> Emit<'_, 'b> {
 
     fn promo(&self, off: u32, ty: Ty) -> Option<Variable> {
         self.promos.iter().find(|p| p.off == off && p.ty == ty).map(|p| p.var)
+    }
+
+    fn promo_float(&self, off: u32, ty: Ty) -> bool {
+        self.promos.iter().any(|p| p.off == off && p.ty == ty && p.float)
+    }
+
+    /// `v` (an integer value) as a float of the same width: the float it was made from,
+    /// if it was, else a bitcast (a register move).
+    fn as_float(&mut self, v: Value, ty: Ty) -> Value {
+        match self.fbits.iter().find(|(i, _)| *i == v) {
+            Some(&(_, f)) => f,
+            None => self.b.ins().bitcast(float_ty(ty), MemFlagsData::new(), v),
+        }
+    }
+
+    /// The integer bits of float `f`, remembering where they came from (see `as_float`).
+    /// An SSA value is defined once, so the pair stays true wherever `v` is used.
+    fn float_bits(&mut self, f: Value, ty: Ty) -> Value {
+        let v = self.b.ins().bitcast(clty(ty), MemFlagsData::new(), f);
+        self.fbits.push((v, f));
+        v
     }
 
     /// Store the promoted slots the block writes (their variables stay valid).
@@ -495,12 +593,36 @@ impl<'b> Emit<'_, 'b> {
         }
     }
 
+    /// Store the written promoted slots overlapping `[lo, hi)`.
+    fn sync_promos_in(&mut self, lo: u32, hi: u32) {
+        for i in 0..self.promos.len() {
+            let p = self.promos[i];
+            if p.written && p.off < hi && lo < p.off + p.ty.bits() / 8 {
+                let v = self.b.use_var(p.var);
+                let (base, d) = self.state_addr(p.off);
+                self.b.ins().store(state_flags(), v, base, d);
+            }
+        }
+    }
+
+    /// Reload the promoted slots overlapping `[lo, hi)`.
+    fn reload_promos_in(&mut self, lo: u32, hi: u32) {
+        for i in 0..self.promos.len() {
+            let p = self.promos[i];
+            if p.off < hi && lo < p.off + p.ty.bits() / 8 {
+                let (base, d) = self.state_addr(p.off);
+                let v = self.b.ins().load(p.cl(), state_flags(), base, d);
+                self.b.def_var(p.var, v);
+            }
+        }
+    }
+
     /// Reload every promoted slot (a helper may have written state).
     fn reload_promos(&mut self) {
         for i in 0..self.promos.len() {
             let p = self.promos[i];
             let (base, d) = self.state_addr(p.off);
-            let v = self.b.ins().load(clty(p.ty), state_flags(), base, d);
+            let v = self.b.ins().load(p.cl(), state_flags(), base, d);
             self.b.def_var(p.var, v);
         }
     }
@@ -555,7 +677,8 @@ impl<'b> Emit<'_, 'b> {
 
     fn ld_state(&mut self, ty: Ty, off: u32) -> Value {
         if let Some(var) = self.promo(off, ty) {
-            return self.b.use_var(var);
+            let v = self.b.use_var(var);
+            return if self.promo_float(off, ty) { self.float_bits(v, ty) } else { v };
         }
         let len = ty.bits() / 8;
         if off >= offsets::HEADER_END {
@@ -574,6 +697,7 @@ impl<'b> Emit<'_, 'b> {
 
     fn st_state(&mut self, ty: Ty, off: u32, v: Value) {
         if let Some(var) = self.promo(off, ty) {
+            let v = if self.promo_float(off, ty) { self.as_float(v, ty) } else { v };
             self.b.def_var(var, v);
             return;
         }
@@ -653,6 +777,11 @@ impl<'b> Emit<'_, 'b> {
                 let v = self.un(*op, self.ty(*src), self.ty(*dst), s);
                 self.def(*dst, v);
             }
+            Inst::Fp { op, dst, a, b, c } => {
+                let (a, b, c) = (self.var(*a), self.var(*b), self.var(*c));
+                let v = self.fp(*op, self.ty(*dst), a, b, c);
+                self.def(*dst, v);
+            }
             Inst::Setcond { cond, dst, a, b } => {
                 let (a, b) = (self.var(*a), self.var(*b));
                 let c = self.b.ins().icmp(intcc(*cond), a, b);
@@ -707,6 +836,10 @@ impl<'b> Emit<'_, 'b> {
                 let blk = self.labels[target.0 as usize];
                 self.b.ins().brif(c, blk, &[], fall, &[]);
                 self.b.switch_to_block(fall);
+                // Its one predecessor is known: sealed, variables read in it are the
+                // values defined before the branch (not block parameters), which keeps
+                // `as_float` able to see through them.
+                self.b.seal_block(fall);
             }
             Inst::Exit(e) => self.exit(e),
         }
@@ -871,12 +1004,18 @@ impl<'b> Emit<'_, 'b> {
     /// After a call that may have set the header status: exit with it if non-zero.
     /// `pc_on_exit` is stored first unless the status is `EXCEPTION` (whose pc is the
     /// faulting instruction, already stored).
-    fn check_status(&mut self, pc_on_exit: Option<u64>) {
+    /// `store_all`: cached and promoted state is not all in memory yet (a call with a
+    /// `state_range`); the exit stores it.
+    fn check_status(&mut self, pc_on_exit: Option<u64>, store_all: bool) {
         let st = self.hdr_load(types::I32, offsets::STATUS);
         let (fail, ok) = (self.b.create_block(), self.b.create_block());
         self.b.ins().brif(st, fail, &[], ok, &[]);
         self.b.set_cold_block(fail);
         self.b.switch_to_block(fail);
+        if store_all {
+            self.writeback_side();
+            self.sync_promos();
+        }
         let zero = self.b.ins().iconst(types::I32, 0);
         self.hdr_store(zero, offsets::STATUS);
         // Un-count what did not run: an exception leaves before the current
@@ -898,15 +1037,61 @@ impl<'b> Emit<'_, 'b> {
         self.b.switch_to_block(ok);
     }
 
+    /// Floating point on integer-typed values: move them to float registers and back.
+    fn fp(&mut self, op: FpOp, ty: Ty, a: Value, b: Value, c: Value) -> Value {
+        if op == FpOp::MulAdd && !self.has_fma {
+            let wide = |e: &mut Self, v: Value| match ty {
+                Ty::I32 => e.b.ins().uextend(types::I64, v),
+                Ty::I64 => v,
+            };
+            let (a, b, c) = (wide(self, a), wide(self, b), wide(self, c));
+            let (ctl, f) = (
+                self.k64(crate::baseline::fp_ctl(op, ty)),
+                self.k64(crate::baseline::fp_call as *const () as usize as u64),
+            );
+            let call = self.b.ins().call_indirect(self.sig_c, f, &[self.cpu, ctl, a, b, c]);
+            let r = self.b.inst_results(call)[0];
+            return match ty {
+                Ty::I32 => self.b.ins().ireduce(types::I32, r),
+                Ty::I64 => r,
+            };
+        }
+        let (x, y, z) = (self.as_float(a, ty), self.as_float(b, ty), self.as_float(c, ty));
+        let r = match op {
+            FpOp::Add => self.b.ins().fadd(x, y),
+            FpOp::Sub => self.b.ins().fsub(x, y),
+            FpOp::Mul => self.b.ins().fmul(x, y),
+            FpOp::Div => self.b.ins().fdiv(x, y),
+            FpOp::Sqrt => self.b.ins().sqrt(x),
+            FpOp::MulAdd => self.b.ins().fma(x, y, z),
+        };
+        self.float_bits(r, ty)
+    }
+
     fn call(&mut self, h: &Helper, args: &[Temp], dst: Option<Temp>) {
         let e = h.effects;
+        if e.cold {
+            if let Some(cur) = self.b.current_block() {
+                self.b.set_cold_block(cur);
+            }
+        }
         if e.may_exit {
             let pc = self.pc;
             self.store_pc(pc);
         }
         if e.reads_state || e.writes_state || e.may_exit {
-            self.writeback();
-            self.sync_promos();
+            match e.state_range {
+                // Only what the helper can see goes to memory (and is dropped from the
+                // cache); the status exit below stores the rest.
+                Some((lo, hi)) => {
+                    self.evict_overlaps(lo, hi.saturating_sub(lo), None);
+                    self.sync_promos_in(lo, hi);
+                }
+                None => {
+                    self.writeback();
+                    self.sync_promos();
+                }
+            }
         }
         let zero = self.k64(0);
         let mut a = [self.cpu, zero, zero, zero, zero];
@@ -918,11 +1103,28 @@ impl<'b> Emit<'_, 'b> {
             };
         }
         let f = self.k64(h.func as usize as u64);
-        let call = self.b.ins().call_indirect(self.sig_c, f, &a);
-        let r = self.b.inst_results(call)[0];
+        let r = match crate::stub::keep_regs_call().filter(|_| e.cold) {
+            // A cold call clobbers no register (see `stub`): float values stay in XMM
+            // registers across fast paths whose fallback it is.
+            Some(keep) => {
+                let k = self.k64(keep);
+                let args = [f, a[0], a[1], a[2], a[3], a[4]];
+                self.b.ins().call_indirect(self.sig_slow, k, &args);
+                self.hdr_load(types::I64, offsets::SLOW_RET)
+            }
+            None => {
+                let call = self.b.ins().call_indirect(self.sig_c, f, &a);
+                self.b.inst_results(call)[0]
+            }
+        };
         if e.writes_state {
-            self.cache.clear();
-            self.reload_promos();
+            match e.state_range {
+                Some((lo, hi)) => self.reload_promos_in(lo, hi),
+                None => {
+                    self.cache.clear();
+                    self.reload_promos();
+                }
+            }
         }
         if let Some(d) = dst {
             let v = match self.ty(d) {
@@ -932,7 +1134,7 @@ impl<'b> Emit<'_, 'b> {
             self.def(d, v);
         }
         if e.may_exit {
-            self.check_status(None);
+            self.check_status(None, e.state_range.is_some());
         }
     }
 
@@ -1057,7 +1259,7 @@ impl<'b> Emit<'_, 'b> {
         let f = self.k64(self.spec.slow_keep);
         self.b.ins().call_indirect(self.sig_slow, f, &[ctx, self.cpu, a, info, s, e]);
         let r = self.hdr_load(types::I64, offsets::SLOW_RET);
-        self.check_status(Some(next));
+        self.check_status(Some(next), false);
         match ty {
             Ty::I32 => self.b.ins().ireduce(types::I32, r),
             Ty::I64 => r,

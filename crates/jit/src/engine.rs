@@ -60,6 +60,8 @@ const REGION_INSNS: u32 = 256;
 /// A block heads a region only if it reached the tier-up threshold within this many guest
 /// instructions per entry counted (see `Engine::region`).
 const REGION_DENSITY: u64 = 1000;
+/// Entries kept in `Engine::in_region` before it starts over.
+const IN_REGION_MAX: usize = 4096;
 /// How long a halted vCPU sleeps before re-checking for a wake-up on its own.
 const HALT_POLL: Duration = Duration::from_millis(10);
 /// `wfi`s ended at once by a masked interrupt before the vCPU backs off (see `halt`).
@@ -150,6 +152,11 @@ pub struct Engine<C: GuestCpu> {
     reference_interp: bool,
     /// A baseline TB that reported [`ret::HOT`], to recompile at the next dispatch.
     hot: Option<TbId>,
+    /// Physical addresses of blocks already compiled into a region (head or member):
+    /// such a block heads no region of its own. The blocks of one loop nest get hot
+    /// together, and each used to head a region spanning the same nest (7 compiles of
+    /// one n-body loop). Only a heuristic: stale entries merely cost a region.
+    in_region: std::collections::HashSet<u64>,
 }
 
 // SAFETY: the engine exclusively owns its context, code cache and the pointers into them;
@@ -297,6 +304,7 @@ impl<C: GuestCpu> Engine<C> {
             wfi_spins: 0,
             reference_interp: false,
             hot: None,
+            in_region: std::collections::HashSet::new(),
         })
     }
 
@@ -651,7 +659,8 @@ impl<C: GuestCpu> Engine<C> {
         let Some(tb) = self.ctx().tbs.get(id) else {
             return Vec::new();
         };
-        let (flags, ppage, page) = (tb.flags, tb.phys_pc & PAGE_MASK, head.pc & PAGE_MASK);
+        let (flags, ppage, page, born, phys) =
+            (tb.flags, tb.phys_pc & PAGE_MASK, head.pc & PAGE_MASK, tb.born, tb.phys_pc);
         // SAFETY: no TB is running; the dispatcher owns the CPU here (shared use only).
         let cpu = unsafe { &*cpu_ptr };
         // Only for a block that got hot fast, i.e. in a loop running now: on a Linux boot
@@ -659,8 +668,8 @@ impl<C: GuestCpu> Engine<C> {
         // regions for all of them cost the compile thread more than they gained (the loops
         // of the compute benchmarks get there within ~1 M). (Under round-robin vCPUs
         // `born` may be another vCPU's count: only the heuristic suffers.)
-        let age = cpu.header().icount.saturating_sub(tb.born);
-        if age > u64::from(self.opts.thresh.max(1)) * REGION_DENSITY {
+        let age = cpu.header().icount.saturating_sub(born);
+        if age > u64::from(self.opts.thresh.max(1)) * REGION_DENSITY || self.in_region.contains(&phys) {
             return Vec::new();
         }
         let mem = self.ctx().mem.clone();
@@ -731,6 +740,11 @@ impl<C: GuestCpu> Engine<C> {
         }
         ctx.stats.regions += 1;
         ctx.stats.region_blocks += members.len() as u64;
+        if self.in_region.len() > IN_REGION_MAX {
+            self.in_region.clear();
+        }
+        let pcs = std::iter::once(head.pc).chain(members.iter().map(|m| m.pc));
+        self.in_region.extend(pcs.map(|pc| ppage + (pc - page)));
         members
     }
 

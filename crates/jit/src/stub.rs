@@ -21,6 +21,39 @@ use kite_ir::state::offsets;
 /// caller-saved register, calls `target` (the SystemV slow path) with the same arguments,
 /// stores its result at `cpu + SLOW_RET` and restores everything (rax included).
 pub(crate) fn keep_regs_entry(target: u64) -> Result<Vec<u8>, String> {
+    keep_regs(|ops| dynasm!(ops ; .arch x64 ; mov rax, QWORD target as i64))
+}
+
+/// The same for helper calls on cold paths ([`kite_ir::Effects::cold`]): `f(func, cpu,
+/// a0, a1, a2, a3)` calls the helper `func(cpu, a0, a1, a2, a3)`. Process-wide (it
+/// depends on nothing per engine); `None` if no executable page could be had.
+pub(crate) fn keep_regs_call() -> Option<u64> {
+    static CODE: std::sync::OnceLock<Option<memmap2::Mmap>> = std::sync::OnceLock::new();
+    let code = CODE.get_or_init(|| {
+        // Shift the arguments down by one; the function goes to rax.
+        let bytes = keep_regs(|ops| {
+            dynasm!(ops
+                ; .arch x64
+                ; mov rax, rdi
+                ; mov rdi, rsi
+                ; mov rsi, rdx
+                ; mov rdx, rcx
+                ; mov rcx, r8
+                ; mov r8, r9
+            )
+        })
+        .ok()?;
+        let mut m = memmap2::MmapMut::map_anon(bytes.len()).ok()?;
+        m.copy_from_slice(&bytes);
+        m.make_exec().ok()
+    });
+    code.as_ref().map(|m| m.as_ptr() as u64)
+}
+
+/// Save every caller-saved register, run `load` (which puts the callee in rax and the
+/// SystemV arguments in place, from registers only), call it, store rax at
+/// `SLOW_RET` off the `cpu` pointer that arrived in rsi, restore everything.
+fn keep_regs(load: impl FnOnce(&mut VecAssembler<X64Relocation>)) -> Result<Vec<u8>, String> {
     let mut ops = VecAssembler::<X64Relocation>::new(0);
     let ret = offsets::SLOW_RET as i32;
     // Frame: rbp, then nine saved integer registers (72 bytes), then 16 xmm registers
@@ -55,7 +88,10 @@ pub(crate) fn keep_regs_entry(target: u64) -> Result<Vec<u8>, String> {
         ; movups [rsp + 208], xmm13
         ; movups [rsp + 224], xmm14
         ; movups [rsp + 240], xmm15
-        ; mov rax, QWORD target as i64
+    );
+    load(&mut ops);
+    dynasm!(ops
+        ; .arch x64
         ; call rax
         // The saved rsi is the `cpu` argument.
         ; mov rsi, [rbp - 32]

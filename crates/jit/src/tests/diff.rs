@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use kite_core::{PhysMemory, VmControl};
 use kite_ir::state::{offsets, status};
-use kite_ir::{BinOp, Block, Builder, Cond, Effects, Exit, Helper, MemOp, MemSize, RmwOp, Temp, Ty, UnOp};
+use kite_ir::{BinOp, Block, Builder, Cond, Effects, Exit, FpOp, Helper, MemOp, MemSize, RmwOp, Temp, Ty, UnOp};
 
 use super::mock::*;
 use crate::engine::normalise;
@@ -199,6 +199,50 @@ fn every_binop_on_both_types_with_edge_values() {
             }
             b.exit(Exit::Goto(0x1004));
             check(&b.finish());
+        }
+    }
+}
+
+/// Float operands (bit patterns): zeros, normals, extremes, subnormals, infinities and a
+/// NaN. (NaN results are the host's default NaN in every tier: all of them use SSE.)
+fn float_values(ty: Ty) -> Vec<u64> {
+    let d = [0.0, -0.0, 1.0, -1.5, 3.0, 1e300, -1e-300, 5e-324, f64::MAX, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
+    match ty {
+        Ty::I64 => d.iter().map(|v| v.to_bits()).collect(),
+        Ty::I32 => d.iter().map(|&v| (v as f32).to_bits() as u64).chain([1]).collect(),
+    }
+}
+
+#[test]
+fn every_fp_op_on_both_types_with_float_values() {
+    fp_ops_with_float_values();
+    // Fused multiply-add as a call, as on a host without FMA.
+    crate::codegen::NO_FMA.store(true, std::sync::atomic::Ordering::Relaxed);
+    fp_ops_with_float_values();
+    crate::codegen::NO_FMA.store(false, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn fp_ops_with_float_values() {
+    for ty in [Ty::I32, Ty::I64] {
+        let vals = float_values(ty);
+        let n = vals.len();
+        for op in FpOp::ALL {
+            let mut b = Builder::new(0x1000);
+            b.insn_start(0x1000);
+            let mut k = 0;
+            for i in 0..n {
+                for j in 0..n {
+                    let x = b.ld_state(ty, val_off(i));
+                    let y = b.ld_state(ty, val_off(j));
+                    let z = b.ld_state(ty, val_off((i + j) % n));
+                    let r = b.fp(op, &[x, y, z]);
+                    b.st_state(r, out_off(k % 200));
+                    k += 1;
+                }
+            }
+            b.exit(Exit::Goto(0x1004));
+            b.set_extent(1, 4);
+            check_with(&b.finish(), &setup_values(vals.clone()));
         }
     }
 }
@@ -520,7 +564,7 @@ unsafe extern "C" fn h_all(c: *mut u8, a: u64, _: u64, _: u64, _: u64) -> u64 {
 }
 
 const fn eff(reads_state: bool, writes_state: bool, may_exit: bool) -> Effects {
-    Effects { reads_state, writes_state, may_exit }
+    Effects { reads_state, writes_state, may_exit, cold: false, state_range: None }
 }
 
 static HELPERS: [Helper; 8] = [

@@ -823,6 +823,33 @@ fn only_blocks_that_get_hot_fast_head_regions() {
 }
 
 #[test]
+fn a_block_already_in_a_region_heads_none_of_its_own() {
+    // 0: r1 = 0; r2 = 100; j A
+    // A: r1 += 1; j B
+    // B: bne r1, r2, A; j FAR
+    // FAR (next page): r3 += 1; r1 = 0; bne r3, r9, B; ecall
+    // A gets hot first and heads a region holding B. FAR enters at B, whose own TB then
+    // gets hot too (once per outer round), fast enough to head a region: it must not,
+    // as it would compile the same loop again.
+    let mut prog = vec![
+        insn(1, 1, 0, 0),
+        insn(1, 2, 0, 100),
+        insn(6, 0, 0, 1),
+        insn(2, 1, 1, 1),
+        insn(6, 0, 0, 1),
+        insn(5, 1, 2, -2),
+        insn(6, 0, 0, 1018),
+    ];
+    prog.resize(1024, insn(7, 0, 0, 0));
+    prog.extend([insn(2, 3, 3, 1), insn(1, 1, 0, 0), insn(5, 3, 9, -1021), insn(7, 0, 0, 0)]);
+    let opts = JitOptions { background: false, thresh: 3, ..JitOptions::default() };
+    let (code, st) = run(Tier::Tiered, opts, &prog, &|cpu, _| cpu.regs[9] = 10);
+    assert_eq!(code, ExitCode::Exit(0));
+    assert_eq!(st.regions, 1, "{st:?}");
+    assert!(st.tbs_promoted >= 2, "B is still compiled, on its own: {st:?}");
+}
+
+#[test]
 fn a_write_entry_filled_before_its_page_held_code_sees_the_code() {
     // P0: 0: sw r3 -> P1[0]     (P1 is data now: its TLB write entry is fast)
     //     1: j P1

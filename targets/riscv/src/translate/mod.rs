@@ -42,6 +42,10 @@ pub(crate) struct Ctx<'a> {
     pub privilege: u64,
     /// The block's TB flags (FS state for F/D).
     pub flags: u32,
+    /// Per block: whether fcsr allows the inline FP arithmetic (see `rvf::calc`), for a
+    /// static RNE (`[0]`) and a dynamic (`[1]`) rounding mode, once computed. CSR
+    /// instructions forget it; nothing else clears NX or changes frm.
+    pub fp_ok: &'a mut [Option<Temp>; 2],
 }
 
 /// Whether the instruction ended the block (it emitted its own exits).
@@ -149,6 +153,7 @@ pub fn translate_block(
     let page = pc & PAGE_MASK;
     let mut cur = pc;
     let mut n = 0u32;
+    let mut fp_ok = [None; 2];
     loop {
         // Fetch. A failing fetch of the first instruction raises its fault
         // (tval = the missing parcel); later in the block, stop before the
@@ -175,7 +180,7 @@ pub fn translate_block(
         b.insn_start(cur);
         n += 1;
         let (op, _) = decode(insn);
-        let mut ctx = Ctx { b, pc: cur, len, insn, privilege, flags: tb_flags };
+        let mut ctx = Ctx { b, pc: cur, len, insn, privilege, flags: tb_flags, fp_ok: &mut fp_ok };
         let flow = translate_op(&mut ctx, &op);
         cur = cur.wrapping_add(len);
         if flow == Flow::End {

@@ -1,6 +1,9 @@
 //! F and D: loads/stores, moves and sign injection as plain IR; everything
 //! that rounds or raises flags is one call to [`FP_HELPER`] (SoftFloat, see
-//! `crate::fpu`).
+//! `crate::fpu`), except add/sub/mul/div/sqrt and the fused multiply-adds in
+//! round-to-nearest-even: those run as host arithmetic ([`kite_ir::Inst::Fp`])
+//! whenever the result cannot differ from SoftFloat's, and fall back to the
+//! helper on a cold path otherwise (see [`calc`]).
 //!
 //! mstatus.FS: the TB flags carry FS ([`tbflags::FS_MASK`]). With FS = Off
 //! every FP instruction is illegal (decided at translation time). In a block
@@ -16,7 +19,7 @@
 
 use std::mem::offset_of;
 
-use kite_ir::{BinOp, Cond, Effects, Helper, MemOp, MemSize, Temp, Ty, UnOp};
+use kite_ir::{BinOp, Cond, Effects, FpOp, Helper, MemOp, MemSize, Temp, Ty, UnOp};
 
 use super::{Ctx, Flow};
 use crate::cpu::{cause, offsets, tbflags, RiscvCpu};
@@ -27,6 +30,12 @@ use crate::fpu::{self, BOX, CANON_S};
 
 /// Offset of mstatus in the CPU state.
 const MSTATUS: u32 = (offset_of!(RiscvCpu, csr) + offset_of!(Csrs, mstatus)) as u32;
+
+/// The CSRs' span in the CPU state.
+const CSRS: u32 = offset_of!(RiscvCpu, csr) as u32;
+
+/// Offset of fcsr (fflags in bits 0-4, frm in 5-7).
+const FCSR: u32 = (offset_of!(RiscvCpu, csr) + offset_of!(Csrs, fcsr)) as u32;
 
 /// Offset of FP register `r`.
 fn f_off(r: Reg) -> u32 {
@@ -72,6 +81,16 @@ unsafe extern "C" fn helper_fp(cpu: *mut u8, a: u64, b: u64, c: u64, ctl: u64) -
 
 pub(crate) static FP_HELPER: Helper =
     Helper { name: "riscv_fp", func: helper_fp, nargs: 4, ret: Some(Ty::I64), effects: Effects::ALL };
+
+/// The same helper as the fallback of an inline fast path (see [`calc`]).
+/// It touches only the CSRs (fcsr, mstatus) and the header (flags, an exception).
+pub(crate) static FP_SLOW_HELPER: Helper = Helper {
+    name: "riscv_fp_slow",
+    func: helper_fp,
+    nargs: 4,
+    ret: Some(Ty::I64),
+    effects: Effects { cold: true, state_range: Some((CSRS, CSRS + size_of::<Csrs>() as u32)), ..Effects::ALL },
+};
 
 impl Ctx<'_> {
     fn fpr(&mut self, r: Reg) -> Temp {
@@ -131,10 +150,7 @@ pub(super) fn fp(ctx: &mut Ctx, f: &FpInsn) -> Flow {
             let v = ctx.fpr(f.rs2);
             ctx.b.store(v, addr, MemOp::new(size, false));
         }
-        FpKind::Calc(op) => {
-            let r = call(ctx, f, op, true);
-            ctx.set_fpr(f.rd, r);
-        }
+        FpKind::Calc(op) => calc(ctx, f, op),
         FpKind::CalcToX(op) => {
             let r = call(ctx, f, op, true);
             ctx.set_gpr(f.rd, r);
@@ -183,6 +199,113 @@ pub(super) fn fp(ctx: &mut Ctx, f: &FpInsn) -> Flow {
         }
     }
     Flow::Next
+}
+
+/// An arithmetic op (`fpu::op::ADD..=NMADD`): inline host arithmetic where its result
+/// is the architectural one, the helper otherwise.
+///
+/// The host computes in round-to-nearest-even without keeping flags, so its result is
+/// used only when nothing else could differ (as `fpu::exec_host` decides): the rounding
+/// mode is RNE (static, or dynamic with frm = RNE), NX is already set in fflags (an
+/// inexact result raises nothing new), every single input is properly NaN-boxed, and
+/// the result is finite and normal with a magnitude above the smallest normal (so no
+/// NaN, infinity, overflow, underflow, invalid or divide-by-zero case). Everything else
+/// takes the helper on a cold path; a guest that clears fflags often runs there until
+/// an inexact result sets NX again.
+///
+/// Both paths write f[rd] themselves (no temp merges after the branch, so that the
+/// optimising backend can keep the result in a float register).
+fn calc(ctx: &mut Ctx, f: &FpInsn, op: u8) {
+    if !(f.rm == 0 || f.rm == 7) || op > fpu::op::NMADD {
+        let r = call(ctx, f, op, true);
+        ctx.set_fpr(f.rd, r);
+        return;
+    }
+    let (kind, arity) = match op {
+        fpu::op::ADD => (FpOp::Add, 2),
+        fpu::op::SUB => (FpOp::Sub, 2),
+        fpu::op::MUL => (FpOp::Mul, 2),
+        fpu::op::DIV => (FpOp::Div, 2),
+        fpu::op::SQRT => (FpOp::Sqrt, 1),
+        _ => (FpOp::MulAdd, 3),
+    };
+    let regs = [ctx.fpr(f.rs1), ctx.fpr(f.rs2), ctx.fpr(f.rs3)];
+    let ins = &regs[..arity];
+    let (ty, sign, min_normal, inf) = if f.dbl {
+        (Ty::I64, 1u64 << 63, 0x0010_0000_0000_0000u64, 0x7ff0_0000_0000_0000u64)
+    } else {
+        (Ty::I32, 1 << 31, 0x0080_0000, 0x7f80_0000)
+    };
+    let mut v: Vec<Temp> = ins.iter().map(|&t| if f.dbl { t } else { ctx.b.ext(UnOp::Trunc, Ty::I32, t) }).collect();
+    // The fused variants by sign flips, which are exact: msub = a*b + -c,
+    // nmsub = -a*b + c, nmadd = -a*b + -c.
+    let flip = |ctx: &mut Ctx, t: Temp| {
+        let s = ctx.b.const_(ty, sign);
+        ctx.b.bin(BinOp::Xor, t, s)
+    };
+    if matches!(op, fpu::op::NMSUB | fpu::op::NMADD) {
+        v[0] = flip(ctx, v[0]);
+    }
+    if matches!(op, fpu::op::MSUB | fpu::op::NMADD) {
+        v[2] = flip(ctx, v[2]);
+    }
+    let r = ctx.b.fp(kind, &v);
+    // finite and normal above the smallest normal: (|r| - (min + 1)) <u (inf - min - 1)
+    let mag = ctx.b.const_(ty, sign - 1);
+    let m = ctx.b.bin(BinOp::And, r, mag);
+    let lo = ctx.b.const_(ty, min_normal + 1);
+    let m = ctx.b.bin(BinOp::Sub, m, lo);
+    let span = ctx.b.const_(ty, inf - min_normal - 1);
+    let mut ok = ctx.b.setcond(Cond::LtU, m, span);
+    if !f.dbl {
+        ok = ctx.b.ext(UnOp::Zext32, Ty::I64, ok);
+        let mut all = ins[0];
+        for &t in &ins[1..] {
+            all = ctx.b.bin(BinOp::And, all, t);
+        }
+        let k32 = ctx.b.const64(32);
+        let hi = ctx.b.bin(BinOp::Shr, all, k32);
+        let ones = ctx.b.const64(0xffff_ffff);
+        let boxed = ctx.b.setcond(Cond::Eq, hi, ones);
+        ok = ctx.b.bin(BinOp::And, ok, boxed);
+    }
+    // NX set, and frm = RNE when the instruction's rounding mode is dynamic (once per
+    // block: only CSR instructions could change either).
+    let dynamic = (f.rm == 7) as usize;
+    let csr_ok = match ctx.fp_ok[dynamic] {
+        Some(t) => t,
+        None => {
+            let fcsr = ctx.b.ld_state(Ty::I64, FCSR);
+            let want = ctx.b.const64(if dynamic == 1 { 0xe1 } else { 0x01 });
+            let got = ctx.b.bin(BinOp::And, fcsr, want);
+            let nx = ctx.b.const64(fpu::flags::NX as u64);
+            let t = ctx.b.setcond(Cond::Eq, got, nx);
+            ctx.fp_ok[dynamic] = Some(t);
+            t
+        }
+    };
+    ok = ctx.b.bin(BinOp::And, ok, csr_ok);
+    let res = if f.dbl {
+        r
+    } else {
+        let z = ctx.b.ext(UnOp::Zext32, Ty::I64, r);
+        let bx = ctx.b.const64(BOX);
+        ctx.b.bin(BinOp::Or, z, bx)
+    };
+    let (slow, done) = (ctx.b.label(), ctx.b.label());
+    let zero = ctx.b.const64(0);
+    ctx.b.brcond(Cond::Eq, ok, zero, slow);
+    ctx.set_fpr(f.rd, res);
+    ctx.b.br(done);
+    ctx.b.set_label(slow);
+    // The operands as read above (rd may be one of them). The helper may trap (frm > 4),
+    // and then f[rd] must be as it was.
+    let k = ctx.b.const64(ctl(op, f.dbl, f.rm, ctx.insn));
+    let (a, b, c) = (regs[0], if arity > 1 { regs[1] } else { zero }, if arity > 2 { regs[2] } else { zero });
+    if let Some(slow) = ctx.b.call(&FP_SLOW_HELPER, &[a, b, c, k]) {
+        ctx.set_fpr(f.rd, slow);
+    }
+    ctx.b.set_label(done);
 }
 
 /// Emit the helper call for `op`; `fp_src`: operands come from f registers

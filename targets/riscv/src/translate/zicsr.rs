@@ -48,6 +48,8 @@ pub(crate) static CSR_HELPER: Helper =
     Helper { name: "riscv_csr", func: helper_csr, nargs: 4, ret: Some(Ty::I64), effects: Effects::ALL };
 
 pub(super) fn csr(ctx: &mut Ctx, op: CsrOp, imm: bool, rd: Reg, src: u8, num: u16) -> Flow {
+    // It may write fflags or frm.
+    *ctx.fp_ok = [None; 2];
     let write = op == CsrOp::Rw || src != 0;
     let read = op != CsrOp::Rw || rd != 0;
     let srcv = if imm { ctx.b.const64(src as u64) } else { ctx.gpr(src) };
