@@ -126,38 +126,30 @@ pub fn eval_bin(op: BinOp, ty: Ty, a: u64, b: u64) -> u64 {
     ty.mask(r)
 }
 
-/// Apply a unary op: `src` has type `sty` (canonical), the result has type `dty`.
 /// `op(a, b, c)` on binary32 (I32) or binary64 (I64) bit patterns, as [`Inst::Fp`]
-/// defines it (the host's IEEE arithmetic; `f64::mul_add` is exact everywhere).
+/// defines it (the host's IEEE arithmetic; `mul_add` is a correctly rounded fma).
 pub fn eval_fp(op: FpOp, ty: Ty, a: u64, b: u64, c: u64) -> u64 {
+    macro_rules! apply {
+        ($f:ty, $x:expr, $y:expr, $z:expr) => {{
+            let (x, y, z) = (<$f>::from_bits($x), <$f>::from_bits($y), <$f>::from_bits($z));
+            match op {
+                FpOp::Add => x + y,
+                FpOp::Sub => x - y,
+                FpOp::Mul => x * y,
+                FpOp::Div => x / y,
+                FpOp::Sqrt => x.sqrt(),
+                FpOp::MulAdd => x.mul_add(y, z),
+            }
+            .to_bits() as u64
+        }};
+    }
     match ty {
-        Ty::I64 => {
-            let (x, y, z) = (f64::from_bits(a), f64::from_bits(b), f64::from_bits(c));
-            let r = match op {
-                FpOp::Add => x + y,
-                FpOp::Sub => x - y,
-                FpOp::Mul => x * y,
-                FpOp::Div => x / y,
-                FpOp::Sqrt => x.sqrt(),
-                FpOp::MulAdd => x.mul_add(y, z),
-            };
-            r.to_bits()
-        }
-        Ty::I32 => {
-            let (x, y, z) = (f32::from_bits(a as u32), f32::from_bits(b as u32), f32::from_bits(c as u32));
-            let r = match op {
-                FpOp::Add => x + y,
-                FpOp::Sub => x - y,
-                FpOp::Mul => x * y,
-                FpOp::Div => x / y,
-                FpOp::Sqrt => x.sqrt(),
-                FpOp::MulAdd => x.mul_add(y, z),
-            };
-            r.to_bits() as u64
-        }
+        Ty::I64 => apply!(f64, a, b, c),
+        Ty::I32 => apply!(f32, a as u32, b as u32, c as u32),
     }
 }
 
+/// Apply a unary op: `src` has type `sty` (canonical), the result has type `dty`.
 pub fn eval_un(op: UnOp, sty: Ty, dty: Ty, v: u64) -> u64 {
     let r = match op {
         UnOp::Neg => v.wrapping_neg(),

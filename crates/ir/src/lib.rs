@@ -648,17 +648,23 @@ impl Inst {
     /// The temp this instruction writes, if any.
     pub fn def(&self) -> Option<Temp> {
         match *self {
+            Inst::Mov { dst, .. } | Inst::Load { dst, .. } | Inst::Atomic { dst, .. } => Some(dst),
+            Inst::Call { dst, .. } => dst,
+            _ => self.pure_def(),
+        }
+    }
+
+    /// The temp written by an instruction that does nothing else (so it is dead code if
+    /// that temp is never read).
+    pub fn pure_def(&self) -> Option<Temp> {
+        match *self {
             Inst::Const { dst, .. }
-            | Inst::Mov { dst, .. }
             | Inst::LdState { dst, .. }
             | Inst::Bin { dst, .. }
             | Inst::Un { dst, .. }
             | Inst::Fp { dst, .. }
             | Inst::Setcond { dst, .. }
-            | Inst::Select { dst, .. }
-            | Inst::Load { dst, .. }
-            | Inst::Atomic { dst, .. } => Some(dst),
-            Inst::Call { dst, .. } => dst,
+            | Inst::Select { dst, .. } => Some(dst),
             _ => None,
         }
     }
@@ -944,7 +950,8 @@ impl Builder {
         dst
     }
 
-    /// A floating-point op on `args` (its arity's worth; see [`FpOp`]).
+    /// A floating-point op on `args` (its arity's worth; see [`FpOp`]). `args` must not be
+    /// empty (a frontend bug; no guest input reaches this).
     pub fn fp(&mut self, op: FpOp, args: &[Temp]) -> Temp {
         // Operands beyond the arity are `a` (so that the text form round-trips).
         let a = args[0];

@@ -360,12 +360,7 @@ impl Emit<'_, '_> {
                     || (!self.multi[dst.0 as usize] && (self.ty(dst) == Ty::I32 || fits_i32(self.ty(dst).mask(val))))
             }
             Inst::LdState { dst, off } => dead(dst) || (!self.multi[dst.0 as usize] && off >= offsets::HEADER_END),
-            Inst::Bin { dst, .. }
-            | Inst::Un { dst, .. }
-            | Inst::Fp { dst, .. }
-            | Inst::Setcond { dst, .. }
-            | Inst::Select { dst, .. } => dead(dst),
-            _ => false,
+            _ => inst.pure_def().is_some_and(dead),
         }
     }
 
@@ -545,19 +540,8 @@ impl Emit<'_, '_> {
 
     fn inst(&mut self, i: usize, inst: &Inst) -> Result<(), String> {
         let dead = |t: Temp| self.uses[t.0 as usize] == 0 && !self.multi[t.0 as usize];
-        match *inst {
-            Inst::Const { dst, .. }
-            | Inst::LdState { dst, .. }
-            | Inst::Bin { dst, .. }
-            | Inst::Un { dst, .. }
-            | Inst::Fp { dst, .. }
-            | Inst::Setcond { dst, .. }
-            | Inst::Select { dst, .. }
-                if dead(dst) =>
-            {
-                return Ok(());
-            }
-            _ => {}
+        if inst.pure_def().is_some_and(dead) {
+            return Ok(());
         }
         match *inst {
             Inst::InsnStart { pc } => {

@@ -583,14 +583,7 @@ impl<'b> Emit<'_, 'b> {
 
     /// Store the promoted slots the block writes (their variables stay valid).
     fn sync_promos(&mut self) {
-        for i in 0..self.promos.len() {
-            let p = self.promos[i];
-            if p.written {
-                let v = self.b.use_var(p.var);
-                let (base, d) = self.state_addr(p.off);
-                self.b.ins().store(state_flags(), v, base, d);
-            }
-        }
+        self.sync_promos_in(0, u32::MAX);
     }
 
     /// Store the written promoted slots overlapping `[lo, hi)`.
@@ -619,12 +612,7 @@ impl<'b> Emit<'_, 'b> {
 
     /// Reload every promoted slot (a helper may have written state).
     fn reload_promos(&mut self) {
-        for i in 0..self.promos.len() {
-            let p = self.promos[i];
-            let (base, d) = self.state_addr(p.off);
-            let v = self.b.ins().load(p.cl(), state_flags(), base, d);
-            self.b.def_var(p.var, v);
-        }
+        self.reload_promos_in(0, u32::MAX);
     }
 
     /// Write dirty cached state back; they become clean.
@@ -1035,6 +1023,9 @@ impl<'b> Emit<'_, 'b> {
         let r = self.b.ins().uextend(types::I64, st);
         self.b.ins().return_(&[r]);
         self.b.switch_to_block(ok);
+        // One predecessor (as after a `brcond`): values read on from here are the ones
+        // from before the call.
+        self.b.seal_block(ok);
     }
 
     /// Floating point on integer-typed values: move them to float registers and back.

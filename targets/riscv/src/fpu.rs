@@ -16,6 +16,9 @@
 
 use softfloat_sys as sf;
 
+use kite_ir::interp::eval_fp;
+use kite_ir::{FpOp, Ty};
+
 use crate::cpu::{tbflags, RiscvCpu};
 use crate::csr::mstatus;
 
@@ -272,39 +275,38 @@ pub fn exec(op: u8, dbl: bool, a: u64, b: u64, c: u64, rm: u8) -> (u64, u8) {
 /// read as the canonical NaN and so fall back.
 #[inline]
 pub fn exec_host(op: u8, dbl: bool, a: u64, b: u64, c: u64) -> Option<u64> {
+    let (fop, neg_a, neg_c) = host_op(op)?;
     if dbl {
-        let (x, y, z) = (f64::from_bits(a), f64::from_bits(b), f64::from_bits(c));
-        let r = match op {
-            op::ADD => x + y,
-            op::SUB => x - y,
-            op::MUL => x * y,
-            op::DIV => x / y,
-            op::SQRT => x.sqrt(),
-            op::MADD => x.mul_add(y, z),
-            op::MSUB => x.mul_add(y, -z),
-            op::NMSUB => (-x).mul_add(y, z),
-            op::NMADD => (-x).mul_add(y, -z),
-            _ => return None,
-        };
-        let m = r.abs();
-        (m > f64::MIN_POSITIVE && m < f64::INFINITY).then(|| r.to_bits())
+        let s = 1u64 << 63;
+        let r = eval_fp(fop, Ty::I64, a ^ (neg_a as u64 * s), b, c ^ (neg_c as u64 * s));
+        let m = f64::from_bits(r).abs();
+        (m > f64::MIN_POSITIVE && m < f64::INFINITY).then_some(r)
     } else {
-        let (x, y, z) = (f32::from_bits(unbox_s(a)), f32::from_bits(unbox_s(b)), f32::from_bits(unbox_s(c)));
-        let r = match op {
-            op::ADD => x + y,
-            op::SUB => x - y,
-            op::MUL => x * y,
-            op::DIV => x / y,
-            op::SQRT => x.sqrt(),
-            op::MADD => x.mul_add(y, z),
-            op::MSUB => x.mul_add(y, -z),
-            op::NMSUB => (-x).mul_add(y, z),
-            op::NMADD => (-x).mul_add(y, -z),
-            _ => return None,
-        };
-        let m = r.abs();
-        (m > f32::MIN_POSITIVE && m < f32::INFINITY).then(|| box_s(r.to_bits()))
+        let s = 1u64 << 31;
+        let (x, y, z) = (unbox_s(a) as u64, unbox_s(b) as u64, unbox_s(c) as u64);
+        let r = eval_fp(fop, Ty::I32, x ^ (neg_a as u64 * s), y, z ^ (neg_c as u64 * s));
+        let m = f32::from_bits(r as u32).abs();
+        (m > f32::MIN_POSITIVE && m < f32::INFINITY).then(|| box_s(r as u32))
     }
+}
+
+/// The host operation behind an arithmetic op (`op::ADD..=op::NMADD`): the IR op, and
+/// whether to negate the first and the third operand first (exact sign flips: msub =
+/// a*b + -c, nmsub = -a*b + c, nmadd = -a*b + -c). `None` for every other op. Shared
+/// by [`exec_host`] and the translator's inline arithmetic.
+pub fn host_op(op: u8) -> Option<(FpOp, bool, bool)> {
+    Some(match op {
+        op::ADD => (FpOp::Add, false, false),
+        op::SUB => (FpOp::Sub, false, false),
+        op::MUL => (FpOp::Mul, false, false),
+        op::DIV => (FpOp::Div, false, false),
+        op::SQRT => (FpOp::Sqrt, false, false),
+        op::MADD => (FpOp::MulAdd, false, false),
+        op::MSUB => (FpOp::MulAdd, false, true),
+        op::NMSUB => (FpOp::MulAdd, true, false),
+        op::NMADD => (FpOp::MulAdd, true, true),
+        _ => return None,
+    })
 }
 
 // ---- FP state: mstatus.FS and the fflags/frm/fcsr CSRs ----

@@ -578,6 +578,65 @@ static HELPERS: [Helper; 8] = [
     Helper { name: "all", func: h_all, nargs: 1, ret: Some(Ty::I64), effects: Effects::ALL },
 ];
 
+/// Touches only `regs[5]` (its declared `state_range`); raises if `b` is 1.
+unsafe extern "C" fn h_cold(c: *mut u8, a: u64, b: u64, _: u64, _: u64) -> u64 {
+    let s = st(c);
+    s.regs[5] = s.regs[5].wrapping_add(a);
+    if b == 1 {
+        s.h.status = status::EXCEPTION;
+        s.h.cause = 5;
+        s.h.tval = a;
+    }
+    s.regs[5]
+}
+
+static COLD: Helper = Helper {
+    name: "cold",
+    func: h_cold,
+    nargs: 2,
+    ret: Some(Ty::I64),
+    effects: Effects { cold: true, state_range: Some((REGS + 40, REGS + 48)), ..Effects::ALL },
+};
+
+/// A cold helper with a `state_range`: Cranelift calls it through the registers-preserving
+/// stub (integer and float values live across it survive), writes back and reloads only the
+/// range around it, and stores everything else (a dirty register outside the range) when
+/// the helper raises.
+#[test]
+fn cold_calls_with_a_state_range_keep_values_and_store_all_on_exit() {
+    for raise in [0u64, 1] {
+        let mut b = Builder::new(0x1000);
+        b.insn_start(0x1000);
+        let (f1, f2) = (b.ld_state(Ty::I64, reg(2)), b.ld_state(Ty::I64, reg(3)));
+        let prod = b.fp(FpOp::Mul, &[f1, f2]);
+        let ints: Vec<Temp> = (0..6)
+            .map(|i| {
+                let r = b.ld_state(Ty::I64, reg(i));
+                let k = b.const64(0x1111 * (i as u64 + 1));
+                b.bin(BinOp::Add, r, k)
+            })
+            .collect();
+        b.st_state(ints[0], reg(7)); // dirty, outside the range
+        b.st_state(ints[1], reg(5)); // dirty, inside it
+        let flag = b.const64(raise);
+        let r = b.call(&COLD, &[ints[2], flag]).unwrap();
+        let sum = b.fp(FpOp::Add, &[prod, prod]);
+        b.st_state(sum, reg(6));
+        let back = b.ld_state(Ty::I64, reg(5));
+        let mut acc = b.bin(BinOp::Xor, r, back);
+        for &t in &ints[3..] {
+            acc = b.bin(BinOp::Add, acc, t);
+        }
+        b.st_state(acc, reg(0));
+        b.exit(Exit::Goto(0x1004));
+        b.set_extent(1, 4);
+        check_any(&b.finish(), &|cpu| {
+            cpu.regs[2] = 1.5f64.to_bits();
+            cpu.regs[3] = (-3.25f64).to_bits();
+        });
+    }
+}
+
 fn helper_table() -> Vec<&'static Helper> {
     HELPERS.iter().collect()
 }

@@ -19,7 +19,7 @@
 
 use std::mem::offset_of;
 
-use kite_ir::{BinOp, Cond, Effects, FpOp, Helper, MemOp, MemSize, Temp, Ty, UnOp};
+use kite_ir::{BinOp, Cond, Effects, Helper, MemOp, MemSize, Temp, Ty, UnOp};
 
 use super::{Ctx, Flow};
 use crate::cpu::{cause, offsets, tbflags, RiscvCpu};
@@ -216,19 +216,12 @@ pub(super) fn fp(ctx: &mut Ctx, f: &FpInsn) -> Flow {
 /// Both paths write f[rd] themselves (no temp merges after the branch, so that the
 /// optimising backend can keep the result in a float register).
 fn calc(ctx: &mut Ctx, f: &FpInsn, op: u8) {
-    if !(f.rm == 0 || f.rm == 7) || op > fpu::op::NMADD {
+    let Some((kind, neg_a, neg_c)) = fpu::host_op(op).filter(|_| f.rm == 0 || f.rm == 7) else {
         let r = call(ctx, f, op, true);
         ctx.set_fpr(f.rd, r);
         return;
-    }
-    let (kind, arity) = match op {
-        fpu::op::ADD => (FpOp::Add, 2),
-        fpu::op::SUB => (FpOp::Sub, 2),
-        fpu::op::MUL => (FpOp::Mul, 2),
-        fpu::op::DIV => (FpOp::Div, 2),
-        fpu::op::SQRT => (FpOp::Sqrt, 1),
-        _ => (FpOp::MulAdd, 3),
     };
+    let arity = kind.arity();
     let regs = [ctx.fpr(f.rs1), ctx.fpr(f.rs2), ctx.fpr(f.rs3)];
     let ins = &regs[..arity];
     let (ty, sign, min_normal, inf) = if f.dbl {
@@ -236,20 +229,19 @@ fn calc(ctx: &mut Ctx, f: &FpInsn, op: u8) {
     } else {
         (Ty::I32, 1 << 31, 0x0080_0000, 0x7f80_0000)
     };
-    let mut v: Vec<Temp> = ins.iter().map(|&t| if f.dbl { t } else { ctx.b.ext(UnOp::Trunc, Ty::I32, t) }).collect();
-    // The fused variants by sign flips, which are exact: msub = a*b + -c,
-    // nmsub = -a*b + c, nmadd = -a*b + -c.
-    let flip = |ctx: &mut Ctx, t: Temp| {
-        let s = ctx.b.const_(ty, sign);
-        ctx.b.bin(BinOp::Xor, t, s)
-    };
-    if matches!(op, fpu::op::NMSUB | fpu::op::NMADD) {
-        v[0] = flip(ctx, v[0]);
+    let mut v = regs;
+    if !f.dbl {
+        for t in &mut v[..arity] {
+            *t = ctx.b.ext(UnOp::Trunc, Ty::I32, *t);
+        }
     }
-    if matches!(op, fpu::op::MSUB | fpu::op::NMADD) {
-        v[2] = flip(ctx, v[2]);
+    for (k, neg) in [(0, neg_a), (2, neg_c)] {
+        if neg {
+            let s = ctx.b.const_(ty, sign);
+            v[k] = ctx.b.bin(BinOp::Xor, v[k], s);
+        }
     }
-    let r = ctx.b.fp(kind, &v);
+    let r = ctx.b.fp(kind, &v[..arity]);
     // finite and normal above the smallest normal: (|r| - (min + 1)) <u (inf - min - 1)
     let mag = ctx.b.const_(ty, sign - 1);
     let m = ctx.b.bin(BinOp::And, r, mag);
