@@ -124,7 +124,9 @@ fn a_block_that_jumps_to_itself_loops_inside_its_code() {
 #[test]
 fn background_compile_takes_over_a_hot_loop() {
     // r1 = 0; loop: r1 += 1; bne r1, r2, loop; ecall (exit code r1), r2 = N from setup.
-    const N: u64 = 3_000_000;
+    // Long enough (tens of ms even once compiled) that a worker starved on a loaded CI machine
+    // still installs its code before half the iterations have run.
+    const N: u64 = 200_000_000;
     let prog = [insn(1, 1, 0, 0), insn(2, 1, 1, 1), insn(5, 1, 2, -1), insn(7, 0, 0, 0)];
     let opts = JitOptions { background: true, ..JitOptions::default() };
     let (code, st) = run(Tier::Tiered, opts, &prog, &|cpu, _| cpu.regs[2] = N);
