@@ -1099,7 +1099,7 @@ impl<'b> Emit<'_, 'b> {
             // registers across fast paths whose fallback it is.
             Some(keep) => {
                 let k = self.k64(keep);
-                let args = [f, a[0], a[1], a[2], a[3], a[4]];
+                let args = [a[0], f, a[1], a[2], a[3], a[4]];
                 self.b.ins().call_indirect(self.sig_slow, k, &args);
                 self.hdr_load(types::I64, offsets::SLOW_RET)
             }
@@ -1212,7 +1212,7 @@ impl<'b> Emit<'_, 'b> {
         let f = self.k64(self.spec.slow_keep);
         // For a store, the pc to resume at if it invalidated this block (see `fixup_info`).
         let next = self.k64(if src.is_some() { next_pc } else { 0 });
-        self.b.ins().call_indirect(self.sig_slow, f, &[ctx, self.cpu, addr, info, val, next]);
+        self.b.ins().call_indirect(self.sig_slow, f, &[self.cpu, ctx, addr, info, val, next]);
         self.leave_on_status();
         // A store's result is its source; only a load reads the stub's result word.
         let v = match src {
@@ -1248,7 +1248,7 @@ impl<'b> Emit<'_, 'b> {
             Ty::I64 => (s, e),
         };
         let f = self.k64(self.spec.slow_keep);
-        self.b.ins().call_indirect(self.sig_slow, f, &[ctx, self.cpu, a, info, s, e]);
+        self.b.ins().call_indirect(self.sig_slow, f, &[self.cpu, ctx, a, info, s, e]);
         let r = self.hdr_load(types::I64, offsets::SLOW_RET);
         self.check_status(Some(next), false);
         match ty {

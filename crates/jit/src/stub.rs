@@ -17,25 +17,26 @@ use dynasmrt::x64::X64Relocation;
 use dynasmrt::{dynasm, DynasmApi, VecAssembler};
 use kite_ir::state::offsets;
 
-/// Machine code of a function `f(ctx, cpu, vaddr, info, val, next)` that saves every
-/// caller-saved register, calls `target` (the SystemV slow path) with the same arguments,
-/// stores its result at `cpu + SLOW_RET` and restores everything (rax included).
+/// Machine code of a function `f(cpu, ctx, vaddr, info, val, next)` that saves every
+/// caller-saved register, calls `target(ctx, cpu, vaddr, info, val, next)` (the SystemV
+/// slow path), stores its result at `cpu + SLOW_RET` and restores everything (rax
+/// included). `cpu` comes first because a TB receives it in rdi: in the same register
+/// at the call, the allocator has no reason to move it around the TLB probes' hit paths.
 pub(crate) fn keep_regs_entry(target: u64) -> Result<Vec<u8>, String> {
-    keep_regs(|ops| dynasm!(ops ; .arch x64 ; mov rax, QWORD target as i64))
+    keep_regs(|ops| dynasm!(ops ; .arch x64 ; xchg rdi, rsi ; mov rax, QWORD target as i64))
 }
 
-/// The same for helper calls on cold paths ([`kite_ir::Effects::cold`]): `f(func, cpu,
+/// The same for helper calls on cold paths ([`kite_ir::Effects::cold`]): `f(cpu, func,
 /// a0, a1, a2, a3)` calls the helper `func(cpu, a0, a1, a2, a3)`. Process-wide (it
 /// depends on nothing per engine); `None` if no executable page could be had.
 pub(crate) fn keep_regs_call() -> Option<u64> {
     static CODE: std::sync::OnceLock<Option<memmap2::Mmap>> = std::sync::OnceLock::new();
     let code = CODE.get_or_init(|| {
-        // Shift the arguments down by one; the function goes to rax.
+        // The function goes to rax and the arguments after it move down by one.
         let bytes = keep_regs(|ops| {
             dynasm!(ops
                 ; .arch x64
-                ; mov rax, rdi
-                ; mov rdi, rsi
+                ; mov rax, rsi
                 ; mov rsi, rdx
                 ; mov rdx, rcx
                 ; mov rcx, r8
@@ -52,7 +53,7 @@ pub(crate) fn keep_regs_call() -> Option<u64> {
 
 /// Save every caller-saved register, run `load` (which puts the callee in rax and the
 /// SystemV arguments in place, from registers only), call it, store rax at
-/// `SLOW_RET` off the `cpu` pointer that arrived in rsi, restore everything.
+/// `SLOW_RET` off the `cpu` pointer that arrived in rdi, restore everything.
 fn keep_regs(load: impl FnOnce(&mut VecAssembler<X64Relocation>)) -> Result<Vec<u8>, String> {
     let mut ops = VecAssembler::<X64Relocation>::new(0);
     let ret = offsets::SLOW_RET as i32;
@@ -93,8 +94,8 @@ fn keep_regs(load: impl FnOnce(&mut VecAssembler<X64Relocation>)) -> Result<Vec<
     dynasm!(ops
         ; .arch x64
         ; call rax
-        // The saved rsi is the `cpu` argument.
-        ; mov rsi, [rbp - 32]
+        // The saved rdi is the `cpu` argument.
+        ; mov rsi, [rbp - 40]
         ; mov [rsi + ret], rax
         ; movups xmm0, [rsp]
         ; movups xmm1, [rsp + 16]
