@@ -11,6 +11,9 @@
  *  - sfence.vma makes a remapped PTE visible; so does sfence.vma with the page's
  *    address, also for a 4 KiB piece of a remapped megapage other than the one named
  *  - medeleg sends page faults to the S handler (scause/stval/sepc)
+ *  - satp switches between two address spaces (new ASID, or back to an unchanged
+ *    one) without sfence.vma: non-global mappings follow satp, the global gigapage
+ *    the code runs on keeps working
  *  - the same tables under Sv48 (one more level on top)
  * Every check runs in M-mode: the code under test runs in S/U via RUN_IN and
  * returns through any trap to m_trap, which records mcause/mepc/mtval.
@@ -27,6 +30,7 @@
 #define PTE_W 0x04
 #define PTE_X 0x08
 #define PTE_U 0x10
+#define PTE_G 0x20
 #define PTE_A 0x40
 #define PTE_D 0x80
 
@@ -275,6 +279,63 @@ TEST_BEGIN
     CHECK(s3, s4)
     csrw medeleg, zero
 
+    /* ---- address-space switches: VA_UDATA maps udata in A (ASID 1) and kro in B
+     * (ASID 2); the code's gigapage is global in both ---- */
+    li t0, RAM_PA
+    MKPTE(t0, PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D | PTE_G)
+    la t1, root
+    sd t0, 2 * 8(t1)
+    la t1, rootB
+    sd t0, 2 * 8(t1)
+    SETPTE(rootB, 1, l1B, PTE_V)
+    SETPTE(l1B, 0, l0B, PTE_V)
+    SETPTE(l0B, 0, kro, PTE_V | PTE_R | PTE_U | PTE_A)
+    li t0, MSTATUS_SUM
+    csrs mstatus, t0
+    la t0, root
+    srli t0, t0, 12
+    li t1, 8 << 60 | 1 << 44
+    or s6, t0, t1                          /* s6 = satp of A */
+    la t0, rootB
+    srli t0, t0, 12
+    li t1, 8 << 60 | 2 << 44
+    or s7, t0, t1                          /* s7 = satp of B */
+    csrw satp, s6
+    sfence.vma
+    mv a2, s6
+    li a0, 0
+    li a1, VA_UDATA + 8            /* CHECK clobbers a1 */
+    RUN_IN(1, s_switch_load)
+    CHECK_TRAP(9)
+    li s4, 0x0123456789abcdef
+    CHECK(s5, s4)
+    mv a2, s7                              /* A -> B, in S-mode */
+    li a0, 0
+    li a1, VA_UDATA + 8            /* CHECK clobbers a1 */
+    RUN_IN(1, s_switch_load)
+    CHECK_TRAP(9)
+    CHECKI(s5, 0x4b524f)
+    mv a2, s6                              /* B -> A: its tables did not change */
+    li a0, 0
+    li a1, VA_UDATA + 8            /* CHECK clobbers a1 */
+    RUN_IN(1, s_switch_load)
+    CHECK_TRAP(9)
+    li s4, 0x0123456789abcdef
+    CHECK(s5, s4)
+    csrw satp, s7                          /* the same from M-mode */
+    li a0, 0
+    li a1, VA_UDATA + 8            /* CHECK clobbers a1 */
+    RUN_IN(1, s_load)
+    CHECK_TRAP(9)
+    CHECKI(s5, 0x4b524f)
+    csrw satp, s6
+    li a0, 0
+    li a1, VA_UDATA + 8            /* CHECK clobbers a1 */
+    RUN_IN(1, s_load)
+    CHECK_TRAP(9)
+    li s4, 0x0123456789abcdef
+    CHECK(s5, s4)
+
     /* ---- Sv48: one more level above the Sv39 root ---- */
     SETPTE(root48, 0, root, PTE_V)
     la t0, root48
@@ -322,6 +383,11 @@ s_sfence_addr_load:
     ecall
 s_sfence_other_load:
     sfence.vma a2
+    ld a0, 0(a1)
+    ecall
+s_switch_load:
+    ld a0, 0(a1)                           /* cached in the TLB under the old satp */
+    csrw satp, a2
     ld a0, 0(a1)
     ecall
 
@@ -387,3 +453,6 @@ root:   .space 4096
 l1:     .space 4096
 l0:     .space 4096
 root48: .space 4096
+rootB:  .space 4096
+l1B:    .space 4096
+l0B:    .space 4096

@@ -68,6 +68,13 @@ pub unsafe trait GuestCpu: Send + 'static {
         mem: &dyn PhysMemory,
     ) -> Result<u64, Fault>;
 
+    /// Whether the translation the last successful [`GuestCpu::translate_addr`] returned
+    /// is global: the same in every address space, so it may stay cached across a
+    /// `flush::TLB_NONGLOBAL` request. `false` (the default) is always safe.
+    fn tlb_global(&self) -> bool {
+        false
+    }
+
     /// Whether translations of `mmu_index` may be cached in the softmmu TLB at
     /// page granularity (false forces every access to the slow path, e.g. for
     /// PMP regions smaller than a page).

@@ -82,6 +82,10 @@ pub mod flush {
     /// Flush the pages the target lists (`GuestCpu::take_flush_page`, e.g. RISC-V
     /// `sfence.vma rs1`): their TLB entries, fetch-TLB and jump-cache entries.
     pub const TLB_PAGE: u32 = 1 << 3;
+    /// Flush every translation except global ones (`GuestCpu::tlb_global`): an address
+    /// space switch (RISC-V satp write that keeps the mode, `sfence.vma x0, asid`). The
+    /// kernel's TLB entries, jump-cache entries and chain links survive it.
+    pub const TLB_NONGLOBAL: u32 = 1 << 4;
 }
 
 /// The common head of every target's CPU state.
@@ -114,6 +118,9 @@ pub struct CpuHeader {
     pub slow_ret: u64,
     /// The softmmu TLBs, one per MMU mode.
     pub tlb: [[TlbEntry; TLB_ENTRIES]; MMU_MODES],
+    /// Per mode, a bit per TLB entry that holds a non-global translation: the entries
+    /// [`CpuHeader::tlb_flush_nonglobal`] empties.
+    pub tlb_local: [[u64; TLB_ENTRIES / 64]; MMU_MODES],
 }
 
 impl Default for CpuHeader {
@@ -129,6 +136,7 @@ impl Default for CpuHeader {
             flush_request: 0,
             slow_ret: 0,
             tlb: [[TlbEntry::EMPTY; TLB_ENTRIES]; MMU_MODES],
+            tlb_local: [[0; TLB_ENTRIES / 64]; MMU_MODES],
         }
     }
 }
@@ -138,6 +146,32 @@ impl CpuHeader {
     pub fn tlb_flush_all(&mut self) {
         for mode in self.tlb.iter_mut() {
             mode.fill(TlbEntry::EMPTY);
+        }
+        self.tlb_local = [[0; TLB_ENTRIES / 64]; MMU_MODES];
+    }
+
+    /// Empty the entries that hold non-global translations (see [`flush::TLB_NONGLOBAL`]).
+    pub fn tlb_flush_nonglobal(&mut self) {
+        for (mode, local) in self.tlb.iter_mut().zip(self.tlb_local.iter_mut()) {
+            for (w, bits) in local.iter_mut().enumerate() {
+                let mut b = std::mem::take(bits);
+                while b != 0 {
+                    mode[w * 64 + b.trailing_zeros() as usize] = TlbEntry::EMPTY;
+                    b &= b - 1;
+                }
+            }
+        }
+    }
+
+    /// Record whether TLB entry `idx` of mode `mmu` holds a global translation.
+    pub fn tlb_set_global(&mut self, mmu: usize, idx: usize, global: bool) {
+        if let Some(local) = self.tlb_local.get_mut(mmu) {
+            let (w, m) = (idx / 64 % (TLB_ENTRIES / 64), 1u64 << (idx % 64));
+            if global {
+                local[w] &= !m;
+            } else {
+                local[w] |= m;
+            }
         }
     }
 
@@ -185,8 +219,10 @@ pub mod offsets {
     pub const TLB_ADDR_WRITE: u32 = 8;
     pub const TLB_ADDR_CODE: u32 = 16;
     pub const TLB_ADDEND: u32 = 24;
+    /// The non-global entry bitmaps (`CpuHeader::tlb_local`).
+    pub const TLB_LOCAL: u32 = TLB + TLB_MODE_SIZE * super::MMU_MODES as u32;
     /// First byte after the header: where a target's own state may begin.
-    pub const HEADER_END: u32 = TLB + TLB_MODE_SIZE * super::MMU_MODES as u32;
+    pub const HEADER_END: u32 = TLB_LOCAL + (super::TLB_ENTRIES / 8 * super::MMU_MODES) as u32;
 }
 
 #[cfg(test)]
@@ -207,6 +243,7 @@ mod tests {
         assert_eq!(offset_of!(CpuHeader, slow_ret) as u32, offsets::SLOW_RET);
         assert_eq!(offset_of!(CpuHeader, tlb) as u32, offsets::TLB);
         assert_eq!(size_of::<TlbEntry>() as u32, offsets::TLB_ENTRY_SIZE);
+        assert_eq!(offset_of!(CpuHeader, tlb_local) as u32, offsets::TLB_LOCAL);
         assert_eq!(size_of::<CpuHeader>() as u32, offsets::HEADER_END);
     }
 
@@ -236,5 +273,23 @@ mod tests {
         h.tlb_flush_page(0x8000_0123);
         assert_eq!(h.tlb[0][0], TlbEntry::EMPTY);
         assert_eq!(h.tlb[1][1].addend, 1);
+    }
+
+    #[test]
+    fn a_nonglobal_flush_keeps_global_entries_only() {
+        let mut h = CpuHeader::default();
+        let e = TlbEntry { addr_read: 0x8000_0000, addr_write: 0x8000_0000, addr_code: 0x8000_0000, addend: 1 };
+        for (mmu, idx, global) in [(0, 3, true), (0, 70, false), (1, 200, false), (3, 255, true)] {
+            h.tlb[mmu][idx] = e;
+            h.tlb_set_global(mmu, idx, global);
+        }
+        // An entry refilled with a global translation loses its mark.
+        h.tlb[2][9] = e;
+        h.tlb_set_global(2, 9, false);
+        h.tlb_set_global(2, 9, true);
+        h.tlb_flush_nonglobal();
+        assert_eq!((h.tlb[0][3], h.tlb[3][255], h.tlb[2][9]), (e, e, e));
+        assert_eq!((h.tlb[0][70], h.tlb[1][200]), (TlbEntry::EMPTY, TlbEntry::EMPTY));
+        assert_eq!(h.tlb_local, [[0; TLB_ENTRIES / 64]; MMU_MODES]);
     }
 }

@@ -505,6 +505,9 @@ impl<C: GuestCpu> Engine<C> {
         if fr & flush::TLB_ALL != 0 {
             cpu.header_mut().tlb_flush_all();
             self.ctx().tbs.on_tlb_flush();
+        } else if fr & flush::TLB_NONGLOBAL != 0 {
+            cpu.header_mut().tlb_flush_nonglobal();
+            self.ctx().tbs.on_tlb_flush_nonglobal();
         }
         while let Some(a) = cpu.take_flush_page() {
             if fr & flush::TLB_ALL == 0 {
@@ -879,7 +882,8 @@ impl<C: GuestCpu> Engine<C> {
             // Only whole RAM pages (a region ending mid-page must keep faulting beyond it).
             let whole = ram.base() <= ppage && ppage + PAGE_SIZE <= ram.base() + ram.size();
             if whole && cpu.tlb_cacheable(p, mmu) {
-                self.ctx().tbs.itlb_set(vpage, flags, ppage);
+                let global = cpu.tlb_global();
+                self.ctx().tbs.itlb_set(vpage, flags, ppage, global);
             }
         }
         Ok(p)

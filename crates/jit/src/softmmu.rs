@@ -336,6 +336,7 @@ fn single<C: GuestCpu>(
             return None;
         }
     };
+    let global = cpu.tlb_global();
     match mem.lookup(paddr) {
         Some(Hit::Ram { ptr, left, ram }) if left >= n => {
             let ppage = paddr & PAGE_MASK;
@@ -357,7 +358,7 @@ fn single<C: GuestCpu>(
                 let watch = !ctx.dbg.watches.is_empty() && ctx.dbg.watches_page(vaddr & PAGE_MASK);
                 // Host address of the page start (the offset into the page is below `ptr`).
                 let host_page = (ptr as u64).wrapping_sub(paddr & !PAGE_MASK);
-                fill(cpu.header_mut(), mmu, vaddr, host_page, perm, code, watch);
+                fill(cpu.header_mut(), mmu, vaddr, host_page, perm, code, watch, global);
                 ctx.stats.tlb_fills += 1;
             }
             Some(raw)
@@ -423,9 +424,20 @@ fn tag_page(t: u64) -> Option<u64> {
     (t & tlb_flags::INVALID == 0).then_some(t & PAGE_MASK)
 }
 
-/// Record the translation of `vaddr`'s page for `kind` in TLB `mmu`. An entry that maps
-/// the same page the same way keeps its other tags; anything else is replaced.
-fn fill(h: &mut CpuHeader, mmu: usize, vaddr: u64, host_page: u64, kind: Access, code: bool, watch: bool) {
+/// Record the translation of `vaddr`'s page for `kind` in TLB `mmu` (`global`: see
+/// `GuestCpu::tlb_global`). An entry that maps the same page the same way keeps its other
+/// tags; anything else is replaced.
+#[allow(clippy::too_many_arguments)]
+fn fill(
+    h: &mut CpuHeader,
+    mmu: usize,
+    vaddr: u64,
+    host_page: u64,
+    kind: Access,
+    code: bool,
+    watch: bool,
+    global: bool,
+) {
     let vpage = vaddr & PAGE_MASK;
     let addend = host_page.wrapping_sub(vpage);
     let idx = ((vaddr >> kite_ir::state::PAGE_BITS) as usize) & (TLB_ENTRIES - 1);
@@ -444,6 +456,8 @@ fn fill(h: &mut CpuHeader, mmu: usize, vaddr: u64, host_page: u64, kind: Access,
         Access::Write => e.addr_write = vpage | w | if code { tlb_flags::CODE } else { 0 },
         Access::Exec => e.addr_code = vpage,
     }
+    // The same mapping for another access is as global as this one.
+    h.tlb_set_global(mmu, idx, global);
 }
 
 /// Inline-TLB probe in Rust (the interpreter tier's fast path; same test as generated code).

@@ -10,7 +10,10 @@
 //! - Links that depend on the current virtual-to-physical mapping (target on another page
 //!   than the source TB, or a target spanning two pages) are "fragile" and are cut on every
 //!   TLB flush; same-page links stay valid because the source TB was itself found through
-//!   the current mapping.
+//!   the current mapping. A fragile link into a page with a global mapping (the fetch TLB
+//!   says so) survives flushes of non-global translations (address-space switches), as do
+//!   the jump-cache and fetch-TLB entries of such pages: the kernel's code stays linked
+//!   and cached while processes come and go.
 //! - `pages` maps each physical page holding code to its TBs; a store to such a page
 //!   invalidates the TBs whose guest code bytes it overlaps ([`TbCache::invalidate_range`]);
 //!   the page leaves the set when its last TB goes. Data that shares a page with code
@@ -139,9 +142,11 @@ struct ItlbEntry {
     vpage: u64,
     flags: u32,
     ppage: u64,
+    /// The mapping is global (`GuestCpu::tlb_global`).
+    global: bool,
 }
 
-const ITLB_EMPTY: ItlbEntry = ItlbEntry { vpage: 1, flags: 0, ppage: 0 };
+const ITLB_EMPTY: ItlbEntry = ItlbEntry { vpage: 1, flags: 0, ppage: 0, global: false };
 
 /// A vCPU's jump cache: virtual (pc, flags) -> TB. `epoch` is the TB cache's
 /// invalidation epoch its entries are valid for; a cache swapped in from a vCPU that
@@ -155,6 +160,9 @@ pub(crate) struct JumpCache {
     /// A Linux boot does ~5,000 such flushes, mostly of data pages; the scans were ~2%
     /// of its main thread.
     pages: [u64; JC_FILTER_WORDS],
+    /// A bit per entry that depends on a non-global mapping (dropped by
+    /// [`TbCache::on_tlb_flush_nonglobal`]).
+    local: [u64; JC_SIZE / 64],
     epoch: u64,
     /// The vCPU's fetch TLB (see the module note).
     itlb: Box<[ItlbEntry]>,
@@ -165,6 +173,7 @@ impl JumpCache {
         JumpCache {
             entries: vec![JC_EMPTY; JC_SIZE].into_boxed_slice(),
             pages: [0; JC_FILTER_WORDS],
+            local: [0; JC_SIZE / 64],
             epoch: 0,
             itlb: vec![ITLB_EMPTY; ITLB_SIZE].into_boxed_slice(),
         }
@@ -184,12 +193,19 @@ impl JumpCache {
     fn clear_entries(&mut self) {
         self.entries.fill(JC_EMPTY);
         self.pages = [0; JC_FILTER_WORDS];
+        self.local = [0; JC_SIZE / 64];
     }
 
-    fn set(&mut self, e: JcEntry) {
+    fn set(&mut self, e: JcEntry, global: bool) {
         let (w, m) = jc_filter_bit(e.pc);
         self.pages[w] |= m;
-        self.entries[jc_index(e.pc)] = e;
+        let i = jc_index(e.pc);
+        self.entries[i] = e;
+        if global {
+            self.local[i / 64] &= !(1 << (i % 64));
+        } else {
+            self.local[i / 64] |= 1 << (i % 64);
+        }
     }
 
     fn may_hold_page(&self, page: u64) -> bool {
@@ -216,6 +232,17 @@ impl JumpCache {
     }
 }
 
+/// A chain link that depends on the current mapping (see the module note). Entries are
+/// not removed when a TB goes (that was a scan of every entry per invalidation): cutting
+/// a stale one is harmless, since `unlink` only clears a slot still linked to `dst`, and
+/// at worst costs a relink through the dispatcher.
+#[derive(Clone, Copy, Debug)]
+struct Fragile {
+    src: TbId,
+    idx: u32,
+    dst: TbId,
+}
+
 #[derive(Debug)]
 pub(crate) struct TbCache {
     slab: Vec<Option<Tb>>,
@@ -232,7 +259,13 @@ pub(crate) struct TbCache {
     pub jc_base: u64,
     /// Bumped on every invalidation and full clear (see [`JumpCache`]).
     epoch: u64,
-    fragile: Vec<(TbId, u32, TbId)>,
+    /// Fragile links into pages mapped non-globally: every flush cuts them.
+    fragile: Vec<Fragile>,
+    /// Fragile links into globally mapped pages, by the target's virtual page: cut when
+    /// that page is flushed (or the one before it, which a block may run from) and at
+    /// full flushes. They outlive address-space switches, so they are many; the index
+    /// keeps a page flush from scanning them all.
+    fragile_global: HashMap<u64, Vec<Fragile>, FastHash>,
     graveyard: Vec<Box<[ChainSlot]>>,
     /// Entry counters of invalidated or promoted baseline TBs (their code may still name
     /// them until a full flush; the boxes keep the addresses the code holds).
@@ -332,6 +365,7 @@ impl TbCache {
             jc,
             epoch: 0,
             fragile: Vec::new(),
+            fragile_global: HashMap::default(),
             graveyard: Vec::new(),
             counters: Vec::new(),
             dropped_pages: Vec::new(),
@@ -366,7 +400,6 @@ impl TbCache {
             self.unlink(src, idx, id);
         }
         cut_outgoing(&mut self.slab, id, &old);
-        self.fragile.retain(|&(s, _, d)| s != id && d != id);
         // The old baseline code (if any) still names these slots; keep them until a flush.
         if !old.is_empty() {
             self.graveyard.push(old);
@@ -385,8 +418,18 @@ impl TbCache {
         (e.vpage == vpage && e.flags == flags).then_some(e.ppage)
     }
 
-    pub(crate) fn itlb_set(&mut self, vpage: u64, flags: u32, ppage: u64) {
-        self.jc.itlb[itlb_index(vpage)] = ItlbEntry { vpage, flags, ppage };
+    pub(crate) fn itlb_set(&mut self, vpage: u64, flags: u32, ppage: u64, global: bool) {
+        self.jc.itlb[itlb_index(vpage)] = ItlbEntry { vpage, flags, ppage, global };
+    }
+
+    /// Whether TB `id` is reached through global mappings only: the fetch TLB holds a
+    /// global entry for its page, and it does not run into a second page.
+    fn reached_globally(&self, id: TbId) -> bool {
+        self.get(id).is_some_and(|t| {
+            let vpage = t.vpc & PAGE_MASK;
+            let e = self.jc.itlb[itlb_index(vpage)];
+            t.phys_page2.is_none() && e.global && e.vpage == vpage && e.flags == t.flags
+        })
     }
 
     /// The TB at virtual pc `vpc` (any flags), for tests.
@@ -452,7 +495,8 @@ impl TbCache {
             Some(Exec::Native(p)) => *p as u64,
             _ => 0,
         };
-        self.jc.set(JcEntry { pc, code, flags, tb });
+        let global = self.reached_globally(tb);
+        self.jc.set(JcEntry { pc, code, flags, tb }, global);
     }
 
     /// Exchange the current jump cache with `other` (another vCPU's); the incoming one
@@ -476,8 +520,29 @@ impl TbCache {
     pub(crate) fn on_tlb_flush(&mut self) {
         self.jc.clear_entries();
         self.jc.itlb.fill(ITLB_EMPTY);
-        for (src, idx, dst) in std::mem::take(&mut self.fragile) {
-            self.unlink(src, idx, dst);
+        for f in std::mem::take(&mut self.fragile) {
+            self.unlink(f.src, f.idx, f.dst);
+        }
+        for f in std::mem::take(&mut self.fragile_global).into_values().flatten() {
+            self.unlink(f.src, f.idx, f.dst);
+        }
+    }
+
+    /// After a flush of the non-global translations: the same for everything that
+    /// depended on one; what global mappings reach stays.
+    pub(crate) fn on_tlb_flush_nonglobal(&mut self) {
+        for (w, bits) in self.jc.local.iter_mut().enumerate() {
+            let mut b = std::mem::take(bits);
+            while b != 0 {
+                self.jc.entries[w * 64 + b.trailing_zeros() as usize] = JC_EMPTY;
+                b &= b - 1;
+            }
+        }
+        for e in self.jc.itlb.iter_mut().filter(|e| !e.global) {
+            *e = ITLB_EMPTY;
+        }
+        for f in std::mem::take(&mut self.fragile) {
+            self.unlink(f.src, f.idx, f.dst);
         }
     }
 
@@ -500,12 +565,17 @@ impl TbCache {
         // dispatcher). A block that can no longer be entered from outside its page is
         // unreachable through same-page links too.
         let fragile = std::mem::take(&mut self.fragile);
-        for (src, idx, dst) in fragile {
-            let keep = self.get(dst).is_some_and(|t| t.vpc.wrapping_sub(lo) >= 2 * kite_ir::state::PAGE_SIZE);
+        for f in fragile {
+            let keep = self.get(f.dst).is_some_and(|t| t.vpc.wrapping_sub(lo) >= 2 * kite_ir::state::PAGE_SIZE);
             if keep {
-                self.fragile.push((src, idx, dst));
+                self.fragile.push(f);
             } else {
-                self.unlink(src, idx, dst);
+                self.unlink(f.src, f.idx, f.dst);
+            }
+        }
+        for page in [lo, vp] {
+            for f in self.fragile_global.remove(&page).into_iter().flatten() {
+                self.unlink(f.src, f.idx, f.dst);
             }
         }
     }
@@ -543,7 +613,13 @@ impl TbCache {
             t.incoming.push((src, idx));
         }
         if fragile {
-            self.fragile.push((src, idx, dst));
+            let f = Fragile { src, idx, dst };
+            if self.reached_globally(dst) {
+                let page = self.get(dst).map_or(0, |t| t.vpc & PAGE_MASK);
+                self.fragile_global.entry(page).or_default().push(f);
+            } else {
+                self.fragile.push(f);
+            }
         }
         true
     }
@@ -622,7 +698,6 @@ impl TbCache {
         // The current jump cache is scrubbed above; saved ones are cleared on swap-in.
         self.epoch += 1;
         self.jc.epoch = self.epoch;
-        self.fragile.retain(|&(s, _, d)| s != id && d != id);
         self.graveyard.push(tb.slots);
         if let Some(b) = tb.baseline {
             self.counters.push(b.counter);
@@ -654,6 +729,7 @@ impl TbCache {
         self.epoch += 1;
         self.jc.epoch = self.epoch;
         self.fragile.clear();
+        self.fragile_global.clear();
         self.graveyard.clear();
         self.counters.clear();
         self.retired.clear();
@@ -782,9 +858,47 @@ mod tests {
     }
 
     #[test]
+    fn a_nonglobal_flush_keeps_what_global_mappings_reach() {
+        // Kernel pages 0x8000_0000 and 0x8000_5000 are mapped globally, user page 0x1000 is
+        // not; k1 links across pages to k2 and to u.
+        let mut c = TbCache::new();
+        let (k1, _) = c.insert(tb(0x8000_0000, 0x100, 2, 0));
+        let (k2, _) = c.insert(tb(0x8000_5000, 0x200, 0, 1));
+        let (u, _) = c.insert(tb(0x1000, 0x300, 0, 2));
+        let mut two_pages = tb(0x8000_0ff0, 0x400, 0, 3);
+        two_pages.phys_page2 = Some(0x9000_0000);
+        let (k3, _) = c.insert(two_pages);
+        for (page, global) in [(0x8000_0000, true), (0x8000_5000, true), (0x1000, false)] {
+            c.itlb_set(page, 0, page, global);
+        }
+        for (pc, id) in [(0x8000_0000, k1), (0x8000_5000, k2), (0x1000, u), (0x8000_0ff0, k3)] {
+            c.jc_set(pc, 0, id);
+        }
+        let link = |c: &mut TbCache, i: u32, dst: TbId| c.link(k1, i, slot_addr(c, k1, i), dst, true);
+        assert!(link(&mut c, 0, k2) && link(&mut c, 1, u));
+        let target = |c: &TbCache, i: usize| c.get(k1).unwrap().slots[i].target.load(Ordering::Relaxed);
+        c.on_tlb_flush_nonglobal();
+        assert_eq!((target(&c, 0), target(&c, 1)), (0x200, 0), "only the link into the user page is cut");
+        let jc = |c: &TbCache| [0x8000_0000, 0x8000_5000, 0x1000, 0x8000_0ff0].map(|pc| c.jc_probe(pc, 0).is_some());
+        // A block running into a second page depends on that page's mapping too.
+        assert_eq!(jc(&c), [true, true, false, false]);
+        assert_eq!((c.itlb_probe(0x8000_5000, 0), c.itlb_probe(0x1000, 0)), (Some(0x8000_5000), None));
+        // Flushing the global page itself still cuts the link into it.
+        c.on_tlb_flush_page(0x8000_5000);
+        assert_eq!(target(&c, 0), 0);
+        // A full flush cuts and drops everything.
+        c.itlb_set(0x8000_5000, 0, 0x8000_5000, true);
+        assert!(link(&mut c, 0, k2));
+        c.on_tlb_flush();
+        assert_eq!(target(&c, 0), 0);
+        assert_eq!(jc(&c), [false; 4]);
+        assert_eq!(c.itlb_probe(0x8000_0000, 0), None);
+    }
+
+    #[test]
     fn fetch_tlb_is_keyed_by_flags_and_cleared_with_the_mapping() {
         let mut c = TbCache::new();
-        c.itlb_set(0x4000, 3, 0x8000_4000);
+        c.itlb_set(0x4000, 3, 0x8000_4000, false);
         assert_eq!(c.itlb_probe(0x4000, 3), Some(0x8000_4000));
         assert_eq!(c.itlb_probe(0x4000, 1), None, "another privilege level");
         assert_eq!(c.itlb_probe(0x4000 + (ITLB_SIZE as u64) * 0x1000, 3), None, "same index, other page");

@@ -187,6 +187,8 @@ pub struct RiscvCpu {
     /// full flush.
     pub flush_pages: [u64; 8],
     pub flush_npages: usize,
+    /// Whether the last successful `translate_addr` found a global mapping.
+    pub last_global: bool,
 }
 
 impl fmt::Debug for RiscvCpu {
@@ -266,6 +268,7 @@ impl RiscvCpu {
             time: None,
             stimecmp_hook: None,
             large: None,
+            last_global: false,
             flush_pages: [0; 8],
             flush_npages: 0,
         });
@@ -524,11 +527,16 @@ unsafe impl GuestCpu for RiscvCpu {
             mmu::mode_of_index(mmu_index)
         };
         let mxr = self.csr.mstatus & ms::MXR != 0;
-        let (paddr, size) = mmu::translate_sized(&self.csr, vaddr, access, mode, mxr, mem)?;
-        if size > PAGE_SIZE {
-            self.note_large_page(vaddr, size);
+        let t = mmu::translate_sized(&self.csr, vaddr, access, mode, mxr, mem)?;
+        if t.size > PAGE_SIZE {
+            self.note_large_page(vaddr, t.size);
         }
-        Ok(paddr)
+        self.last_global = t.global;
+        Ok(t.paddr)
+    }
+
+    fn tlb_global(&self) -> bool {
+        self.last_global
     }
 
     fn take_flush_page(&mut self) -> Option<u64> {

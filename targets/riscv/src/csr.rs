@@ -208,9 +208,16 @@ fn write_satp(c: &mut RiscvCpu, _: u16, v: u64, _: u64) {
         MODE_SV39 | MODE_SV48 | MODE_SV57 => v & ((0xf << MODE_SHIFT) | ASID_MASK | PPN_MASK),
         _ => return,
     };
-    c.csr.satp = v;
-    // The softmmu caches translations per page; every satp change flushes.
-    c.header.flush_request |= flush::TLB_ALL;
+    let old = std::mem::replace(&mut c.csr.satp, v);
+    // The softmmu TLB is not tagged by ASID: an address-space switch drops every
+    // non-global translation (hardware would keep them under their ASID). Global ones
+    // (the kernel's) are the same in every address space and stay; a mode change
+    // affects every translation.
+    if (old ^ v) >> MODE_SHIFT != 0 {
+        c.header.flush_request |= flush::TLB_ALL;
+    } else if old != v {
+        c.header.flush_request |= flush::TLB_NONGLOBAL;
+    }
 }
 
 fn write_menvcfg(c: &mut RiscvCpu, _: u16, v: u64, _: u64) {

@@ -94,11 +94,22 @@ pub fn translate(
     mxr: bool,
     mem: &dyn PhysMemory,
 ) -> Result<u64, Fault> {
-    translate_sized(csr, vaddr, access, mode, mxr, mem).map(|(p, _)| p)
+    translate_sized(csr, vaddr, access, mode, mxr, mem).map(|t| t.paddr)
 }
 
-/// [`translate`], also returning the size of the page that maps `vaddr` (4 KiB, or a
-/// superpage's size; 0 without translation).
+/// A successful translation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    pub paddr: u64,
+    /// The size of the page that maps the address (4 KiB, or a superpage's size; 0
+    /// without translation).
+    pub size: u64,
+    /// The mapping is the same in every address space: a G bit on the leaf PTE or on a
+    /// non-leaf PTE above it (privileged spec 4.3.1), or no translation at all.
+    pub global: bool,
+}
+
+/// [`translate`], also returning the page size and whether the mapping is global.
 pub fn translate_sized(
     csr: &Csrs,
     vaddr: u64,
@@ -106,7 +117,7 @@ pub fn translate_sized(
     mode: Mode,
     mxr: bool,
     mem: &dyn PhysMemory,
-) -> Result<(u64, u64), Fault> {
+) -> Result<Translation, Fault> {
     let levels = match csr.satp >> satp::MODE_SHIFT {
         _ if mode.privilege == PRV_M => 0,
         satp::MODE_SV39 => 3,
@@ -114,11 +125,15 @@ pub fn translate_sized(
         satp::MODE_SV57 => 5,
         _ => 0,
     };
-    let (paddr, size) = if levels == 0 { (vaddr, 0) } else { walk(csr, vaddr, access, mode, mxr, levels, mem)? };
-    if !pmp_check(csr, paddr, access, mode.privilege) {
+    let t = if levels == 0 {
+        Translation { paddr: vaddr, size: 0, global: true }
+    } else {
+        walk(csr, vaddr, access, mode, mxr, levels, mem)?
+    };
+    if !pmp_check(csr, t.paddr, access, mode.privilege) {
         return Err(access_fault(access, vaddr));
     }
-    Ok((paddr, size))
+    Ok(t)
 }
 
 /// The page walk of the privileged spec (section 4.3.2), `levels` = 3/4/5.
@@ -130,7 +145,7 @@ fn walk(
     mxr: bool,
     levels: u32,
     mem: &dyn PhysMemory,
-) -> Result<(u64, u64), Fault> {
+) -> Result<Translation, Fault> {
     let va_bits = 12 + 9 * levels;
     // Canonical: bits 63..va_bits-1 all equal.
     let top = (vaddr as i64) >> (va_bits - 1);
@@ -139,6 +154,7 @@ fn walk(
     }
     'restart: for _ in 0..MAX_RESTARTS {
         let mut table = (csr.satp & satp::PPN_MASK) << 12;
+        let mut global = false;
         for level in (0..levels).rev() {
             let vpn = (vaddr >> (12 + 9 * level)) & 0x1ff;
             let pte_addr = table.wrapping_add(vpn * 8);
@@ -152,6 +168,7 @@ fn walk(
                 return Err(page_fault(access, vaddr));
             }
             let ppn = (pte >> pte::PPN_SHIFT) & pte::PPN_MASK;
+            global |= pte & pte::G != 0;
             if pte & (pte::R | pte::X) == 0 {
                 // Non-leaf: D, A and U are reserved.
                 if pte & (pte::D | pte::A | pte::U) != 0 || level == 0 {
@@ -184,7 +201,8 @@ fn walk(
                 }
             }
             let vpn_low = (vaddr >> 12) & low_mask;
-            return Ok((((ppn | vpn_low) << 12) | (vaddr & 0xfff), 1u64 << (12 + 9 * level)));
+            let paddr = ((ppn | vpn_low) << 12) | (vaddr & 0xfff);
+            return Ok(Translation { paddr, size: 1u64 << (12 + 9 * level), global });
         }
         return Err(page_fault(access, vaddr));
     }

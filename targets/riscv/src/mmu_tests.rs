@@ -177,6 +177,27 @@ fn superpages_and_misaligned_superpage() {
 }
 
 #[test]
+fn global_mappings_are_reported() {
+    // G on the leaf, on a non-leaf PTE above it (the whole subtree is global), or nowhere.
+    let (va_leaf, va_tree, va_none) = (0x4000_0000u64, 0x8000_0000u64, 0xc000_0000u64);
+    let (mut m, mut pt) = paged(&[], PRV_S, 3);
+    pt.map(&mut m, va_leaf, DATA, V | R | A | G, 0);
+    pt.map(&mut m, va_tree, DATA, V | R | A, 0);
+    pt.map(&mut m, va_none, DATA, V | R | A, 0);
+    let upper = pt.leaf(&m, va_tree, 1);
+    let e = m.mem.read(upper, 8);
+    m.mem.write(upper, 8, e | G);
+    let csr = m.cpu.csr.clone();
+    let view = PhysView(Mutex::new(&mut m.mem.bytes[..]));
+    let mode = Mode { privilege: PRV_S, sum: false };
+    let global = |va| translate_sized(&csr, va, Access::Read, mode, false, &view).map(|t| t.global);
+    assert_eq!((global(va_leaf), global(va_tree), global(va_none)), (Ok(true), Ok(true), Ok(false)));
+    // No translation (M-mode): the same in every address space.
+    let m_mode = Mode { privilege: PRV_M, sum: false };
+    assert_eq!(translate_sized(&csr, DATA, Access::Read, m_mode, false, &view).map(|t| t.global), Ok(true));
+}
+
+#[test]
 fn reserved_pte_encodings_fault() {
     let va = 0x2000_0000u64;
     for (flags, level) in [
@@ -414,6 +435,21 @@ fn satp_warl_and_flush() {
     }
     crate::csr::access(c, 0x180, crate::decode::CsrOp::Rw, 0x1234, false, true, 0).unwrap();
     assert_eq!(c.csr.satp, 0, "Bare: ASID/PPN read as zero");
+    // Another address space in the same mode drops the non-global translations only;
+    // rewriting the same value drops nothing; a mode change drops everything.
+    use kite_ir::state::flush::{TLB_ALL, TLB_NONGLOBAL};
+    let sv39 = satp::MODE_SV39 << 60;
+    let flush_of = |c: &mut crate::cpu::RiscvCpu, v: u64| {
+        c.header.flush_request = 0;
+        crate::csr::access(c, 0x180, crate::decode::CsrOp::Rw, v, false, true, 0).unwrap();
+        c.header.flush_request & (TLB_ALL | TLB_NONGLOBAL)
+    };
+    assert_eq!(flush_of(c, sv39 | 1 << 44 | 0x8_0010), TLB_ALL, "Bare -> Sv39");
+    assert_eq!(flush_of(c, sv39 | 2 << 44 | 0x8_0010), TLB_NONGLOBAL, "new ASID");
+    assert_eq!(flush_of(c, sv39 | 2 << 44 | 0x8_0020), TLB_NONGLOBAL, "new root table");
+    assert_eq!(flush_of(c, sv39 | 2 << 44 | 0x8_0020), 0, "unchanged");
+    assert_eq!(flush_of(c, satp::MODE_SV48 << 60 | 2 << 44 | 0x8_0020), TLB_ALL, "Sv39 -> Sv48");
+    assert_eq!(flush_of(c, 0), TLB_ALL, "-> Bare");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! done at translation time (it is part of the TB flags); those that depend
 //! on mstatus (TSR, TW, TVM) are done by helpers.
 
+use kite_ir::state::flush;
 use kite_ir::{Effects, Exit, Helper, Ty};
 
 use super::{Ctx, Flow};
@@ -86,7 +87,8 @@ pub(super) fn wfi(ctx: &mut Ctx) -> Flow {
 }
 
 /// sfence.vma: illegal in S-mode with mstatus.TVM; otherwise flush the page of rs1's
-/// address (rs1 != x0; everything if a cached superpage may cover it) or all TLBs.
+/// address (rs1 != x0; everything if a cached superpage may cover it), the non-global
+/// translations (rs1 = x0, rs2 != x0: one address space) or all TLBs (both x0).
 /// ASIDs are not tracked, so the ASID forms flush as if for every ASID.
 unsafe extern "C" fn helper_sfence_vma(cpu: *mut u8, insn: u64, _: u64, _: u64, _: u64) -> u64 {
     // SAFETY: helper-call contract (state pointer of the translating CPU).
@@ -94,9 +96,12 @@ unsafe extern "C" fn helper_sfence_vma(cpu: *mut u8, insn: u64, _: u64, _: u64, 
     if cpu.privilege == PRV_S && cpu.csr.mstatus & mstatus::TVM != 0 {
         cpu.raise(cause::ILLEGAL_INSN, insn);
     } else {
-        let rs1 = ((insn >> 15) & 31) as usize;
-        let addr = (rs1 != 0).then(|| cpu.x[rs1]);
-        cpu.request_tlb_flush(addr);
+        let (rs1, rs2) = (((insn >> 15) & 31) as usize, (insn >> 20) & 31);
+        if rs1 == 0 && rs2 != 0 {
+            cpu.header.flush_request |= flush::TLB_NONGLOBAL;
+        } else {
+            cpu.request_tlb_flush((rs1 != 0).then(|| cpu.x[rs1]));
+        }
     }
     0
 }

@@ -205,6 +205,10 @@ fn wfi_fence_i_sfence() {
     let mut m = machine(&[0x1200_0073]);
     m.run_to_ecall();
     assert_ne!(m.cpu.header.flush_request & flush::TLB_ALL, 0);
+    // sfence.vma x0, t0: one address space's (non-global) translations.
+    let mut m = machine(&[0x1250_0073]);
+    m.run_to_ecall();
+    assert_eq!(m.cpu.header.flush_request & (flush::TLB_ALL | flush::TLB_NONGLOBAL), flush::TLB_NONGLOBAL);
     // pause (a fence hint) asks to yield and ends its block; other fences do not.
     let mut m = machine(&[0x0100_000f, NOP]);
     m.run_to_ecall();
@@ -315,11 +319,12 @@ fn csr_write_enabling_pending_interrupt_requests_exit() {
 
 #[test]
 fn csr_write_changing_tb_flags_or_asking_a_flush_leaves_unchained() {
-    // mstatus.FS off -> dirty changes the TB flags; satp asks for a TLB flush; sscratch
-    // does neither.
-    for (insn, chain) in [(csrrs(0, MSTATUS, 5), false), (csrrw(0, 0x180, 0), false), (csrrw(0, 0x140, 5), true)] {
+    // mstatus.FS off -> dirty changes the TB flags; a new satp asks for a TLB flush;
+    // sscratch does neither.
+    for (insn, chain) in [(csrrs(0, MSTATUS, 5), false), (csrrw(0, 0x180, 6), false), (csrrw(0, 0x140, 5), true)] {
         let mut m = machine(&[insn, NOP]);
         m.cpu.x[5] = 3 << 13;
+        m.cpu.x[6] = 8 << 60;
         m.cpu.csr.mstatus &= !(3 << 13);
         m.cpu.update_flags();
         assert_eq!(m.step(), kite_ir::interp::Outcome::Goto { pc: RAM_BASE + 4, chain }, "{insn:#x}");
