@@ -69,6 +69,11 @@
     li t0, va; csrw mepc, t0; mret;         \
 1:  mv s5, a0
 
+/* Load VA_UDATA + 8 in S-mode through `entry` (a2 = the satp s_switch_load switches
+ * to) and expect it to end in its ecall; CHECK clobbers a0/a1, so set them each time. */
+#define S_LOAD_UDATA(entry, satp_reg) \
+    mv a2, satp_reg; li a0, 0; li a1, VA_UDATA + 8; RUN_IN(1, entry); CHECK_TRAP(9)
+
 #define CHECK_TRAP(cause)  LOAD_VAR(s3, rec_cause); CHECKI(s3, cause)
 #define CHECK_TVAL(val)    LOAD_VAR(s3, rec_tval); CHECKI(s3, val)
 
@@ -302,37 +307,19 @@ TEST_BEGIN
     or s7, t0, t1                          /* s7 = satp of B */
     csrw satp, s6
     sfence.vma
-    mv a2, s6
-    li a0, 0
-    li a1, VA_UDATA + 8            /* CHECK clobbers a1 */
-    RUN_IN(1, s_switch_load)
-    CHECK_TRAP(9)
+    S_LOAD_UDATA(s_switch_load, s6)        /* stays in A */
     li s4, 0x0123456789abcdef
     CHECK(s5, s4)
-    mv a2, s7                              /* A -> B, in S-mode */
-    li a0, 0
-    li a1, VA_UDATA + 8            /* CHECK clobbers a1 */
-    RUN_IN(1, s_switch_load)
-    CHECK_TRAP(9)
+    S_LOAD_UDATA(s_switch_load, s7)        /* A -> B, in S-mode */
     CHECKI(s5, 0x4b524f)
-    mv a2, s6                              /* B -> A: its tables did not change */
-    li a0, 0
-    li a1, VA_UDATA + 8            /* CHECK clobbers a1 */
-    RUN_IN(1, s_switch_load)
-    CHECK_TRAP(9)
+    S_LOAD_UDATA(s_switch_load, s6)        /* B -> A: its tables did not change */
     li s4, 0x0123456789abcdef
     CHECK(s5, s4)
     csrw satp, s7                          /* the same from M-mode */
-    li a0, 0
-    li a1, VA_UDATA + 8            /* CHECK clobbers a1 */
-    RUN_IN(1, s_load)
-    CHECK_TRAP(9)
+    S_LOAD_UDATA(s_load, s7)
     CHECKI(s5, 0x4b524f)
     csrw satp, s6
-    li a0, 0
-    li a1, VA_UDATA + 8            /* CHECK clobbers a1 */
-    RUN_IN(1, s_load)
-    CHECK_TRAP(9)
+    S_LOAD_UDATA(s_load, s6)
     li s4, 0x0123456789abcdef
     CHECK(s5, s4)
 

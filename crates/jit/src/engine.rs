@@ -139,6 +139,8 @@ pub struct Engine<C: GuestCpu> {
     opts: JitOptions,
     native: Option<Native>,
     pending: Option<PendingLink>,
+    /// The vCPU (its address) that ran last on this engine, under round robin.
+    last_vcpu: Option<usize>,
     /// Breakpoints and the stop/resume link, once a debugger is attached.
     dbg: Option<debug::Attached<C>>,
     /// The background compiler (tiered mode with `background`).
@@ -297,6 +299,7 @@ impl<C: GuestCpu> Engine<C> {
             opts,
             native,
             pending: None,
+            last_vcpu: None,
             dbg: None,
             bg,
             scratch: interp::Scratch::default(),
@@ -462,8 +465,14 @@ impl<C: GuestCpu> Engine<C> {
     /// TBs were invalidated since it last ran) and flush its TLB if a page got code
     /// meanwhile. `state` is the vCPU's saved scheduling state.
     pub(crate) fn switch_in(&mut self, cpu: &mut C, state: &mut VcpuState) {
+        let me = cpu as *const C as usize;
+        // Cross-page links made under another vCPU's address space (see `cut_local_links`).
+        let other = self.last_vcpu.replace(me).is_some_and(|v| v != me);
         let ctx = self.ctx();
         ctx.tbs.swap_jump_cache(&mut state.jc);
+        if other {
+            ctx.tbs.cut_local_links();
+        }
         if state.code_gen != ctx.code_gen {
             state.code_gen = ctx.code_gen;
             cpu.header_mut().tlb_flush_all();

@@ -235,13 +235,18 @@ impl JumpCache {
 /// A chain link that depends on the current mapping (see the module note). Entries are
 /// not removed when a TB goes (that was a scan of every entry per invalidation): cutting
 /// a stale one is harmless, since `unlink` only clears a slot still linked to `dst`, and
-/// at worst costs a relink through the dispatcher.
+/// at worst costs a relink through the dispatcher. So that a guest that keeps rewriting
+/// code without ever flushing its TLB cannot grow them without bound, dead entries are
+/// dropped whenever the count doubles ([`TbCache::prune_fragile`]).
 #[derive(Clone, Copy, Debug)]
 struct Fragile {
     src: TbId,
     idx: u32,
     dst: TbId,
 }
+
+/// Fragile-link entries below which [`TbCache::prune_fragile`] never runs.
+const FRAGILE_PRUNE_MIN: usize = 4096;
 
 #[derive(Debug)]
 pub(crate) struct TbCache {
@@ -266,6 +271,9 @@ pub(crate) struct TbCache {
     /// full flushes. They outlive address-space switches, so they are many; the index
     /// keeps a page flush from scanning them all.
     fragile_global: HashMap<u64, Vec<Fragile>, FastHash>,
+    /// Entries in `fragile_global`, and the total at which the next prune runs.
+    fragile_global_len: usize,
+    fragile_prune_at: usize,
     graveyard: Vec<Box<[ChainSlot]>>,
     /// Entry counters of invalidated or promoted baseline TBs (their code may still name
     /// them until a full flush; the boxes keep the addresses the code holds).
@@ -366,6 +374,8 @@ impl TbCache {
             epoch: 0,
             fragile: Vec::new(),
             fragile_global: HashMap::default(),
+            fragile_global_len: 0,
+            fragile_prune_at: FRAGILE_PRUNE_MIN,
             graveyard: Vec::new(),
             counters: Vec::new(),
             dropped_pages: Vec::new(),
@@ -520,12 +530,51 @@ impl TbCache {
     pub(crate) fn on_tlb_flush(&mut self) {
         self.jc.clear_entries();
         self.jc.itlb.fill(ITLB_EMPTY);
-        for f in std::mem::take(&mut self.fragile) {
-            self.unlink(f.src, f.idx, f.dst);
-        }
+        self.cut_local_links();
         for f in std::mem::take(&mut self.fragile_global).into_values().flatten() {
             self.unlink(f.src, f.idx, f.dst);
         }
+        self.fragile_global_len = 0;
+    }
+
+    /// Cut the cross-page links into pages mapped non-globally. Besides flushes, needed
+    /// when another vCPU starts running on this TB cache (round robin): the links were
+    /// made under the previous vCPU's address space. Global links hold for every vCPU.
+    pub(crate) fn cut_local_links(&mut self) {
+        for f in std::mem::take(&mut self.fragile) {
+            self.unlink(f.src, f.idx, f.dst);
+        }
+    }
+
+    /// Drop the fragile entries whose slot no longer holds their link (ids are reused, so
+    /// a dead entry can name a live link: duplicates go too), and run again when the count
+    /// has doubled.
+    fn prune_fragile(&mut self) {
+        let live = |c: &TbCache, f: &Fragile| {
+            c.get(f.src).and_then(|t| t.slots.get(f.idx as usize)).is_some_and(|s| s.linked.get() == f.dst)
+        };
+        let key = |f: &Fragile| (f.src, f.idx, f.dst);
+        let mut local = std::mem::take(&mut self.fragile);
+        local.retain(|f| live(self, f));
+        local.sort_unstable_by_key(key);
+        local.dedup_by_key(|f| key(f));
+        self.fragile = local;
+        let mut global = std::mem::take(&mut self.fragile_global);
+        global.retain(|&page, v| {
+            // Under its target's current page only (a reused id may be elsewhere now).
+            v.retain(|f| live(self, f) && self.get(f.dst).is_some_and(|t| t.vpc & PAGE_MASK == page));
+            v.sort_unstable_by_key(key);
+            v.dedup_by_key(|f| key(f));
+            !v.is_empty()
+        });
+        self.fragile_global_len = global.values().map(Vec::len).sum();
+        self.fragile_global = global;
+        self.fragile_prune_at = (2 * self.fragile_len()).max(FRAGILE_PRUNE_MIN);
+    }
+
+    /// Fragile-link entries kept (live or not yet pruned).
+    pub(crate) fn fragile_len(&self) -> usize {
+        self.fragile.len() + self.fragile_global_len
     }
 
     /// After a flush of the non-global translations: the same for everything that
@@ -541,9 +590,7 @@ impl TbCache {
         for e in self.jc.itlb.iter_mut().filter(|e| !e.global) {
             *e = ITLB_EMPTY;
         }
-        for f in std::mem::take(&mut self.fragile) {
-            self.unlink(f.src, f.idx, f.dst);
-        }
+        self.cut_local_links();
     }
 
     /// The mapping of `vaddr`'s page changed: forget its fetch-TLB entry, and the jump-cache
@@ -574,7 +621,9 @@ impl TbCache {
             }
         }
         for page in [lo, vp] {
-            for f in self.fragile_global.remove(&page).into_iter().flatten() {
+            let cut = self.fragile_global.remove(&page).unwrap_or_default();
+            self.fragile_global_len -= cut.len();
+            for f in cut {
                 self.unlink(f.src, f.idx, f.dst);
             }
         }
@@ -617,8 +666,12 @@ impl TbCache {
             if self.reached_globally(dst) {
                 let page = self.get(dst).map_or(0, |t| t.vpc & PAGE_MASK);
                 self.fragile_global.entry(page).or_default().push(f);
+                self.fragile_global_len += 1;
             } else {
                 self.fragile.push(f);
+            }
+            if self.fragile_len() > self.fragile_prune_at {
+                self.prune_fragile();
             }
         }
         true
@@ -730,6 +783,7 @@ impl TbCache {
         self.jc.epoch = self.epoch;
         self.fragile.clear();
         self.fragile_global.clear();
+        self.fragile_global_len = 0;
         self.graveyard.clear();
         self.counters.clear();
         self.retired.clear();
@@ -893,6 +947,36 @@ mod tests {
         assert_eq!(target(&c, 0), 0);
         assert_eq!(jc(&c), [false; 4]);
         assert_eq!(c.itlb_probe(0x8000_0000, 0), None);
+    }
+
+    #[test]
+    fn another_vcpu_running_cuts_only_local_links() {
+        let mut c = TbCache::new();
+        let (k, _) = c.insert(tb(0x8000_0000, 0x100, 2, 0));
+        let (g, _) = c.insert(tb(0x8000_5000, 0x200, 0, 1));
+        let (u, _) = c.insert(tb(0x1000, 0x300, 0, 2));
+        c.itlb_set(0x8000_5000, 0, 0x8000_5000, true);
+        assert!(c.link(k, 0, slot_addr(&c, k, 0), g, true) && c.link(k, 1, slot_addr(&c, k, 1), u, true));
+        c.cut_local_links();
+        let target = |i: usize| c.get(k).unwrap().slots[i].target.load(Ordering::Relaxed);
+        assert_eq!((target(0), target(1)), (0x200, 0));
+    }
+
+    #[test]
+    fn dead_fragile_entries_do_not_pile_up_without_flushes() {
+        // A guest rewriting the code it jumps to, with no TLB flush ever: every round
+        // invalidates the target and links to its new translation across a page.
+        let mut c = TbCache::new();
+        let (a, _) = c.insert(tb(0x1000, 0x100, 2, 0));
+        c.itlb_set(0x8000_0000, 0, 0x8000_0000, true);
+        for round in 0..50_000u32 {
+            let (d, _) = c.insert(tb(0x8000_0000 + 0x10 * (round as u64 % 64), 0x200, 0, 1));
+            for i in 0..2 {
+                assert!(c.link(a, i, slot_addr(&c, a, i), d, true));
+            }
+            c.invalidate_page(0x8000_0000, NO_TB);
+        }
+        assert!(c.fragile_len() <= 2 * FRAGILE_PRUNE_MIN + 2, "{} entries", c.fragile_len());
     }
 
     #[test]
