@@ -154,12 +154,13 @@ const ITLB_EMPTY: ItlbEntry = ItlbEntry { vpage: 1, flags: 0, ppage: 0, global: 
 #[derive(Debug)]
 pub(crate) struct JumpCache {
     entries: Box<[JcEntry]>,
-    /// A filter of the guest pages entries were made for (a superset: bits are only
-    /// cleared when the whole cache is scanned or cleared), so that a single-page TLB
-    /// flush skips its scan of all [`JC_SIZE`] entries when the page cannot be there.
-    /// A Linux boot does ~5,000 such flushes, mostly of data pages; the scans were ~2%
-    /// of its main thread.
-    pages: [u64; JC_FILTER_WORDS],
+    /// Entries per guest page, by a hash of the page ([`jc_page_bucket`]), so that a
+    /// single-page TLB flush skips its scan of all [`JC_SIZE`] entries when the page has
+    /// none. A Linux boot does ~5,900 such flushes, mostly of data pages, and almost
+    /// none finds an entry; a 1024-bit filter saturated at ~3,400 entries and let 37%
+    /// of them scan (~2% of the boot). Exact counts (up to bucket sharing) also need no
+    /// rebuild after a scan.
+    pages: Box<[u16]>,
     /// A bit per entry that depends on a non-global mapping (dropped by
     /// [`TbCache::on_tlb_flush_nonglobal`]).
     local: [u64; JC_SIZE / 64],
@@ -172,7 +173,7 @@ impl JumpCache {
     pub(crate) fn new() -> JumpCache {
         JumpCache {
             entries: vec![JC_EMPTY; JC_SIZE].into_boxed_slice(),
-            pages: [0; JC_FILTER_WORDS],
+            pages: vec![0; JC_PAGE_BUCKETS].into_boxed_slice(),
             local: [0; JC_SIZE / 64],
             epoch: 0,
             itlb: vec![ITLB_EMPTY; ITLB_SIZE].into_boxed_slice(),
@@ -180,26 +181,39 @@ impl JumpCache {
     }
 }
 
-/// Words of [`JumpCache::pages`] (64 bits each).
-const JC_FILTER_WORDS: usize = 16;
+/// Buckets of [`JumpCache::pages`] (a power of two).
+const JC_PAGE_BUCKETS: usize = 1 << 14;
 
-/// The filter bit of the page holding `pc`: (word, mask).
-fn jc_filter_bit(pc: u64) -> (usize, u64) {
-    let h = ((pc >> kite_ir::state::PAGE_BITS).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize;
-    (h / 64 % JC_FILTER_WORDS, 1u64 << (h % 64))
+/// The [`JumpCache::pages`] bucket of the page holding `pc`.
+fn jc_page_bucket(pc: u64) -> usize {
+    // Fold the high bits in first: a plain multiplicative hash put each user page of a
+    // Linux boot in the bucket of a kernel page (0xffffffff80000 + n - 0x14b, their
+    // difference times the constant had near-zero top bits), so flushes of user pages
+    // scanned for kernel entries.
+    let p = pc >> kite_ir::state::PAGE_BITS;
+    ((p ^ (p >> 23)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - 14)) as usize
 }
 
 impl JumpCache {
     fn clear_entries(&mut self) {
         self.entries.fill(JC_EMPTY);
-        self.pages = [0; JC_FILTER_WORDS];
+        self.pages.fill(0);
         self.local = [0; JC_SIZE / 64];
     }
 
+    /// Empty entry `i`, keeping the page counts.
+    fn empty_at(&mut self, i: usize) {
+        let e = &mut self.entries[i];
+        if e.tb != NO_TB {
+            self.pages[jc_page_bucket(e.pc)] -= 1;
+            *e = JC_EMPTY;
+        }
+    }
+
     fn set(&mut self, e: JcEntry, global: bool) {
-        let (w, m) = jc_filter_bit(e.pc);
-        self.pages[w] |= m;
         let i = jc_index(e.pc);
+        self.empty_at(i);
+        self.pages[jc_page_bucket(e.pc)] += 1;
         self.entries[i] = e;
         if global {
             self.local[i / 64] &= !(1 << (i % 64));
@@ -209,24 +223,15 @@ impl JumpCache {
     }
 
     fn may_hold_page(&self, page: u64) -> bool {
-        let (w, m) = jc_filter_bit(page);
-        self.pages[w] & m != 0
+        self.pages[jc_page_bucket(page)] != 0
     }
 
-    /// Drop the entries for blocks starting in [lo, lo + len), rebuilding the page filter
-    /// from the entries that stay.
+    /// Drop the entries for blocks starting in [lo, lo + len).
     fn drop_range(&mut self, lo: u64, len: u64) {
-        self.pages = [0; JC_FILTER_WORDS];
         for i in 0..self.entries.len() {
-            let e = self.entries[i];
-            if e.tb == NO_TB {
-                continue;
-            }
-            if e.pc.wrapping_sub(lo) < len {
-                self.entries[i] = JC_EMPTY;
-            } else {
-                let (w, m) = jc_filter_bit(e.pc);
-                self.pages[w] |= m;
+            let e = &self.entries[i];
+            if e.tb != NO_TB && e.pc.wrapping_sub(lo) < len {
+                self.empty_at(i);
             }
         }
     }
@@ -248,6 +253,51 @@ struct Fragile {
 /// Fragile-link entries below which [`TbCache::prune_fragile`] never runs.
 const FRAGILE_PRUNE_MIN: usize = 4096;
 
+/// Fragile links by their target's virtual page, so that a page flush cuts only the
+/// links into that page instead of scanning them all.
+#[derive(Debug, Default)]
+struct FragileIndex {
+    by_page: HashMap<u64, Vec<Fragile>, FastHash>,
+    len: usize,
+}
+
+impl FragileIndex {
+    fn push(&mut self, page: u64, f: Fragile) {
+        self.by_page.entry(page).or_default().push(f);
+        self.len += 1;
+    }
+
+    /// Remove and return the entries for links into `page`.
+    fn take_page(&mut self, page: u64) -> Vec<Fragile> {
+        let v = self.by_page.remove(&page).unwrap_or_default();
+        self.len -= v.len();
+        v
+    }
+
+    /// Remove every entry.
+    fn take_all(&mut self) -> impl Iterator<Item = Fragile> + use<> {
+        self.len = 0;
+        std::mem::take(&mut self.by_page).into_values().flatten()
+    }
+
+    fn clear(&mut self) {
+        self.by_page.clear();
+        self.len = 0;
+    }
+
+    /// Keep the entries `live` accepts (`live(page, entry)`), without duplicates.
+    fn retain(&mut self, mut live: impl FnMut(u64, &Fragile) -> bool) {
+        let key = |f: &Fragile| (f.src, f.idx, f.dst);
+        self.by_page.retain(|&page, v| {
+            v.retain(|f| live(page, f));
+            v.sort_unstable_by_key(key);
+            v.dedup_by_key(|f| key(f));
+            !v.is_empty()
+        });
+        self.len = self.by_page.values().map(Vec::len).sum();
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct TbCache {
     slab: Vec<Option<Tb>>,
@@ -264,15 +314,14 @@ pub(crate) struct TbCache {
     pub jc_base: u64,
     /// Bumped on every invalidation and full clear (see [`JumpCache`]).
     epoch: u64,
-    /// Fragile links into pages mapped non-globally: every flush cuts them.
-    fragile: Vec<Fragile>,
-    /// Fragile links into globally mapped pages, by the target's virtual page: cut when
-    /// that page is flushed (or the one before it, which a block may run from) and at
-    /// full flushes. They outlive address-space switches, so they are many; the index
-    /// keeps a page flush from scanning them all.
-    fragile_global: HashMap<u64, Vec<Fragile>, FastHash>,
-    /// Entries in `fragile_global`, and the total at which the next prune runs.
-    fragile_global_len: usize,
+    /// Fragile links into pages mapped non-globally: cut by a flush of their target's
+    /// page (or the one before it, which a block may run from) and by every full or
+    /// non-global flush.
+    fragile: FragileIndex,
+    /// Fragile links into globally mapped pages: cut by a flush of their page and at
+    /// full flushes. They outlive address-space switches, so they are many.
+    fragile_global: FragileIndex,
+    /// The entry total at which the next prune runs.
     fragile_prune_at: usize,
     graveyard: Vec<Box<[ChainSlot]>>,
     /// Entry counters of invalidated or promoted baseline TBs (their code may still name
@@ -372,9 +421,8 @@ impl TbCache {
             jc_base: jc.entries.as_ptr() as u64,
             jc,
             epoch: 0,
-            fragile: Vec::new(),
-            fragile_global: HashMap::default(),
-            fragile_global_len: 0,
+            fragile: FragileIndex::default(),
+            fragile_global: FragileIndex::default(),
             fragile_prune_at: FRAGILE_PRUNE_MIN,
             graveyard: Vec::new(),
             counters: Vec::new(),
@@ -531,17 +579,19 @@ impl TbCache {
         self.jc.clear_entries();
         self.jc.itlb.fill(ITLB_EMPTY);
         self.cut_local_links();
-        for f in std::mem::take(&mut self.fragile_global).into_values().flatten() {
+        for f in self.fragile_global.take_all() {
             self.unlink(f.src, f.idx, f.dst);
         }
-        self.fragile_global_len = 0;
     }
 
     /// Cut the cross-page links into pages mapped non-globally. Besides flushes, needed
     /// when another vCPU starts running on this TB cache (round robin): the links were
     /// made under the previous vCPU's address space. Global links hold for every vCPU.
     pub(crate) fn cut_local_links(&mut self) {
-        for f in std::mem::take(&mut self.fragile) {
+        if self.fragile.len == 0 {
+            return; // keep the index's allocation: round robin calls this at every switch
+        }
+        for f in self.fragile.take_all() {
             self.unlink(f.src, f.idx, f.dst);
         }
     }
@@ -553,37 +603,30 @@ impl TbCache {
         let live = |c: &TbCache, f: &Fragile| {
             c.get(f.src).and_then(|t| t.slots.get(f.idx as usize)).is_some_and(|s| s.linked.get() == f.dst)
         };
-        let key = |f: &Fragile| (f.src, f.idx, f.dst);
+        // Under its target's current page only (a reused id may be elsewhere now).
+        let keep =
+            |c: &TbCache, page: u64, f: &Fragile| live(c, f) && c.get(f.dst).is_some_and(|t| t.vpc & PAGE_MASK == page);
         let mut local = std::mem::take(&mut self.fragile);
-        local.retain(|f| live(self, f));
-        local.sort_unstable_by_key(key);
-        local.dedup_by_key(|f| key(f));
+        local.retain(|page, f| keep(self, page, f));
         self.fragile = local;
         let mut global = std::mem::take(&mut self.fragile_global);
-        global.retain(|&page, v| {
-            // Under its target's current page only (a reused id may be elsewhere now).
-            v.retain(|f| live(self, f) && self.get(f.dst).is_some_and(|t| t.vpc & PAGE_MASK == page));
-            v.sort_unstable_by_key(key);
-            v.dedup_by_key(|f| key(f));
-            !v.is_empty()
-        });
-        self.fragile_global_len = global.values().map(Vec::len).sum();
+        global.retain(|page, f| keep(self, page, f));
         self.fragile_global = global;
         self.fragile_prune_at = (2 * self.fragile_len()).max(FRAGILE_PRUNE_MIN);
     }
 
     /// Fragile-link entries kept (live or not yet pruned).
     pub(crate) fn fragile_len(&self) -> usize {
-        self.fragile.len() + self.fragile_global_len
+        self.fragile.len + self.fragile_global.len
     }
 
     /// After a flush of the non-global translations: the same for everything that
     /// depended on one; what global mappings reach stays.
     pub(crate) fn on_tlb_flush_nonglobal(&mut self) {
-        for (w, bits) in self.jc.local.iter_mut().enumerate() {
-            let mut b = std::mem::take(bits);
+        for w in 0..self.jc.local.len() {
+            let mut b = std::mem::take(&mut self.jc.local[w]);
             while b != 0 {
-                self.jc.entries[w * 64 + b.trailing_zeros() as usize] = JC_EMPTY;
+                self.jc.empty_at(w * 64 + b.trailing_zeros() as usize);
                 b &= b - 1;
             }
         }
@@ -611,19 +654,8 @@ impl TbCache {
         // cutting every cross-page link each time meant ~100,000 relinks through the
         // dispatcher). A block that can no longer be entered from outside its page is
         // unreachable through same-page links too.
-        let fragile = std::mem::take(&mut self.fragile);
-        for f in fragile {
-            let keep = self.get(f.dst).is_some_and(|t| t.vpc.wrapping_sub(lo) >= 2 * kite_ir::state::PAGE_SIZE);
-            if keep {
-                self.fragile.push(f);
-            } else {
-                self.unlink(f.src, f.idx, f.dst);
-            }
-        }
         for page in [lo, vp] {
-            let cut = self.fragile_global.remove(&page).unwrap_or_default();
-            self.fragile_global_len -= cut.len();
-            for f in cut {
+            for f in self.fragile.take_page(page).into_iter().chain(self.fragile_global.take_page(page)) {
                 self.unlink(f.src, f.idx, f.dst);
             }
         }
@@ -663,12 +695,11 @@ impl TbCache {
         }
         if fragile {
             let f = Fragile { src, idx, dst };
+            let page = self.get(dst).map_or(0, |t| t.vpc & PAGE_MASK);
             if self.reached_globally(dst) {
-                let page = self.get(dst).map_or(0, |t| t.vpc & PAGE_MASK);
-                self.fragile_global.entry(page).or_default().push(f);
-                self.fragile_global_len += 1;
+                self.fragile_global.push(page, f);
             } else {
-                self.fragile.push(f);
+                self.fragile.push(page, f);
             }
             if self.fragile_len() > self.fragile_prune_at {
                 self.prune_fragile();
@@ -744,9 +775,9 @@ impl TbCache {
         }
         // Our own outgoing links: forget them in their targets.
         cut_outgoing(&mut self.slab, id, &tb.slots);
-        let e = &mut self.jc.entries[jc_index(tb.vpc)];
-        if e.tb == id {
-            *e = JC_EMPTY;
+        let i = jc_index(tb.vpc);
+        if self.jc.entries[i].tb == id {
+            self.jc.empty_at(i);
         }
         // The current jump cache is scrubbed above; saved ones are cleared on swap-in.
         self.epoch += 1;
@@ -783,7 +814,6 @@ impl TbCache {
         self.jc.epoch = self.epoch;
         self.fragile.clear();
         self.fragile_global.clear();
-        self.fragile_global_len = 0;
         self.graveyard.clear();
         self.counters.clear();
         self.retired.clear();
@@ -865,14 +895,14 @@ mod tests {
             c.jc_set(pc, 0, id);
         }
         let present = |c: &TbCache| pcs.map(|pc| c.jc_probe(pc, 0).is_some());
-        // Pages with no entries (the filter lets these skip the scan).
+        // Pages with no entries (their counts let these skip the scan).
         c.on_tlb_flush_page(0x9000);
         c.on_tlb_flush_page(0x5000);
         assert_eq!(present(&c), [true; 6]);
         // Page 0x3000: blocks starting in it or in page 0x2000 (which may run into it) go.
         c.on_tlb_flush_page(0x3abc);
         assert_eq!(present(&c), [true, true, false, false, false, true]);
-        // The entries that stayed are still found by later flushes (the filter was rebuilt).
+        // The entries that stayed are still found by later flushes.
         c.on_tlb_flush_page(0x7000);
         assert_eq!(present(&c), [true, true, false, false, false, false]);
         c.on_tlb_flush_page(0x1000);
@@ -909,6 +939,44 @@ mod tests {
         assert!(c.link(e, 0, slot_addr(&c, e, 0), d, true));
         c.on_tlb_flush();
         assert_eq!(c.get(e).unwrap().slots[0].target.load(Ordering::Relaxed), 0, "fragile link cut");
+    }
+
+    /// The jump cache's per-page counts match its entries (a count too low would let a
+    /// page flush skip entries it must drop).
+    fn assert_page_counts_exact(c: &TbCache) {
+        let mut want = vec![0u16; JC_PAGE_BUCKETS];
+        for e in c.jc.entries.iter().filter(|e| e.tb != NO_TB) {
+            want[jc_page_bucket(e.pc)] += 1;
+        }
+        assert!(*want == *c.jc.pages, "jump-cache page counts drifted");
+    }
+
+    #[test]
+    fn jump_cache_page_counts_stay_exact() {
+        let mut c = TbCache::new();
+        // 0x1002 and 0x3000 (another page) share an index, so the second overwrites the
+        // first.
+        let pcs = [0x1002u64, 0x3000, 0x2000, 0x8000_0000, 0x8000_0ff0];
+        assert_eq!(jc_index(pcs[0]), jc_index(pcs[1]));
+        let ids: Vec<TbId> = pcs.iter().map(|&pc| c.insert(tb(pc, 0x100, 0, 0)).0).collect();
+        c.itlb_set(0x8000_0000, 0, 0x8000_0000, true);
+        for (&pc, &id) in pcs.iter().zip(&ids) {
+            c.jc_set(pc, 0, id);
+            assert_page_counts_exact(&c);
+        }
+        assert_eq!(c.jc_probe(pcs[0], 0), None, "overwritten");
+        c.invalidate_one(ids[2]);
+        assert_page_counts_exact(&c);
+        assert_eq!(c.jc_probe(0x2000, 0), None);
+        c.on_tlb_flush_nonglobal();
+        assert_page_counts_exact(&c);
+        assert!(c.jc_probe(0x8000_0000, 0).is_some() && c.jc_probe(pcs[1], 0).is_none());
+        c.on_tlb_flush_page(0x8000_0000);
+        assert_page_counts_exact(&c);
+        assert!(c.jc.pages.iter().all(|&n| n == 0), "{:?}", pcs.map(|pc| c.jc_probe(pc, 0)));
+        c.jc_set(0x2000 + 4, 0, ids[3]);
+        c.on_tlb_flush();
+        assert_page_counts_exact(&c);
     }
 
     #[test]
