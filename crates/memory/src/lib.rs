@@ -11,7 +11,6 @@
 //! data structures (RAM is only ever accessed through raw pointers, never
 //! through Rust references that assert exclusivity).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -136,7 +135,11 @@ pub enum Hit<'a> {
 /// The guest-physical address map.
 #[derive(Debug, Default)]
 pub struct PhysMap {
-    regions: BTreeMap<u64, Region>,
+    /// Sorted by base, non-overlapping. A sorted `Vec` rather than a `BTreeMap`: a
+    /// machine has a dozen regions, and page walks look up every PTE here (the map's
+    /// range search was ~2% of a Linux boot; a binary search over a slice is a few
+    /// compares).
+    regions: Vec<Region>,
 }
 
 impl PhysMap {
@@ -150,7 +153,8 @@ impl PhysMap {
             return Err(MemoryError::BadRange { name: r.name });
         };
         // The nearest region starting below `end` is the only one that can overlap.
-        if let Some((_, prev)) = self.regions.range(..end).next_back() {
+        let at = self.regions.partition_point(|x| x.base < end);
+        if let Some(prev) = at.checked_sub(1).map(|i| &self.regions[i]) {
             if prev.base + prev.size > r.base {
                 return Err(MemoryError::Overlap {
                     name: r.name,
@@ -160,7 +164,8 @@ impl PhysMap {
                 });
             }
         }
-        self.regions.insert(r.base, r);
+        // No overlap, so every region before `at` also starts below `r.base`.
+        self.regions.insert(at, r);
         Ok(())
     }
 
@@ -176,11 +181,12 @@ impl PhysMap {
     }
 
     pub fn regions(&self) -> impl Iterator<Item = &Region> {
-        self.regions.values()
+        self.regions.iter()
     }
 
     pub fn lookup(&self, paddr: u64) -> Option<Hit<'_>> {
-        let (_, r) = self.regions.range(..=paddr).next_back()?;
+        let i = self.regions.partition_point(|r| r.base <= paddr);
+        let r = &self.regions[i.checked_sub(1)?];
         let off = paddr - r.base;
         if off >= r.size {
             return None;
@@ -298,5 +304,26 @@ mod tests {
         assert!(!m.write_ram(0x8000_fffc, &[0; 8]), "crossing the end of RAM");
         assert_eq!(m.cmpxchg_u64(0x8000_0008, 0x1122_3344_5566_7788, 7), Some(0x1122_3344_5566_7788));
         assert_eq!(m.read_u64(0x8000_0008), Some(7));
+    }
+
+    #[test]
+    fn regions_added_in_any_order_are_found_with_their_gaps() {
+        let mut m = PhysMap::new();
+        let dev = |v: u64| -> Arc<dyn MmioDevice> { Arc::new(Reg(Mutex::new(v))) };
+        // Out of address order, adjacent and with gaps.
+        m.add_mmio("c", 0x3000, 0x1000, dev(3)).unwrap();
+        m.add_mmio("a", 0x1000, 0x100, dev(1)).unwrap();
+        m.add_mmio("b", 0x2000, 0x1000, dev(2)).unwrap();
+        m.add_mmio("d", 0x0, 0x10, dev(0)).unwrap();
+        assert!(matches!(m.add_mmio("e", 0x10f0, 0x20, dev(9)), Err(MemoryError::Overlap { .. })));
+        let bases: Vec<u64> = m.regions().map(|r| r.base).collect();
+        assert_eq!(bases, [0x0, 0x1000, 0x2000, 0x3000]);
+        let at = |a: u64| m.read(a, 1);
+        assert_eq!([at(0x0), at(0xf), at(0x10), at(0xfff)], [Some(0), Some(0), None, None]);
+        assert_eq!([at(0x1000), at(0x10ff), at(0x1100)], [Some(1), Some(1), None]);
+        assert_eq!(
+            [at(0x2fff), at(0x3000), at(0x3fff), at(0x4000), at(u64::MAX)],
+            [Some(2), Some(3), Some(3), None, None]
+        );
     }
 }
