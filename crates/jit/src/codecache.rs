@@ -35,8 +35,10 @@ pub(crate) struct CodeCache {
     /// Bytes from the start whose pages are already populated (see [`CodeCache::populate`]);
     /// a lower bound of `ahead`'s count, kept here so `add` reads no atomic.
     populated: usize,
-    /// The helper thread that populates ahead of use (started by the first `populate`).
-    ahead: Option<Populator>,
+    /// The helper thread that populates ahead of use: `None` until the first `populate`
+    /// starts it, `Some(None)` if it could not be started (then population stays
+    /// synchronous; not retried per chunk).
+    ahead: Option<Option<Populator>>,
 }
 
 /// Populates the cache's pages ahead of use on a helper thread, so that the dispatcher
@@ -245,10 +247,9 @@ impl CodeCache {
             self.populated = to;
             return;
         };
-        if self.ahead.is_none() {
-            self.ahead = Populator::start(w, self.exec, self.size);
-        }
-        let from = match &self.ahead {
+        let (exec, size) = (self.exec, self.size);
+        let ahead = self.ahead.get_or_insert_with(|| Populator::start(w, exec, size));
+        let from = match ahead {
             Some(p) => {
                 p.request((to + POPULATE_AHEAD).min(self.size));
                 p.shared.done.load(Ordering::Acquire).max(self.populated)
@@ -259,7 +260,7 @@ impl CodeCache {
             // SAFETY: [from, to) lies inside both views of our mapping (to <= size; both
             // multiples of the page size).
             unsafe { populate_views(w as usize, self.exec as usize, from, to) };
-            if let Some(p) = &self.ahead {
+            if let Some(Some(p)) = &self.ahead {
                 p.shared.done.fetch_max(to, Ordering::Release);
             }
         }
@@ -362,7 +363,7 @@ mod tests {
         let mut c = CodeCache::new(size).unwrap();
         let code = vec![0xc3u8; 4096];
         c.add(&code).unwrap().unwrap();
-        let shared = c.ahead.as_ref().expect("helper started").shared.clone();
+        let shared = c.ahead.as_ref().and_then(Option::as_ref).expect("helper started").shared.clone();
         let t0 = std::time::Instant::now();
         while shared.done.load(Ordering::Acquire) < POPULATE_CHUNK + POPULATE_AHEAD {
             assert!(t0.elapsed().as_secs() < 20, "helper stuck at {}", shared.done.load(Ordering::Acquire));

@@ -955,6 +955,21 @@ mod tests {
     }
 
     #[test]
+    fn user_and_kernel_pages_rarely_share_a_count_bucket() {
+        // A shared bucket makes a flush of one page scan the jump cache for the other's
+        // entries. A plain multiplicative hash put user page n with kernel page
+        // 0xffffffff80000 + n - 0x14b for every n: 143 of the pairs below share one (the
+        // folded hash: none; chance would give ~32).
+        let user: Vec<usize> = (0x10..0x10 + 512u64).map(|p| jc_page_bucket(p << 12)).collect();
+        let kernel = 0xffff_ffff_8000_0000u64 >> 12;
+        let shared = (kernel..kernel + 1024)
+            .map(|p| jc_page_bucket(p << 12))
+            .map(|b| user.iter().filter(|&&u| u == b).count())
+            .sum::<usize>();
+        assert!(shared < 96, "{shared} user/kernel page pairs share a bucket");
+    }
+
+    #[test]
     fn jump_cache_page_counts_stay_exact() {
         let mut c = TbCache::new();
         // The second pc, in another page, shares the first one's index and overwrites it.
