@@ -857,6 +857,14 @@ impl Builder {
         Builder { block: Block { pc, ..Block::default() } }
     }
 
+    /// A builder with room for `insts` instructions and as many temps: a frontend that
+    /// knows its typical block size avoids regrowing both vectors several times per block.
+    pub fn with_capacity(pc: u64, insts: usize) -> Builder {
+        let block =
+            Block { pc, temps: Vec::with_capacity(insts), insts: Vec::with_capacity(insts), ..Block::default() };
+        Builder { block }
+    }
+
     pub fn finish(self) -> Block {
         self.block
     }

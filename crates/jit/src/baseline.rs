@@ -410,8 +410,9 @@ impl Emit<'_, '_> {
                 self.bound.swap_remove(i);
                 continue;
             };
-            if self.last[t.0 as usize] < self.at as u32 {
-                // Read for the last time already.
+            if self.last[t.0 as usize] <= self.at as u32 {
+                // Read for the last time already, or by this instruction, which reads its
+                // operands before it writes state or leaves (a branch's compare).
                 self.bound.swap_remove(i);
                 continue;
             }

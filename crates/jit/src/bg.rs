@@ -18,7 +18,7 @@
 //! submitted TB gets compiled. Dropping [`Bg`] closes the channel and joins the worker.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -72,6 +72,9 @@ pub(crate) struct Bg {
     /// per dispatch is much cheaper than a channel `try_recv`.
     answered: Arc<AtomicU64>,
     seen: u64,
+    /// Set when the dispatcher goes away: the worker drops the jobs still queued instead
+    /// of compiling them (nobody would install the results).
+    stop: Arc<AtomicBool>,
 }
 
 impl Bg {
@@ -81,10 +84,15 @@ impl Bg {
         let (done, rx) = channel::<Done>();
         let answered = Arc::new(AtomicU64::new(0));
         let answered_w = answered.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_w = stop.clone();
         let handle = std::thread::Builder::new()
             .name("kite-jit-bg".into())
             .spawn(move || {
                 while let Ok(job) = jobs.recv() {
+                    if stop_w.load(Ordering::Acquire) {
+                        break;
+                    }
                     let t0 = Instant::now();
                     let spec = TbSpec {
                         block: &job.block,
@@ -119,6 +127,7 @@ impl Bg {
             pending: HashMap::new(),
             answered,
             seen: 0,
+            stop,
         })
     }
 
@@ -173,7 +182,9 @@ impl Bg {
 
 impl Drop for Bg {
     fn drop(&mut self) {
-        // Closing the job channel ends the worker's loop after its current job.
+        // The worker finishes its current job, then stops: a closed channel alone would
+        // still hand it every queued job first (tens of milliseconds at a guest's exit).
+        self.stop.store(true, Ordering::Release);
         self.tx = None;
         if let Some(h) = self.handle.take() {
             let _ = h.join();

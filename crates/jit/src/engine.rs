@@ -227,7 +227,8 @@ unsafe fn translate_from_ram<C: GuestCpu>(
             }
         }
     };
-    let mut b = Builder::new(pc);
+    // Room for a typical block (tens of IR instructions per handful of guest ones).
+    let mut b = Builder::with_capacity(pc, 96);
     cpu.translate_block(pc, flags, TbLimits { max_insns }, &mut fetch, &mut b);
     (b.finish(), outside)
 }

@@ -56,6 +56,11 @@ impl GuestRam {
             .len(len)
             .map_anon()
             .map_err(|e| MemoryError::Alloc { size, msg: e.to_string() })?;
+        // Transparent huge pages, as QEMU asks for its guest RAM: one fault per 2 MiB
+        // instead of per 4 KiB, and fewer host TLB misses on guest accesses. Only
+        // advice: a host with THP off (or `never`) keeps small pages.
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::HugePage);
         let ptr = map.as_mut_ptr();
         Ok(GuestRam { base, size, ptr, _map: map })
     }

@@ -574,6 +574,9 @@ unsafe impl GuestCpu for RiscvCpu {
 
     fn take_exception(&mut self) {
         let (c, t) = (self.header.cause, self.header.tval);
+        if log::log_enabled!(target: "int", log::Level::Debug) {
+            log::debug!(target: "int", "hart {}: exception {c:#x} at pc={:#x} priv={}", self.hartid, self.header.pc, self.privilege);
+        }
         self.trap(c, t);
     }
 
@@ -582,6 +585,13 @@ unsafe impl GuestCpu for RiscvCpu {
         // Interrupts for M are taken before those for S, each in priority order.
         for set in [to_m, to_s] {
             if let Some(&n) = irq::PRIORITY.iter().find(|&&n| set & (1 << n) != 0) {
+                // For `-d int`, which prints the header's cause after the trap.
+                self.header.cause = cause::INTERRUPT | n as u64;
+                self.header.tval = 0;
+                if log::log_enabled!(target: "int", log::Level::Debug) {
+                    let (pc, prv, mstatus) = (self.header.pc, self.privilege, self.csr.mstatus);
+                    log::debug!(target: "int", "hart {}: interrupt {n} at pc={pc:#x} priv={prv} mstatus={mstatus:#x}", self.hartid);
+                }
                 self.trap(cause::INTERRUPT | n as u64, 0);
                 return true;
             }
