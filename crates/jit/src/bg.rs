@@ -15,7 +15,8 @@
 //! invalidated, flushed or replaced meanwhile simply drops the result.
 //!
 //! Pitfalls: results arrive in any order and after arbitrary delays; nothing may assume a
-//! submitted TB gets compiled. Dropping [`Bg`] closes the channel and joins the worker.
+//! submitted TB gets compiled. Dropping [`Bg`] sets its stop flag, closes the channel and
+//! joins the worker, which drops whatever is still queued.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -189,5 +190,68 @@ impl Drop for Bg {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kite_ir::{Builder, Exit};
+
+    fn job(pc: u64) -> (Job, Box<[ChainSlot]>) {
+        let mut b = Builder::new(pc);
+        b.exit(Exit::Goto(pc + 4));
+        let block = Arc::new(b.finish());
+        let slots = crate::tb::TbCache::new_slots(0, 1);
+        let addrs = vec![&slots[0] as *const ChainSlot as u64];
+        let job = Job {
+            seq: 0,
+            block,
+            members: Vec::new(),
+            id: 0,
+            mmu: 0,
+            slots: addrs,
+            ctx: 0,
+            slow: 0,
+            slow_keep: 0,
+            jc_base: None,
+        };
+        (job, slots)
+    }
+
+    /// Once stopped (as `Drop` does before closing the channel), the worker compiles none
+    /// of the jobs still queued: draining them delayed a guest's exit by tens of ms.
+    #[test]
+    fn a_stopped_worker_drops_queued_jobs() {
+        let mut bg = Bg::new(false).expect("compile thread");
+        bg.stop.store(true, Ordering::Release);
+        for k in 0..32 {
+            let (j, s) = job(0x1000 + 0x100 * k);
+            assert!(bg.submit(j, s));
+        }
+        let answered = bg.answered.clone();
+        drop(bg);
+        assert_eq!(answered.load(Ordering::Acquire), 0);
+    }
+
+    /// The same jobs without the stop flag are all answered (the test above is not vacuous).
+    #[test]
+    fn a_running_worker_answers_every_job() {
+        let mut bg = Bg::new(false).expect("compile thread");
+        for k in 0..4 {
+            let (j, s) = job(0x1000 + 0x100 * k);
+            assert!(bg.submit(j, s));
+        }
+        let mut got = 0;
+        let t0 = Instant::now();
+        while got < 4 && t0.elapsed() < std::time::Duration::from_secs(60) {
+            if let Some((_, d)) = bg.poll() {
+                assert!(d.code.is_ok(), "{:?}", d.code.err());
+                got += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        assert_eq!(got, 4);
     }
 }

@@ -1212,6 +1212,14 @@ impl<C: GuestCpu> Engine<C> {
         };
         let mut failed = false;
         let mut baseline = None;
+        let native_first = compile || (self.opts.tier == Tier::Tiered && self.opts.baseline && self.native.is_some());
+        let mut block = block;
+        if !native_first {
+            // The interpreter keeps this block for the TB's life: drop the room the
+            // translator reserved (96 instructions and temps) instead of keeping it per TB.
+            block.insts.shrink_to_fit();
+            block.temps.shrink_to_fit();
+        }
         let block = Arc::new(block);
         if compile {
             match self.compile_native(&block, &[], id, mmu)? {
