@@ -119,6 +119,15 @@ pub unsafe trait GuestCpu: Send + 'static {
     /// Whether an interrupt is pending that ends a `wfi` (enabled or not).
     fn has_wakeup(&self) -> bool;
 
+    /// Whether a scheduler that runs several vCPUs in turns may end a time slice here.
+    /// Targets say `false` where firmware runs with interrupts masked: its short
+    /// critical sections assume the other harts run at the same time (as on hardware),
+    /// not that one stops for a whole slice halfway through. Such a vCPU keeps running,
+    /// within a bound, until it is preemptible again. `true` by default.
+    fn preemptible(&self) -> bool {
+        true
+    }
+
     /// The architectural "instruction retired / cycle" view of the
     /// instruction count was changed by the guest; nothing to do by default.
     fn icount_updated(&mut self) {}

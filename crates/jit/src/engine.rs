@@ -68,6 +68,9 @@ const HALT_POLL: Duration = Duration::from_millis(10);
 const WFI_SPINS: u32 = 64;
 /// The longest a backed-off `wfi` sleeps.
 const WFI_BACKOFF: Duration = Duration::from_micros(500);
+/// Time-slice ends a vCPU that is not preemptible (firmware) may let pass before it is
+/// switched out anyway (see `run_loop`).
+pub(crate) const FIRMWARE_SLICES: u32 = 2;
 /// Entries after which a baseline block whose Cranelift compile is in flight returns to
 /// the dispatcher again (to install the code once it is ready; see `tier_up_baseline`).
 const RECHECK: u32 = 256;
@@ -406,7 +409,14 @@ impl<C: GuestCpu> Engine<C> {
     /// The dispatcher loop for one vCPU. Without `preempt` it runs until the VM exits
     /// (halts sleep in place); with it, it also returns when the vCPU halts or when
     /// the flag is found set at an exit request (end of the time slice).
+    ///
+    /// A slice that ends where the vCPU is not [`GuestCpu::preemptible`] (firmware) is
+    /// extended, up to [`FIRMWARE_SLICES`] times: OpenSBI 1.1 publishes a started hart's
+    /// state before its start address, and a switch between the two (most likely while
+    /// that code was still being translated) sent the spinning hart to the stale address
+    /// ("CPU1: failed to come online" in ~5% of `-smp 2` Linux boots).
     pub(crate) fn run_loop(&mut self, cpu_ptr: *mut C, preempt: Option<&AtomicBool>) -> Stop {
+        let mut extended = 0;
         loop {
             if let Some(code) = self.vm.exit_requested() {
                 return Stop::Exit(code);
@@ -432,8 +442,11 @@ impl<C: GuestCpu> Engine<C> {
                         self.log_int("interrupt", cpu);
                     }
                     if preempt.is_some_and(|p| p.swap(false, Ordering::AcqRel)) {
-                        self.pending = None;
-                        return Stop::Preempted;
+                        if cpu.preemptible() || extended >= FIRMWARE_SLICES {
+                            self.pending = None;
+                            return Stop::Preempted;
+                        }
+                        extended += 1;
                     }
                 }
                 if self.handle_flush(cpu) {

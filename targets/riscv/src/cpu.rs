@@ -603,6 +603,13 @@ unsafe impl GuestCpu for RiscvCpu {
         self.mip() & self.csr.mie != 0
     }
 
+    fn preemptible(&self) -> bool {
+        // M-mode with MIE clear is the SBI firmware (OpenSBI) or a bare-metal program.
+        // S-mode with SIE clear is not included: Linux spends much of its boot that way
+        // (console output), and its own spin loops yield through `pause`.
+        self.privilege != PRV_M || self.csr.mstatus & ms::MIE != 0
+    }
+
     fn dump_state(&self) -> String {
         self.dump()
     }

@@ -378,6 +378,52 @@ fn a_yield_hands_over_to_the_other_vcpu_at_once() {
     }
 }
 
+/// How many time-slice ends (preempt flag plus exit request, each given only after the
+/// last was seen) a vCPU spinning in a self loop takes before `run_loop` switches it out.
+fn slice_ends_until_switched_out(masked: bool) -> u32 {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    // r2 += 1; goto self.
+    let prog = [insn(2, 2, 2, 1), insn(6, 0, 0, -1)];
+    let (mem, _dev) = machine();
+    load_program(&mem, RAM_BASE, &prog);
+    let vm = watched_vm();
+    let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions::default()).unwrap();
+    let mut cpu = MockCpu::new(vm);
+    cpu.h.pc = RAM_BASE;
+    cpu.masked = masked;
+    let preempt = AtomicBool::new(false);
+    let done = AtomicBool::new(false);
+    let word = &cpu.h.exit_request as *const AtomicU32 as usize;
+    let cpu_ptr: *mut MockCpu = &mut *cpu;
+    std::thread::scope(|s| {
+        let kicker = s.spawn(|| {
+            let mut kicks = 0;
+            while !done.load(Ordering::Acquire) {
+                kicks += 1;
+                preempt.store(true, Ordering::Release);
+                // SAFETY: the CPU outlives this scoped thread; the word is atomic.
+                unsafe { &*(word as *const AtomicU32) }.store(1, Ordering::Release);
+                while preempt.load(Ordering::Acquire) && !done.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+            }
+            kicks
+        });
+        let stop = e.run_loop(cpu_ptr, Some(&preempt));
+        done.store(true, Ordering::Release);
+        assert!(matches!(stop, crate::engine::Stop::Preempted));
+        kicker.join().unwrap()
+    })
+}
+
+#[test]
+fn a_vcpu_in_firmware_runs_through_a_bounded_number_of_slice_ends() {
+    // OpenSBI 1.1 marks a hart START_PENDING before it stores the start address; a
+    // switch in between let the other hart boot from a stale address.
+    assert_eq!(slice_ends_until_switched_out(false), 1);
+    assert_eq!(slice_ends_until_switched_out(true), crate::engine::FIRMWARE_SLICES + 1);
+}
+
 #[test]
 fn vcpus_take_turns_and_halted_ones_are_skipped() {
     // vCPU A spins (a chained loop) until vCPU B sets a flag, so it only finishes if the

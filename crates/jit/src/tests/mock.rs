@@ -48,7 +48,7 @@ pub struct MockCpu {
     /// A virtual page that faults until its first fault "maps" it (demand paging).
     pub unmapped: Option<u64>,
     /// Interrupts are masked: a pending one wakes `halt` but is not taken (RISC-V wfi
-    /// with mstatus.MIE = 0).
+    /// with mstatus.MIE = 0); such a vCPU is also not `preemptible` (M-mode firmware).
     pub masked: bool,
 }
 
@@ -241,6 +241,9 @@ unsafe impl GuestCpu for MockCpu {
     }
     fn has_wakeup(&self) -> bool {
         self.irq.load(Ordering::SeqCst)
+    }
+    fn preemptible(&self) -> bool {
+        !self.masked
     }
     fn dump_state(&self) -> String {
         format!("pc={:#x} regs={:x?}", self.h.pc, self.regs)
