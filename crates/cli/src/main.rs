@@ -222,6 +222,7 @@ fn run_tcg(
         thresh: cfg.thresh,
         baseline: cfg.baseline,
         regions: cfg.regions,
+        timing: cfg.debug.stats,
         ..JitOptions::default()
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

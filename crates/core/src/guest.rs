@@ -88,6 +88,14 @@ pub unsafe trait GuestCpu: Send + 'static {
         None
     }
 
+    /// The current translation of non-global virtual addresses, as a value that is equal
+    /// for two vCPUs exactly when they would translate them alike (RISC-V: `satp`).
+    /// Chain links into another page made under one vCPU's mappings then stay valid for
+    /// another. `None` (the default): never assume so.
+    fn translation_regime(&self) -> Option<u64> {
+        None
+    }
+
     /// The fault to raise when the accelerator finds a problem itself.
     fn fault_for(&self, kind: FaultKind, access: Access, vaddr: u64) -> Fault;
 

@@ -25,6 +25,8 @@ pub struct VmControl {
     stop: AtomicU64,
     /// Addresses of registered exit-request words.
     kicks: Mutex<Vec<usize>>,
+    /// [`VmControl::kick_all`] calls so far.
+    kicks_done: AtomicU64,
     /// Wakes vCPUs sleeping in `wfi`.
     wake_lock: Mutex<u64>,
     wake: Condvar,
@@ -73,6 +75,7 @@ impl VmControl {
 
     /// Set every registered exit-request word and wake sleeping vCPUs.
     pub fn kick_all(&self) {
+        self.kicks_done.fetch_add(1, Ordering::SeqCst);
         let kicks = self.kicks.lock().unwrap_or_else(|e| e.into_inner());
         for &w in kicks.iter() {
             // SAFETY: `register`'s contract keeps every registered word alive
@@ -82,6 +85,13 @@ impl VmControl {
         }
         drop(kicks);
         self.notify();
+    }
+
+    /// How many times [`VmControl::kick_all`] has run (interrupts raised, stop requests):
+    /// a scheduler that runs vCPUs in turns hands over when this moves, so the vCPU an
+    /// interrupt is for runs at once.
+    pub fn kicks(&self) -> u64 {
+        self.kicks_done.load(Ordering::SeqCst)
     }
 
     /// Wake vCPUs sleeping in [`VmControl::wait`] (an interrupt arrived).

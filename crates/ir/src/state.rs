@@ -178,9 +178,15 @@ impl CpuHeader {
     /// Make every write entry that maps the guest page at host address `host_page` take
     /// the slow path (set [`tlb_flags::CODE`]): the page just got translated code.
     pub fn tlb_mark_code(&mut self, host_page: u64) {
+        self.tlb_mark_code_pages(&[host_page]);
+    }
+
+    /// [`CpuHeader::tlb_mark_code`] for several pages at once (`host_pages` sorted).
+    pub fn tlb_mark_code_pages(&mut self, host_pages: &[u64]) {
         for e in self.tlb.iter_mut().flatten() {
             let w = e.addr_write;
-            if w & tlb_flags::INVALID == 0 && (w & PAGE_MASK).wrapping_add(e.addend) == host_page {
+            if w & tlb_flags::INVALID == 0 && host_pages.binary_search(&(w & PAGE_MASK).wrapping_add(e.addend)).is_ok()
+            {
                 e.addr_write = w | tlb_flags::CODE;
             }
         }
@@ -262,6 +268,14 @@ mod tests {
         assert_eq!(h.tlb[0][1].addr_read, 0x1000, "reads stay fast");
         assert_eq!(h.tlb[0][2].addr_write, 0x2000, "another page");
         assert_eq!(h.tlb[1][0], TlbEntry::EMPTY);
+        // Several pages in one pass.
+        let mut h = CpuHeader::default();
+        for (i, va) in [0x1000u64, 0x2000, 0x3000].into_iter().enumerate() {
+            h.tlb[1][i] = TlbEntry { addend: host + 0x1000 * i as u64 - va, ..alias(va) };
+        }
+        h.tlb_mark_code_pages(&[host, host + 0x2000]);
+        let w: Vec<u64> = (0..3).map(|i| h.tlb[1][i].addr_write & tlb_flags::CODE).collect();
+        assert_eq!(w, [tlb_flags::CODE, 0, tlb_flags::CODE]);
     }
 
     #[test]

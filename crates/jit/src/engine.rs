@@ -68,6 +68,9 @@ const HALT_POLL: Duration = Duration::from_millis(10);
 const WFI_SPINS: u32 = 64;
 /// The longest a backed-off `wfi` sleeps.
 const WFI_BACKOFF: Duration = Duration::from_micros(500);
+/// New code pages remembered for vCPUs that are switched out (see `Ctx::code_log`); one
+/// that missed more flushes its whole TLB.
+const CODE_LOG: usize = 64;
 /// Time-slice ends a vCPU that is not preemptible (firmware) may let pass before it is
 /// switched out anyway (see `run_loop`).
 pub(crate) const FIRMWARE_SLICES: u32 = 2;
@@ -80,9 +83,12 @@ pub(crate) struct Ctx<C> {
     pub mem: Arc<PhysMap>,
     pub tbs: TbCache,
     pub stats: Stats,
-    /// Bumped whenever a physical page first gets code: other vCPUs must then flush
-    /// their TLBs (their write entries for that page lack the CODE flag).
+    /// Bumped whenever a physical page first gets code: other vCPUs' TLB write entries
+    /// for that page lack the CODE flag (see [`Engine::switch_in`]).
     pub code_gen: u64,
+    /// Host addresses of the last [`CODE_LOG`] pages that got code, newest last: the
+    /// `i`-th from the end bumped `code_gen` to `code_gen - i`.
+    pub code_log: std::collections::VecDeque<u64>,
     /// Debugger watchpoints (read by the slow path).
     pub dbg: debug::DebugState,
     /// The page registry shared with the other vCPUs' engines (MTTCG only).
@@ -90,6 +96,11 @@ pub(crate) struct Ctx<C> {
     /// Written by a baseline block whose entry counter ran out ([`ret::HOT`]): its TB id.
     pub hot: u32,
     _cpu: std::marker::PhantomData<fn(C)>,
+}
+
+/// Nanoseconds since [`Engine::clock`]'s `t0` (0 when timing is off).
+fn ns_since(t0: Option<Instant>) -> u64 {
+    t0.map_or(0, |t| t.elapsed().as_nanos() as u64)
 }
 
 /// A compiled TB: its host code and chain slots.
@@ -144,6 +155,9 @@ pub struct Engine<C: GuestCpu> {
     pending: Option<PendingLink>,
     /// The vCPU (its address) that ran last on this engine, under round robin.
     last_vcpu: Option<usize>,
+    /// Its [`GuestCpu::translation_regime`] when it was switched out: the one the
+    /// non-global cross-page chain links were made under.
+    links_regime: Option<u64>,
     /// Breakpoints and the stop/resume link, once a debugger is attached.
     dbg: Option<debug::Attached<C>>,
     /// The background compiler (tiered mode with `background`).
@@ -279,6 +293,7 @@ impl<C: GuestCpu> Engine<C> {
             tbs: TbCache::new(),
             stats: Stats::default(),
             code_gen: 0,
+            code_log: std::collections::VecDeque::with_capacity(CODE_LOG),
             dbg: Default::default(),
             shared: None,
             hot: 0,
@@ -304,6 +319,7 @@ impl<C: GuestCpu> Engine<C> {
             native,
             pending: None,
             last_vcpu: None,
+            links_regime: None,
             dbg: None,
             bg,
             scratch: interp::Scratch::default(),
@@ -417,6 +433,7 @@ impl<C: GuestCpu> Engine<C> {
     /// ("CPU1: failed to come online" in ~5% of `-smp 2` Linux boots).
     pub(crate) fn run_loop(&mut self, cpu_ptr: *mut C, preempt: Option<&AtomicBool>) -> Stop {
         let mut extended = 0;
+        let kicks = self.vm.kicks();
         loop {
             if let Some(code) = self.vm.exit_requested() {
                 return Stop::Exit(code);
@@ -441,12 +458,19 @@ impl<C: GuestCpu> Engine<C> {
                         self.wfi_spins = 0;
                         self.log_int("interrupt", cpu);
                     }
-                    if preempt.is_some_and(|p| p.swap(false, Ordering::AcqRel)) {
-                        if cpu.preemptible() || extended >= FIRMWARE_SLICES {
-                            self.pending = None;
-                            return Stop::Preempted;
+                    if let Some(p) = preempt {
+                        // An interrupt raised during this turn (an IPI, above all) hands
+                        // over at once, as QEMU's round robin does: its sender is often
+                        // about to spin until the target has acted (OpenSBI's remote
+                        // fences do, with AMOs and no `pause`, in M-mode).
+                        let kicked = self.vm.kicks() != kicks;
+                        if p.swap(false, Ordering::AcqRel) || kicked {
+                            if kicked || cpu.preemptible() || extended >= FIRMWARE_SLICES {
+                                self.pending = None;
+                                return Stop::Preempted;
+                            }
+                            extended += 1;
                         }
-                        extended += 1;
                     }
                 }
                 if self.handle_flush(cpu) {
@@ -480,22 +504,37 @@ impl<C: GuestCpu> Engine<C> {
     /// meanwhile. `state` is the vCPU's saved scheduling state.
     pub(crate) fn switch_in(&mut self, cpu: &mut C, state: &mut VcpuState) {
         let me = cpu as *const C as usize;
-        // Cross-page links made under another vCPU's address space (see `cut_local_links`).
+        // Cross-page links made under another address space (see `cut_local_links`);
+        // another vCPU in the same one (Linux's kernel threads, all in one) keeps them.
         let other = self.last_vcpu.replace(me).is_some_and(|v| v != me);
+        let regime = cpu.translation_regime();
+        let cut = other && (regime.is_none() || regime != self.links_regime);
         let ctx = self.ctx();
         ctx.tbs.swap_jump_cache(&mut state.jc);
-        if other {
+        if cut {
             ctx.tbs.cut_local_links();
         }
-        if state.code_gen != ctx.code_gen {
+        // Pages that got code while this vCPU was out: its write entries for them need
+        // the CODE flag (a store there must invalidate). The recent ones are marked
+        // where they are mapped; after more, the whole TLB goes.
+        let missed = ctx.code_gen - state.code_gen;
+        if missed > 0 {
             state.code_gen = ctx.code_gen;
-            cpu.header_mut().tlb_flush_all();
+            if missed <= ctx.code_log.len() as u64 {
+                let skip = ctx.code_log.len() - missed as usize;
+                let mut pages: Vec<u64> = ctx.code_log.iter().skip(skip).copied().collect();
+                pages.sort_unstable();
+                cpu.header_mut().tlb_mark_code_pages(&pages);
+            } else {
+                cpu.header_mut().tlb_flush_all();
+            }
         }
         self.pending = None;
     }
 
     /// Undo [`Engine::switch_in`]: take the jump cache back into `state`.
-    pub(crate) fn switch_out(&mut self, state: &mut VcpuState) {
+    pub(crate) fn switch_out(&mut self, cpu: &C, state: &mut VcpuState) {
+        self.links_regime = cpu.translation_regime();
         let ctx = self.ctx();
         ctx.tbs.swap_jump_cache(&mut state.jc);
         state.code_gen = ctx.code_gen;
@@ -515,6 +554,12 @@ impl<C: GuestCpu> Engine<C> {
         if cpu.take_interrupt() {
             self.log_int("interrupt", cpu);
         }
+    }
+
+    /// Start timing a phase for the `-d stats` counters: `None`, with no clock read, when
+    /// [`JitOptions::timing`] is off (a read costs ~60 ns in a VM, ~6 per translation).
+    fn clock(&self) -> Option<Instant> {
+        self.opts.timing.then(Instant::now)
     }
 
     fn log_int(&self, what: &str, cpu: &C) {
@@ -703,7 +748,7 @@ impl<C: GuestCpu> Engine<C> {
             return Vec::new();
         };
         let avail = left.min(PAGE_SIZE);
-        let t0 = Instant::now();
+        let t0 = self.clock();
         let mut nodes: Vec<Block> = Vec::new();
         // Offsets in the page of the code the region spans.
         let (mut lo, mut hi) = (head.pc - page, head.pc - page);
@@ -757,7 +802,7 @@ impl<C: GuestCpu> Engine<C> {
             hi = hi.max(m.pc - page + u64::from(m.size));
         }
         let ctx = self.ctx();
-        ctx.stats.translate_ns_total += t0.elapsed().as_nanos() as u64;
+        ctx.stats.translate_ns_total += ns_since(t0);
         if members.is_empty() {
             return members;
         }
@@ -778,7 +823,7 @@ impl<C: GuestCpu> Engine<C> {
     /// are unchanged while the TB exists (a store to them invalidates it); `None` if the
     /// result is not the same block (e.g. a breakpoint limited the original).
     fn retranslate(&mut self, cpu_ptr: *mut C, id: TbId) -> Option<Block> {
-        let t0 = Instant::now();
+        let t0 = self.clock();
         let tb = self.ctx().tbs.get(id)?;
         let (pc, flags, phys, page2, size) = (tb.vpc, tb.flags, tb.phys_pc, tb.phys_page2, tb.size);
         let ninsns = tb.baseline.as_ref()?.ninsns;
@@ -794,7 +839,7 @@ impl<C: GuestCpu> Engine<C> {
         // SAFETY: `ram_ptr` gave `left0` bytes at `p0` and `left` at the second page's pointer.
         let (mut block, _) = unsafe { translate_from_ram(cpu, pc, flags, ninsns, (p0, avail0), second) };
         let stats = &mut self.ctx().stats;
-        stats.translate_ns_total += t0.elapsed().as_nanos() as u64;
+        stats.translate_ns_total += ns_since(t0);
         let same = block.size == size && block.ninsns == ninsns && block.validate().is_ok();
         // After validation: the pass indexes temps without checks.
         same.then(|| {
@@ -973,7 +1018,7 @@ impl<C: GuestCpu> Engine<C> {
         if let Some(r) = self.debug_bp_tb(cpu, pc, flags, phys, mmu) {
             return r;
         }
-        let t0 = Instant::now();
+        let t0 = self.clock();
         let max = if self.opts.single_step { 1 } else { MAX_INSNS };
         let limits = TbLimits { max_insns: self.debug_max_insns(cpu, pc, flags, mmu, max) };
         // The code bytes: the rest of pc's page, and (only if an instruction crosses into
@@ -1028,7 +1073,7 @@ impl<C: GuestCpu> Engine<C> {
             }
             break;
         }
-        let dt = t0.elapsed().as_nanos() as u64;
+        let dt = ns_since(t0);
         let stats = &mut self.ctx().stats;
         stats.translate_ns_total += dt;
         stats.tbs_translated += 1;
@@ -1115,7 +1160,7 @@ impl<C: GuestCpu> Engine<C> {
         id: TbId,
         mmu: usize,
     ) -> Result<Option<Compiled>, ()> {
-        let t0 = Instant::now();
+        let t0 = self.clock();
         let (ctx, slow, slow_keep, jc_base) = self.spec_consts();
         let Some(n) = self.native.as_mut() else {
             return Ok(None);
@@ -1144,7 +1189,7 @@ impl<C: GuestCpu> Engine<C> {
                 None
             }
         };
-        self.ctx().stats.compile_ns_total += t0.elapsed().as_nanos() as u64;
+        self.ctx().stats.compile_ns_total += ns_since(t0);
         Ok(r)
     }
 
@@ -1157,7 +1202,7 @@ impl<C: GuestCpu> Engine<C> {
         id: TbId,
         mmu: usize,
     ) -> Result<Option<(Compiled, BaselineTb)>, ()> {
-        let t0 = Instant::now();
+        let t0 = self.clock();
         let (ctx, slow, slow_keep, jc_base) = self.spec_consts();
         let ctx_ptr = self.ctx.as_ptr();
         // SAFETY: only the address of the boxed context's field is taken.
@@ -1198,7 +1243,7 @@ impl<C: GuestCpu> Engine<C> {
             None
         };
         let stats = &mut self.ctx().stats;
-        stats.baseline_ns_total += t0.elapsed().as_nanos() as u64;
+        stats.baseline_ns_total += ns_since(t0);
         stats.tbs_baseline += r.is_some() as u64;
         Ok(r.map(|(p, slots, counter)| ((p, slots), BaselineTb { ninsns: block.ninsns, counter, inflight: None })))
     }
@@ -1300,13 +1345,18 @@ impl<C: GuestCpu> Engine<C> {
             // only the entries that map it get the CODE flag (a full flush cost a boot
             // ~500 refills of the whole working set); other vCPUs flush when they are
             // next scheduled (see `code_gen`).
-            let mem = self.ctx().mem.clone();
+            let ctx = self.ctx();
+            let mem = ctx.mem.clone();
             for p in pages.into_iter().flatten() {
                 if let Some((host, _)) = mem.ram_ptr(p) {
                     cpu.header_mut().tlb_mark_code(host as u64);
+                    if ctx.code_log.len() == CODE_LOG {
+                        ctx.code_log.pop_front();
+                    }
+                    ctx.code_log.push_back(host as u64);
+                    ctx.code_gen += 1;
                 }
             }
-            self.ctx().code_gen += 1;
         }
         Ok(id)
     }

@@ -2,14 +2,21 @@
 //!
 //! - A kicker thread ends time slices: every [`SLICE`] it sets the running vCPU's
 //!   `exit_request` and the shared `preempt` flag; the dispatcher sees the request at the
-//!   next block entry (chained loops included) and hands over to the next vCPU.
+//!   next block entry (chained loops included) and hands over to the next vCPU. A vCPU
+//!   in firmware (not `GuestCpu::preemptible`) lets up to two slice ends pass.
+//! - An interrupt raised while a vCPU runs (`VmControl::kicks` moved) hands over at
+//!   once, as QEMU's round robin does: the vCPU it is for runs now, not after the
+//!   sender's slice (OpenSBI's remote fences spin on an AMO until the target has acted).
 //! - A vCPU that executes `wfi` with nothing pending is marked halted and skipped until
 //!   `has_wakeup()`; when every vCPU is halted the thread sleeps in `VmControl::wait`,
 //!   which device interrupt lines end through `VmControl::notify`/`kick_all`.
 //! - The TB cache is shared; each vCPU has its own jump cache, swapped in on switch
-//!   ([`crate::tb::JumpCache`], cleared if TBs were invalidated meanwhile), and flushes
-//!   its TLB when a page got code while it was switched out (`Ctx::code_gen`), so its
-//!   stores to that page take the slow path that invalidates the TBs.
+//!   ([`crate::tb::JumpCache`]: cleared if TBs were invalidated meanwhile, re-pointed at
+//!   the new code of TBs promoted meanwhile). Pages that got code while a vCPU was
+//!   switched out get the CODE flag on its TLB write entries (`Ctx::code_log`; a full
+//!   TLB flush after more than it holds), so its stores there take the slow path that
+//!   invalidates the TBs. Cross-page chain links are cut at a switch only when the two
+//!   vCPUs' `GuestCpu::translation_regime`s differ.
 //!
 //! Pitfalls: the kicker may hit the vCPU that was running an instant ago (a harmless
 //! spurious exit request, which only makes that vCPU look at interrupts); a slice can
@@ -132,7 +139,7 @@ fn schedule<C: GuestCpu>(
         kicker.current.store(i, Ordering::Release);
         kicker.preempt.store(false, Ordering::Release);
         let stop = engine.run_loop(&mut **cpu as *mut C, Some(&kicker.preempt));
-        engine.switch_out(st);
+        engine.switch_out(cpu, st);
         match stop {
             Stop::Exit(code) => return code,
             Stop::Halted => st.halted = true,

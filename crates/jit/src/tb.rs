@@ -168,6 +168,8 @@ pub(crate) struct JumpCache {
     /// [`TbCache::on_tlb_flush_nonglobal`]).
     local: [u64; JC_SIZE / 64],
     epoch: u64,
+    /// The TB cache's `promotions` its entries have seen (see [`TbCache::promote`]).
+    promotions: u64,
     /// The vCPU's fetch TLB (see the module note).
     itlb: Box<[ItlbEntry]>,
 }
@@ -179,6 +181,7 @@ impl JumpCache {
             pages: vec![0; JC_PAGE_BUCKETS].into_boxed_slice(),
             local: [0; JC_SIZE / 64],
             epoch: 0,
+            promotions: 0,
             itlb: vec![ITLB_EMPTY; ITLB_SIZE].into_boxed_slice(),
         }
     }
@@ -255,6 +258,8 @@ struct Fragile {
 
 /// Fragile-link entries below which [`TbCache::prune_fragile`] never runs.
 const FRAGILE_PRUNE_MIN: usize = 4096;
+/// Promotions remembered for saved jump caches; one that missed more is cleared.
+const PROMO_LOG: usize = 256;
 
 /// Fragile links by their target's virtual page, so that a page flush cuts only the
 /// links into that page instead of scanning them all.
@@ -317,6 +322,10 @@ pub(crate) struct TbCache {
     pub jc_base: u64,
     /// Bumped on every invalidation and full clear (see [`JumpCache`]).
     epoch: u64,
+    /// TBs given new code by [`TbCache::promote`] so far, and the last [`PROMO_LOG`] of
+    /// them: saved jump caches still name their old code until they are swapped in.
+    promotions: u64,
+    promoted: std::collections::VecDeque<TbId>,
     /// Fragile links into pages mapped non-globally: cut by a flush of their target's
     /// page (or the one before it, which a block may run from) and by every full or
     /// non-global flush.
@@ -424,6 +433,8 @@ impl TbCache {
             jc_base: jc.entries.as_ptr() as u64,
             jc,
             epoch: 0,
+            promotions: 0,
+            promoted: std::collections::VecDeque::new(),
             fragile: FragileIndex::default(),
             fragile_global: FragileIndex::default(),
             fragile_prune_at: FRAGILE_PRUNE_MIN,
@@ -465,11 +476,23 @@ impl TbCache {
         if !old.is_empty() {
             self.graveyard.push(old);
         }
+        self.jc_repoint(id, code as u64);
+        // Saved jump caches learn it when swapped in (`swap_jump_cache`).
+        if self.promoted.len() == PROMO_LOG {
+            self.promoted.pop_front();
+        }
+        self.promoted.push_back(id);
+        self.promotions += 1;
+        self.jc.promotions = self.promotions;
+    }
+
+    /// Point the current jump cache's entry for TB `id`, if any, at `code`.
+    fn jc_repoint(&mut self, id: TbId, code: u64) {
         // A TB is only ever entered in the jump cache at its own pc (see `jc_set`).
         let vpc = tb_vpc(&self.slab, id);
         let e = &mut self.jc.entries[jc_index(vpc)];
         if e.tb == id {
-            e.code = code as u64;
+            e.code = code;
         }
     }
 
@@ -569,7 +592,24 @@ impl TbCache {
             // Only TB ids went stale; the fetch TLB depends on the mapping alone.
             self.jc.clear_entries();
             self.jc.epoch = self.epoch;
+            self.jc.promotions = self.promotions;
         }
+        // TBs promoted meanwhile: their entries still hold the old (baseline) code, whose
+        // chain slots the TB no longer owns, so every exit through them would come back
+        // to the dispatcher unlinkable (~90,000 times in a 2-hart Linux boot).
+        let missed = self.promotions - self.jc.promotions;
+        if missed > self.promoted.len() as u64 {
+            self.jc.clear_entries();
+        } else {
+            for k in self.promoted.len() - missed as usize..self.promoted.len() {
+                let id = self.promoted[k];
+                if let Some(Exec::Native(code)) = self.get(id).map(|t| &t.exec) {
+                    let code = *code as u64;
+                    self.jc_repoint(id, code);
+                }
+            }
+        }
+        self.jc.promotions = self.promotions;
     }
 
     pub(crate) fn is_code_page(&self, page: u64) -> bool {
@@ -1154,5 +1194,33 @@ mod tests {
         assert_eq!(reused, b, "id reused");
         c.swap_jump_cache(&mut other);
         assert_eq!(c.jc_probe(0x2000, 0), None, "stale entry dropped");
+    }
+
+    /// The code the current jump cache's entry for `pc` would jump to.
+    fn jc_code(c: &TbCache, pc: u64) -> u64 {
+        c.jc.entries[jc_index(pc)].code
+    }
+
+    #[test]
+    fn a_saved_jump_cache_learns_of_promotions_when_swapped_in() {
+        let mut c = TbCache::new();
+        let (a, _) = c.insert(tb(0x1000, 0x100, 0, 0));
+        let mut other = JumpCache::new();
+        other.epoch = c.epoch;
+        c.jc_set(0x1000, 0, a); // vCPU 0's entry
+        c.swap_jump_cache(&mut other); // vCPU 1 runs and promotes a
+        c.jc_set(0x1000, 0, a);
+        c.promote(a, 0x900 as *const u8, TbCache::new_slots(a, 1));
+        assert_eq!(jc_code(&c, 0x1000), 0x900);
+        c.swap_jump_cache(&mut other); // back to vCPU 0
+        assert_eq!(c.jc_probe(0x1000, 0), Some(a));
+        assert_eq!(jc_code(&c, 0x1000), 0x900, "not the old code, whose slots a no longer owns");
+        // More promotions than the log keeps: the saved cache starts empty instead.
+        c.swap_jump_cache(&mut other);
+        for i in 0..=PROMO_LOG {
+            c.promote(a, (0x1000 + i) as *const u8, TbCache::new_slots(a, 1));
+        }
+        c.swap_jump_cache(&mut other);
+        assert_eq!(c.jc_probe(0x1000, 0), None);
     }
 }

@@ -539,6 +539,12 @@ unsafe impl GuestCpu for RiscvCpu {
         self.last_global
     }
 
+    fn translation_regime(&self) -> Option<u64> {
+        // Mode, ASID and root table; a write that changes it flushes (and cuts the links
+        // made under the old value), so links always belong to the current value.
+        Some(self.csr.satp)
+    }
+
     fn take_flush_page(&mut self) -> Option<u64> {
         let n = self.flush_npages.checked_sub(1)?;
         self.flush_npages = n;

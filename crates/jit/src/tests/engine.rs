@@ -310,7 +310,7 @@ fn wfi_sleeps_until_an_interrupt() {
 #[test]
 #[ignore]
 fn measure() {
-    let opts = JitOptions { verify: false, ..JitOptions::default() };
+    let opts = JitOptions { verify: false, timing: true, ..JitOptions::default() };
     // Compile-heavy: 3000 single-instruction TBs.
     let mut prog: Vec<u32> = (0..3000).map(|i| insn(2, 1 + (i % 4), 1, 1)).collect();
     prog.push(insn(7, 0, 0, 0));
@@ -370,6 +370,131 @@ fn a_yield_hands_over_to_the_other_vcpu_at_once() {
         for (c, pc) in cpus.iter_mut().zip([RAM_BASE, RAM_BASE + 0x40]) {
             c.h.pc = pc;
             c.regs[7] = RAM_BASE;
+        }
+        match e.run_all(&mut cpus) {
+            ExitCode::Exit(n) => assert!((1..=3).contains(&n), "{tier:?}: A spun {n} times before B ran"),
+            other => panic!("{tier:?}: {other:?}"),
+        }
+    }
+}
+
+/// Chains linked while vCPU A runs a loop through two pages (yielding to B, which only
+/// yields back, once per iteration) with A and B in translation regimes `a` and `b`.
+fn links_made_while_taking_turns(a: Option<u64>, b: Option<u64>) -> u64 {
+    let mut prog = vec![0u32; 0x1000 / 4 + 5];
+    prog[0] = insn(6, 0, 0, 0x400);
+    prog[16..18].copy_from_slice(&[insn(0x0d, 0, 0, 0), insn(6, 0, 0, -1)]);
+    prog[0x1000 / 4..].copy_from_slice(&[
+        insn(2, 6, 6, 1),
+        insn(0x0d, 0, 0, 0),
+        insn(5, 6, 14, -(0x1008 / 4)),
+        insn(2, 1, 6, 0),
+        insn(7, 0, 0, 0),
+    ]);
+    let (mem, _dev) = machine();
+    load_program(&mem, RAM_BASE, &prog);
+    let vm = watched_vm();
+    let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions::default()).unwrap();
+    let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
+    (cpus[0].h.pc, cpus[0].regs[14], cpus[0].regime) = (RAM_BASE, 20, a);
+    (cpus[1].h.pc, cpus[1].regime) = (RAM_BASE + 0x40, b);
+    assert_eq!(e.run_all(&mut cpus), ExitCode::Exit(20));
+    e.stats().chains_linked
+}
+
+#[test]
+fn cross_page_links_survive_a_switch_to_a_vcpu_with_the_same_mappings() {
+    let same = links_made_while_taking_turns(Some(7), Some(7));
+    let other = links_made_while_taking_turns(Some(7), Some(8));
+    let unknown = links_made_while_taking_turns(None, None);
+    assert!(same < 8, "links kept: {same}");
+    assert!(other > 30 && unknown > 30, "links cut at every switch: {other}, {unknown}");
+}
+
+#[test]
+fn a_vcpu_switched_out_while_its_tlb_maps_a_new_code_page_invalidates_on_store() {
+    // A maps page P for writing (a data store), yields; B first runs code on P; A then
+    // rewrites B's first instruction (r1 = 5 -> r1 = 9). A's old write entry must have
+    // learnt that P holds code, or the store would miss the invalidation and B would
+    // exit with 5.
+    let p = RAM_BASE + 0x2000;
+    let mut prog = vec![0u32; 0x2000 / 4 + 7];
+    prog[..6].copy_from_slice(&[
+        insn(0x0a, 11, 9, 0x800),
+        insn(0x0d, 0, 0, 0),
+        insn(0x0a, 12, 9, 0),
+        insn(0x0d, 0, 0, 0),
+        insn(9, 0, 0, 0),
+        insn(6, 0, 0, -1),
+    ]);
+    prog[0x2000 / 4..].copy_from_slice(&[
+        insn(1, 1, 0, 5),
+        insn(0x0d, 0, 0, 0),
+        insn(2, 6, 6, 1),
+        insn(5, 1, 13, 2),
+        insn(7, 0, 0, 0),
+        insn(5, 6, 14, -5),
+        insn(7, 0, 0, 0),
+    ]);
+    let new = insn(1, 1, 0, 9) as u64 | (insn(0x0d, 0, 0, 0) as u64) << 32;
+    for tier in TIERS {
+        let (mem, _dev) = machine();
+        load_program(&mem, RAM_BASE, &prog);
+        let vm = watched_vm();
+        let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
+        let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
+        cpus[0].h.pc = RAM_BASE;
+        cpus[1].h.pc = p;
+        for c in cpus.iter_mut() {
+            (c.regs[9], c.regs[11], c.regs[12], c.regs[13], c.regs[14]) = (p, 0, new, 9, 10);
+        }
+        assert_eq!(e.run_all(&mut cpus), ExitCode::Exit(9), "{tier:?}");
+    }
+}
+
+/// An MMIO device whose every write raises an interrupt: kicks the VM, as the CLINT's
+/// MSIP register does for an IPI.
+#[derive(Debug)]
+struct KickDev(std::sync::Arc<kite_core::VmControl>);
+
+impl kite_core::MmioDevice for KickDev {
+    fn read(&self, _offset: u64, _size: u32) -> u64 {
+        0
+    }
+    fn write(&self, _offset: u64, _size: u32, _value: u64) {
+        self.0.kick_all();
+    }
+}
+
+#[test]
+fn an_interrupt_raised_under_round_robin_hands_over_at_once() {
+    // vCPU A "sends an IPI" (a write to the kicking device), then spins, counting, without
+    // a yield until vCPU B has set a flag; B sets it and halts. Handing over at the kick,
+    // A spins once or twice; waiting for the end of the time slice, thousands of times.
+    let mut prog = vec![0u32; 20];
+    prog[..7].copy_from_slice(&[
+        insn(1, 2, 0, 1),
+        insn(0x03, 2, 8, 0),
+        insn(2, 6, 6, 1),
+        insn(0x0b, 3, 7, 0x100),
+        insn(5, 3, 2, -2),
+        insn(2, 1, 6, 0),
+        insn(7, 0, 0, 0),
+    ]);
+    prog[16..19].copy_from_slice(&[insn(1, 2, 0, 1), insn(0x0a, 2, 7, 0x100), insn(9, 0, 0, 0)]);
+    for tier in TIERS {
+        let vm = watched_vm();
+        let mut m = kite_memory::PhysMap::new();
+        m.add_ram("ram", RAM_BASE, RAM_SIZE).unwrap();
+        m.add_mmio("kick", MMIO_BASE, 0x1000, std::sync::Arc::new(KickDev(vm.clone()))).unwrap();
+        let mem = std::sync::Arc::new(m);
+        load_program(&mem, RAM_BASE, &prog);
+        let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
+        let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
+        for (c, pc) in cpus.iter_mut().zip([RAM_BASE, RAM_BASE + 0x40]) {
+            c.h.pc = pc;
+            c.regs[7] = RAM_BASE;
+            c.regs[8] = MMIO_BASE;
         }
         match e.run_all(&mut cpus) {
             ExitCode::Exit(n) => assert!((1..=3).contains(&n), "{tier:?}: A spun {n} times before B ran"),

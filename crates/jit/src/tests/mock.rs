@@ -50,6 +50,8 @@ pub struct MockCpu {
     /// Interrupts are masked: a pending one wakes `halt` but is not taken (RISC-V wfi
     /// with mstatus.MIE = 0); such a vCPU is also not `preemptible` (M-mode firmware).
     pub masked: bool,
+    /// [`GuestCpu::translation_regime`] (`None`: never shared).
+    pub regime: Option<u64>,
 }
 
 pub const REGS: u32 = offsets::HEADER_END;
@@ -72,6 +74,7 @@ impl MockCpu {
             traps: Vec::new(),
             unmapped: None,
             masked: false,
+            regime: None,
         })
     }
 
@@ -244,6 +247,9 @@ unsafe impl GuestCpu for MockCpu {
     }
     fn preemptible(&self) -> bool {
         !self.masked
+    }
+    fn translation_regime(&self) -> Option<u64> {
+        self.regime
     }
     fn dump_state(&self) -> String {
         format!("pc={:#x} regs={:x?}", self.h.pc, self.regs)
