@@ -311,16 +311,17 @@ enum Op {
         mop: MemOp,
         site: u16,
     },
-    /// An I64 `Load` stored to the state at `off`.
+    /// An I64 `Load` stored to the state at `off8 * 8` (fused ops keep state offsets in
+    /// 8-byte units to stay 16 bytes: guest registers lie beyond the 64 KiB header).
     LoadSt {
-        off: u16,
+        off8: u16,
         addr: u16,
         mop: MemOp,
         site: u16,
     },
-    /// An I64 `LoadOff` stored to the state at `off`.
+    /// An I64 `LoadOff` stored to the state at `off8 * 8`.
     LoadOffSt {
-        off: u16,
+        off8: u16,
         base: u16,
         imm: i32,
         mop: MemOp,
@@ -343,13 +344,13 @@ enum Op {
     },
     /// A `Store` / `StoreOff` of the I64 state at `off`.
     StoreSt {
-        off: u16,
+        off8: u16,
         addr: u16,
         mop: MemOp,
         site: u16,
     },
     StoreOffSt {
-        off: u16,
+        off8: u16,
         base: u16,
         imm: i32,
         mop: MemOp,
@@ -361,10 +362,10 @@ enum Op {
         off: u32,
         v: u64,
     },
-    /// `LdAddI64` stored to the state at `dst`.
+    /// `LdAddI64` stored to the state at `dst8 * 8` (read from `src8 * 8`).
     LdAddISt64 {
-        dst: u16,
-        src: u16,
+        dst8: u16,
+        src8: u16,
         v: u64,
     },
 }
@@ -373,7 +374,7 @@ enum Op {
 fn fuse(a: Op, b: Op, reads: impl Fn(u16) -> u32) -> Option<Op> {
     let once = |t: u16| reads(t) == 1;
     let imm32 = |v: u64| i32::try_from(v as i64).ok();
-    let off16 = |o: u32| u16::try_from(o).ok();
+    let off8 = |o: u32| if o % 8 == 0 { u16::try_from(o / 8).ok() } else { None };
     Some(match (a, b) {
         (Op::AddI64 { d: t, a: base, v }, Op::Load { d, addr, mop, ty, site }) if addr == t && once(t) => {
             Op::LoadOff { d, base, imm: imm32(v)?, mop, ty, site }
@@ -382,23 +383,23 @@ fn fuse(a: Op, b: Op, reads: impl Fn(u16) -> u32) -> Option<Op> {
             Op::StoreOff { s, base, imm: imm32(v)?, mop, site }
         }
         (Op::Load { d: t, addr, mop, ty: Ty::I64, site }, Op::St64 { s, off }) if s == t && once(t) => {
-            Op::LoadSt { off: off16(off)?, addr, mop, site }
+            Op::LoadSt { off8: off8(off)?, addr, mop, site }
         }
         (Op::LoadOff { d: t, base, imm, mop, ty: Ty::I64, site }, Op::St64 { s, off }) if s == t && once(t) => {
-            Op::LoadOffSt { off: off16(off)?, base, imm, mop, site }
+            Op::LoadOffSt { off8: off8(off)?, base, imm, mop, site }
         }
         (Op::AddI64 { d: t, a, v }, Op::St64 { s, off }) if s == t && once(t) => Op::AddISt64 { off, a, v },
         (Op::Add64 { d: t, a, b }, Op::St64 { s, off }) if s == t && once(t) => Op::Add64St { off, a, b },
         (Op::Sext32 { d: t, s: src }, Op::St64 { s, off }) if s == t && once(t) => Op::Sext32St { off, s: src },
         (Op::Ld64 { d: t, off }, Op::AddI64 { d, a, v }) if a == t && once(t) => Op::LdAddI64 { d, off, v },
         (Op::Ld64 { d: t, off }, Op::Store { s, addr, mop, site }) if s == t && addr != t && once(t) => {
-            Op::StoreSt { off: off16(off)?, addr, mop, site }
+            Op::StoreSt { off8: off8(off)?, addr, mop, site }
         }
         (Op::Ld64 { d: t, off }, Op::StoreOff { s, base, imm, mop, site }) if s == t && base != t && once(t) => {
-            Op::StoreOffSt { off: off16(off)?, base, imm, mop, site }
+            Op::StoreOffSt { off8: off8(off)?, base, imm, mop, site }
         }
         (Op::LdAddI64 { d: t, off, v }, Op::St64 { s, off: dst }) if s == t && once(t) => {
-            Op::LdAddISt64 { dst: off16(dst)?, src: off16(off)?, v }
+            Op::LdAddISt64 { dst8: off8(dst)?, src8: off8(off)?, v }
         }
         _ => return None,
     })
@@ -1222,19 +1223,19 @@ impl FastView<'_> {
                         None => return leave_with_status(state, s.pc, s.rem, 0),
                     }
                 }
-                Op::LoadSt { off, addr, mop, site } => {
+                Op::LoadSt { off8, addr, mop, site } => {
                     let s = self.sites[site as usize];
                     st64(state, offsets::PC, s.pc);
                     match env.load(state, r!(addr), mop) {
-                        Some(raw) => sst!(u64, off, extend_load(raw, mop, Ty::I64)),
+                        Some(raw) => sst!(u64, off8 as usize * 8, extend_load(raw, mop, Ty::I64)),
                         None => return leave_with_status(state, s.pc, s.rem, 0),
                     }
                 }
-                Op::LoadOffSt { off, base, imm, mop, site } => {
+                Op::LoadOffSt { off8, base, imm, mop, site } => {
                     let s = self.sites[site as usize];
                     st64(state, offsets::PC, s.pc);
                     match env.load(state, r!(base).wrapping_add(imm as i64 as u64), mop) {
-                        Some(raw) => sst!(u64, off, extend_load(raw, mop, Ty::I64)),
+                        Some(raw) => sst!(u64, off8 as usize * 8, extend_load(raw, mop, Ty::I64)),
                         None => return leave_with_status(state, s.pc, s.rem, 0),
                     }
                 }
@@ -1248,9 +1249,9 @@ impl FastView<'_> {
                         return leave_with_status(state, s.next_pc, s.rem, s.rem.saturating_sub(1));
                     }
                 }
-                Op::StoreSt { off, addr, mop, site } => {
-                    // Read first: `off` may be the PC, which the store sets.
-                    let v = sld!(u64, off);
+                Op::StoreSt { off8, addr, mop, site } => {
+                    // Read first: the field may be the PC, which the store sets.
+                    let v = sld!(u64, off8 as usize * 8);
                     let s = self.sites[site as usize];
                     st64(state, offsets::PC, s.pc);
                     if !env.store(state, r!(addr), v, mop) {
@@ -1260,8 +1261,8 @@ impl FastView<'_> {
                         return leave_with_status(state, s.next_pc, s.rem, s.rem.saturating_sub(1));
                     }
                 }
-                Op::StoreOffSt { off, base, imm, mop, site } => {
-                    let v = sld!(u64, off);
+                Op::StoreOffSt { off8, base, imm, mop, site } => {
+                    let v = sld!(u64, off8 as usize * 8);
                     let s = self.sites[site as usize];
                     st64(state, offsets::PC, s.pc);
                     let addr = r!(base).wrapping_add(imm as i64 as u64);
@@ -1276,7 +1277,9 @@ impl FastView<'_> {
                 Op::Add64St { off, a, b } => sst!(u64, off, r!(a).wrapping_add(r!(b))),
                 Op::Sext32St { off, s } => sst!(u64, off, r!(s) as u32 as i32 as i64 as u64),
                 Op::LdAddI64 { d, off, v } => w!(d, sld!(u64, off).wrapping_add(v)),
-                Op::LdAddISt64 { dst, src, v } => sst!(u64, dst, sld!(u64, src).wrapping_add(v)),
+                Op::LdAddISt64 { dst8, src8, v } => {
+                    sst!(u64, dst8 as usize * 8, sld!(u64, src8 as usize * 8).wrapping_add(v))
+                }
                 Op::Store { s: src, addr, mop, site } => {
                     let s = self.sites[site as usize];
                     st64(state, offsets::PC, s.pc);

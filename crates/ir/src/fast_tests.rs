@@ -178,15 +178,26 @@ impl Gen<'_> {
                 self.b.st_state(v, rd);
             }
             4 => {
-                let a = self.b.ld_state(Ty::I64, rs);
-                let b = self.b.ld_state(Ty::I64, rd);
+                // addw and friends: any op on truncated operands, which may be the result
+                // of an earlier one (`trunc(sext32(x))`) or an immediate such as 0
+                // (`sext.w` is `addiw rd, rs, 0`); the result may be extended twice.
+                let a = if self.r.chance(50) { self.temp(Ty::I64) } else { self.b.ld_state(Ty::I64, rs) };
+                let b = match self.r.below(3) {
+                    0 => self.b.ld_state(Ty::I64, rd),
+                    1 => self.b.const64(self.r.pick(&[0, 1, u64::MAX, imm])),
+                    _ => self.temp(Ty::I64),
+                };
                 let a = self.b.ext(UnOp::Trunc, Ty::I32, a);
                 let b = self.b.ext(UnOp::Trunc, Ty::I32, b);
-                // addw and friends: any op on truncated operands.
                 let op = if self.r.chance(50) { BinOp::Add } else { self.r.pick(&BINOPS) };
-                let v = self.b.bin(op, a, b);
-                let v = self.b.ext(UnOp::Sext32, Ty::I64, v);
+                let v32 = self.b.bin(op, a, b);
+                let v = self.b.ext(UnOp::Sext32, Ty::I64, v32);
                 self.b.st_state(v, rd);
+                self.live.push(v);
+                if self.r.chance(30) {
+                    let again = self.b.ext(UnOp::Sext32, Ty::I64, v32);
+                    self.live.push(again);
+                }
             }
             _ => {
                 let (a, b) = (self.temp(Ty::I64), self.temp(Ty::I64));

@@ -654,6 +654,45 @@ impl Inst {
         }
     }
 
+    /// Call `f` on every temp this instruction reads (not on the one it writes).
+    pub fn for_each_use_mut(&mut self, mut f: impl FnMut(&mut Temp)) {
+        match self {
+            Inst::Mov { src, .. } | Inst::StState { src, .. } | Inst::Un { src, .. } => f(src),
+            Inst::Bin { a, b, .. } | Inst::Setcond { a, b, .. } | Inst::BrCond { a, b, .. } => {
+                f(a);
+                f(b);
+            }
+            Inst::Fp { a, b, c, .. } => {
+                f(a);
+                f(b);
+                f(c);
+            }
+            Inst::Select { c, a, b, .. } => {
+                f(c);
+                f(a);
+                f(b);
+            }
+            Inst::Load { addr, .. } => f(addr),
+            Inst::Store { src, addr, .. } => {
+                f(src);
+                f(addr);
+            }
+            Inst::Atomic { addr, src, expected, .. } => {
+                f(addr);
+                f(src);
+                f(expected);
+            }
+            Inst::Call { args, .. } => args.iter_mut().for_each(f),
+            Inst::Exit(Exit::Indirect(t)) | Inst::Exit(Exit::Raise { tval: t, .. }) => f(t),
+            Inst::InsnStart { .. }
+            | Inst::Const { .. }
+            | Inst::LdState { .. }
+            | Inst::SetLabel(_)
+            | Inst::Br(_)
+            | Inst::Exit(_) => {}
+        }
+    }
+
     /// The temp written by an instruction that does nothing else (so it is dead code if
     /// that temp is never read).
     pub fn pure_def(&self) -> Option<Temp> {

@@ -6,18 +6,26 @@
 //! wins back in a boot) folds nothing, so the truncated constant reached the host as a
 //! register (`mov r8d, 1; shrx ...` for `srliw a4, a4, 1`). Folding here costs one pass
 //! over the block and helps every tier.
+//!
+//! The same pass forwards values that need no instruction: `x + 0` and the other
+//! identities, `trunc(sext32(x))` (a W-op reading the result of another) and a second
+//! `sext32` of the same temp. RV64 code is full of them (`sext.w` is `addiw rd, rs, 0`),
+//! and each one was a host instruction on a dependency chain: the CRC loop of the `int`
+//! benchmark ran `lea ecx, [r8]; movsxd rbx, ecx` for its `sext.w`.
 
 use crate::interp::{eval_bin, eval_un};
-use crate::{Inst, Temp, UnOp};
+use crate::{BinOp, Inst, Temp, Ty, UnOp};
 
-/// Replace pure operations whose operands are all constants by constants.
+/// Replace pure operations whose operands are all constants by constants, and reads of
+/// a value that equals an earlier temp by reads of that temp.
 ///
-/// Only temps written exactly once take part, and a constant is only used from its
+/// Only temps written exactly once take part, and a fact about one is only used from its
 /// definition to the next label: IR may read a temp on a path that skipped its only write
 /// (it reads as 0, e.g. past a forward branch or in a loop's first iteration), and a label
 /// is the only place such a path can join. Within one label-free stretch, every execution
 /// of a later read has just passed the definition. Frontends define their constants next
-/// to their uses, so this loses next to nothing.
+/// to their uses, so this loses next to nothing. A temp forwarded to must have been
+/// defined (once) before, so it holds the same value at every later read.
 pub fn fold_constants(block: &mut crate::Block) {
     let n = block.temps.len();
     let mut defs = vec![0u8; n];
@@ -27,8 +35,14 @@ pub fn fold_constants(block: &mut crate::Block) {
             *c = c.saturating_add(1);
         }
     }
-    // (stretch between labels, value): a value counts only in the stretch it was made in.
+    // Facts are (stretch between labels, fact): one counts only in the stretch it was
+    // made in. `known`: the constant value; `same`: an earlier temp with the same value;
+    // `sext_of[x]`: the temp holding `sext32(x)`; `sext_src[v]`: the x that `v = sext32(x)`.
     let mut known: Vec<(u32, Option<u64>)> = vec![(0, None); n];
+    let mut same: Vec<(u32, Option<Temp>)> = vec![(0, None); n];
+    let mut sext_of: Vec<(u32, Option<Temp>)> = vec![(0, None); n];
+    let mut sext_src: Vec<(u32, Option<Temp>)> = vec![(0, None); n];
+    let mut seen = vec![false; n];
     let mut stretch = 0u32;
     let temps = &block.temps;
     for inst in block.insts.iter_mut() {
@@ -36,12 +50,22 @@ pub fn fold_constants(block: &mut crate::Block) {
             stretch += 1;
             continue;
         }
+        let fact = |v: &[(u32, Option<Temp>)], t: Temp| match v[t.0 as usize] {
+            (s, r) if s == stretch => r,
+            _ => None,
+        };
+        inst.for_each_use_mut(|t| {
+            if let Some(r) = fact(&same, *t) {
+                *t = r;
+            }
+        });
         let Some(dst) = inst.def() else {
             continue;
         };
         if defs[dst.0 as usize] != 1 {
             continue;
         }
+        seen[dst.0 as usize] = true;
         let k = |t: Temp| match known[t.0 as usize] {
             (s, v) if s == stretch => v,
             _ => None,
@@ -73,7 +97,41 @@ pub fn fold_constants(block: &mut crate::Block) {
             let v = ty(dst).mask(v);
             known[dst.0 as usize] = (stretch, Some(v));
             *inst = Inst::Const { dst, val: v };
+            continue;
         }
+        let once = |t: Temp| defs[t.0 as usize] == 1 && seen[t.0 as usize];
+        let fwd = match *inst {
+            Inst::Bin { op, a, b, .. } => identity(op, ty(dst), k(a), k(b)).map(|first| if first { a } else { b }),
+            Inst::Un { op: UnOp::Trunc, src, .. } if ty(dst) == Ty::I32 && ty(src) == Ty::I64 => fact(&sext_src, src),
+            Inst::Un { op: UnOp::Sext32, src, .. } if ty(dst) == Ty::I64 && ty(src) == Ty::I32 && once(src) => {
+                let earlier = fact(&sext_of, src);
+                if earlier.is_none() {
+                    sext_of[src.0 as usize] = (stretch, Some(dst));
+                    sext_src[dst.0 as usize] = (stretch, Some(src));
+                }
+                earlier
+            }
+            _ => None,
+        };
+        if let Some(r) = fwd.filter(|&r| once(r) && ty(r) == ty(dst)) {
+            same[dst.0 as usize] = (stretch, Some(r));
+        }
+    }
+}
+
+/// Whether `a op b` is one of its operands whatever the other is: `Some(true)` for `a`,
+/// `Some(false)` for `b`, given the constant values known of each.
+fn identity(op: BinOp, ty: Ty, a: Option<u64>, b: Option<u64>) -> Option<bool> {
+    let ones = ty.mask(u64::MAX);
+    match (op, a, b) {
+        (BinOp::Add | BinOp::Or | BinOp::Xor, _, Some(0)) => Some(true),
+        (BinOp::Add | BinOp::Or | BinOp::Xor, Some(0), _) => Some(false),
+        (BinOp::Sub | BinOp::Shl | BinOp::Shr | BinOp::Sar | BinOp::Rotl | BinOp::Rotr, _, Some(0)) => Some(true),
+        (BinOp::And, _, Some(m)) if m == ones => Some(true),
+        (BinOp::And, Some(m), _) if m == ones => Some(false),
+        (BinOp::Mul, _, Some(1)) => Some(true),
+        (BinOp::Mul, Some(1), _) => Some(false),
+        _ => None,
     }
 }
 
@@ -120,6 +178,95 @@ mod tests {
         assert_eq!(konst(x32), None);
         assert_eq!(konst(sh), None);
         assert_eq!(blk.insts.len(), before.insts.len());
+    }
+
+    /// The source of the `StState` to `off`.
+    fn stored(blk: &crate::Block, off: u32) -> Temp {
+        blk.insts
+            .iter()
+            .find_map(|i| match *i {
+                Inst::StState { src, off: o } if o == off => Some(src),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    fn finish(mut b: Builder) -> crate::Block {
+        b.exit(Exit::Goto(4));
+        b.set_extent(1, 4);
+        let mut blk = b.finish();
+        fold_constants(&mut blk);
+        blk.validate().unwrap();
+        blk
+    }
+
+    #[test]
+    fn forwards_identities_and_w_op_round_trips() {
+        let mut b = Builder::new(0);
+        b.insn_start(0);
+        // sext.w: sext32(trunc(x) + 0) extends trunc(x) directly.
+        let x = b.ld_state(Ty::I64, 0x100);
+        let t = b.ext(UnOp::Trunc, Ty::I32, x);
+        let zero = b.const_(Ty::I32, 0);
+        let u = b.bin(BinOp::Add, t, zero);
+        let v = b.ext(UnOp::Sext32, Ty::I64, u);
+        b.st_state(v, 0x100);
+        // A W-op on that result reads t itself, and extending it again is v.
+        let w = b.ext(UnOp::Trunc, Ty::I32, v);
+        let y = b.ld_state(Ty::I32, 0x108);
+        let r = b.bin(BinOp::Sub, w, y);
+        b.st_state(r, 0x108);
+        let v2 = b.ext(UnOp::Sext32, Ty::I64, t);
+        b.st_state(v2, 0x110);
+        // x & -1, x * 1, x >> 0, 0 | x.
+        let ones = b.const64(u64::MAX);
+        let one = b.const64(1);
+        let z64 = b.const64(0);
+        let a = b.bin(BinOp::And, x, ones);
+        let m = b.bin(BinOp::Mul, one, a);
+        let s = b.bin(BinOp::Shr, m, z64);
+        let o = b.bin(BinOp::Or, z64, s);
+        b.st_state(o, 0x118);
+        let blk = finish(b);
+        let src_of = |d: Temp| {
+            blk.insts.iter().find_map(|i| match *i {
+                Inst::Un { dst, src, .. } if dst == d => Some(src),
+                Inst::Bin { dst, a, .. } if dst == d => Some(a),
+                _ => None,
+            })
+        };
+        assert_eq!(src_of(v), Some(t), "sext32 of the truncated value itself");
+        assert_eq!(src_of(r), Some(t), "trunc(sext32(t)) is t");
+        assert_eq!(stored(&blk, 0x110), v, "sext32(t) again is v");
+        assert_eq!(stored(&blk, 0x118), x);
+        assert_eq!(stored(&blk, 0x100), v);
+    }
+
+    #[test]
+    fn forwards_neither_across_a_label_nor_to_a_later_definition() {
+        // u = s + 0 only on the fall-through path: after the join, u (0 when skipped)
+        // must not become s.
+        let mut b = Builder::new(0);
+        b.insn_start(0);
+        let s = b.ld_state(Ty::I64, 0x100);
+        let zero = b.const64(0);
+        let skip = b.label();
+        let u = b.temp(Ty::I64);
+        b.brcond(Cond::Eq, s, zero, skip);
+        let k = b.const64(0);
+        b.push(Inst::Bin { op: BinOp::Add, dst: u, a: s, b: k });
+        b.set_label(skip);
+        b.st_state(u, 0x108);
+        // w = a + 0 reads a before its only definition (0): a read of w after that
+        // definition must still see 0, not a.
+        let a = b.temp(Ty::I64);
+        let z = b.const64(0);
+        let w = b.bin(BinOp::Add, a, z);
+        b.push(Inst::LdState { dst: a, off: 0x100 });
+        b.st_state(w, 0x110);
+        let blk = finish(b);
+        assert_eq!(stored(&blk, 0x108), u);
+        assert_eq!(stored(&blk, 0x110), w);
     }
 
     #[test]

@@ -7,8 +7,11 @@
 
 use std::sync::atomic::AtomicU32;
 
-/// Number of softmmu TLB entries per MMU mode (direct mapped).
-pub const TLB_ENTRIES: usize = 256;
+/// Number of softmmu TLB entries per MMU mode (direct mapped). 256 refilled ~180,000
+/// times in a Linux boot (conflict misses), 1024 ~110,000 (~4% of the boot); larger
+/// sizes gain less and make every full flush and the CPU struct bigger (QEMU resizes its
+/// TLBs by use instead).
+pub const TLB_ENTRIES: usize = 1024;
 /// Number of MMU modes (TLBs) a target may use; the mode is part of the TB key.
 pub const MMU_MODES: usize = 4;
 /// Guest page size the softmmu works in.
