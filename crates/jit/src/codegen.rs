@@ -400,8 +400,12 @@ fn float_slots<'a>(blocks: impl Iterator<Item = &'a Block> + Clone) -> Vec<(u32,
     out
 }
 
-/// Most state slots promoted in one loop block.
+/// Most state slots promoted in one loop block or region (before the per-register caps).
 const PROMO_MAX: usize = 24;
+/// Most promoted integer slots (of ~13 allocatable host registers, a few stay for
+/// temporaries and TLB probes) and float slots (16 XMM registers).
+const PROMO_INT_MAX: usize = 10;
+const PROMO_FLOAT_MAX: usize = 12;
 
 /// The guest state slots a loop block (or region) may keep in variables: every
 /// (offset, type) its blocks load or store outside the header, unless another access
@@ -538,9 +542,19 @@ impl<'b> Emit<'_, 'b> {
             .flat_map(|b| b.insts.iter())
             .any(|i| matches!(i, Inst::Call { helper, .. } if helper.effects.writes_state && !helper.effects.cold));
         let mut slots = if calls_writers { Vec::new() } else { promotable(all()) };
+        let floats = float_slots(all());
+        // No more than the host has registers for, the head block's (the innermost loop)
+        // first: in a loop nest every promoted slot is live around the inner loop, and
+        // two dozen of them made Cranelift spill the inner loop's own values (`par` ran
+        // ~15% slower than with ten).
+        let (mut ints, mut fps) = (0, 0);
+        slots.retain(|&(off, ty, _)| {
+            let n = if floats.contains(&(off, ty)) { &mut fps } else { &mut ints };
+            *n += 1;
+            *n <= if floats.contains(&(off, ty)) { PROMO_FLOAT_MAX } else { PROMO_INT_MAX }
+        });
         // The instruction count too: a memory add per iteration is a store-to-load chain.
         slots.push((offsets::ICOUNT, Ty::I64, true));
-        let floats = float_slots(all());
         for (off, ty, written) in slots {
             let float = floats.contains(&(off, ty));
             let mut p = Promo { off, ty, var: Variable::from_u32(0), written, float };
