@@ -893,7 +893,7 @@ impl<'b> Emit<'_, 'b> {
                 let sa = self.k64(slot);
                 let p = self.b.ins().load(types::I64, state_flags(), sa, 0);
                 let (chain, back) = (self.b.create_block(), self.b.create_block());
-                if self.b.current_block().is_some_and(|c| self.b.func.layout.is_cold(c)) {
+                if self.in_cold_block() {
                     self.b.set_cold_block(chain);
                 }
                 self.b.ins().brif(p, chain, &[], back, &[]);
@@ -987,6 +987,12 @@ impl<'b> Emit<'_, 'b> {
 
     /// After a slow-path access that did its own exit bookkeeping (`fixup_info`): if it
     /// left a status, clear it and return it, through one shared block per function.
+    /// Whether code is being emitted into a block laid out after the hot code: blocks
+    /// that continue it are cold too.
+    fn in_cold_block(&self) -> bool {
+        self.b.current_block().is_some_and(|c| self.b.func.layout.is_cold(c))
+    }
+
     fn leave_on_status(&mut self) {
         let st = self.hdr_load(types::I32, offsets::STATUS);
         let fail = match self.status_exit {
@@ -1002,7 +1008,7 @@ impl<'b> Emit<'_, 'b> {
         let ok = self.b.create_block();
         // After a slow path the rest of it is cold too: laid out in the hot code, it sat
         // between a TLB probe and its hit path, so every hit took a jump.
-        if self.b.current_block().is_some_and(|c| self.b.func.layout.is_cold(c)) {
+        if self.in_cold_block() {
             self.b.set_cold_block(ok);
         }
         self.b.ins().brif(st, fail, &[BlockArg::Value(st)], ok, &[]);
@@ -1030,6 +1036,9 @@ impl<'b> Emit<'_, 'b> {
     fn check_status(&mut self, pc_on_exit: Option<u64>, store_all: bool) {
         let st = self.hdr_load(types::I32, offsets::STATUS);
         let (fail, ok) = (self.b.create_block(), self.b.create_block());
+        if self.in_cold_block() {
+            self.b.set_cold_block(ok);
+        }
         self.b.ins().brif(st, fail, &[], ok, &[]);
         self.b.set_cold_block(fail);
         self.b.switch_to_block(fail);
@@ -1263,12 +1272,78 @@ impl<'b> Emit<'_, 'b> {
         out
     }
 
-    /// An atomic read-modify-write: always the slow-path helper, which probes the TLB and
-    /// does a host atomic on RAM (atomics are rare; QEMU also calls helpers for them).
-    /// Like a store it may invalidate the running TB, so the status check resumes after it.
+    /// An atomic read-modify-write. Words and doublewords on a page the TLB holds for
+    /// writing are a host atomic inline (`lock xadd`, `xchg`, `lock cmpxchg`, or a
+    /// compare-and-swap loop); the rest, and every miss, take the slow-path helper, which
+    /// probes the TLB and does a host atomic on RAM. Like a store it may invalidate the
+    /// running TB, so its status check resumes after it.
     fn atomic(&mut self, i: usize, op: RmwOp, addr: Temp, src: Temp, expected: Temp, mop: MemOp) -> Value {
         let ty = self.ty(src);
         let (a, s, e) = (self.var(addr), self.var(src), self.var(expected));
+        let wty = match mop.size {
+            MemSize::B4 => types::I32,
+            MemSize::B8 => types::I64,
+            _ => return self.atomic_slow(i, op, ty, a, s, e, mop),
+        };
+        // Write permission on a plain RAM page, naturally aligned (else the tag misses).
+        let n = mop.size.bytes() as i64;
+        let tlb = offsets::TLB as i64 + (self.spec.mmu as i64 & 3) * offsets::TLB_MODE_SIZE as i64;
+        let idx = self.b.ins().ushr_imm_s(a, kite_ir::state::PAGE_BITS as i64);
+        let idx = self.b.ins().band_imm_s(idx, (kite_ir::state::TLB_ENTRIES - 1) as i64);
+        let idx = self.b.ins().ishl_imm_s(idx, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i64);
+        let ent = self.b.ins().iadd(self.cpu, idx);
+        let tag = self.b.ins().load(types::I64, state_flags(), ent, (tlb + offsets::TLB_ADDR_WRITE as i64) as i32);
+        let m = self.b.ins().band_imm_s(a, (PAGE_MASK | (n as u64 - 1)) as i64);
+        let hit = self.b.ins().icmp(IntCC::Equal, m, tag);
+        let (fast, slow, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let out = self.b.append_block_param(merge, clty(ty));
+        self.b.ins().brif(hit, fast, &[], slow, &[]);
+        self.b.set_cold_block(slow);
+
+        self.b.switch_to_block(fast);
+        let addend = self.b.ins().load(types::I64, state_flags(), ent, (tlb + offsets::TLB_ADDEND as i64) as i32);
+        let host = self.b.ins().iadd(a, addend);
+        let narrow = |b: &mut FunctionBuilder, v: Value| match (ty, wty) {
+            (Ty::I64, t) if t == types::I32 => b.ins().ireduce(types::I32, v),
+            (Ty::I32, t) if t == types::I64 => b.ins().uextend(types::I64, v),
+            _ => v,
+        };
+        let (sw, ew) = (narrow(&mut self.b, s), narrow(&mut self.b, e));
+        let mf = MemFlagsData::new().with_notrap().with_aligned();
+        let rmw = |o: RmwOp| match o {
+            RmwOp::Xchg => ir::AtomicRmwOp::Xchg,
+            RmwOp::Add => ir::AtomicRmwOp::Add,
+            RmwOp::And => ir::AtomicRmwOp::And,
+            RmwOp::Or => ir::AtomicRmwOp::Or,
+            RmwOp::Xor => ir::AtomicRmwOp::Xor,
+            RmwOp::MinS => ir::AtomicRmwOp::Smin,
+            RmwOp::MaxS => ir::AtomicRmwOp::Smax,
+            RmwOp::MinU => ir::AtomicRmwOp::Umin,
+            RmwOp::MaxU | RmwOp::Cas => ir::AtomicRmwOp::Umax,
+        };
+        let old = match op {
+            RmwOp::Cas => self.b.ins().atomic_cas(mf, host, ew, sw),
+            _ => self.b.ins().atomic_rmw(wty, mf, rmw(op), host, sw),
+        };
+        // The old value extended per the MemOp, as the slow path returns it.
+        let v = match (ty, wty == types::I32) {
+            (Ty::I64, true) if mop.signed => self.b.ins().sextend(types::I64, old),
+            (Ty::I64, true) => self.b.ins().uextend(types::I64, old),
+            (Ty::I32, false) => self.b.ins().ireduce(types::I32, old),
+            _ => old,
+        };
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+
+        self.b.switch_to_block(slow);
+        let r = self.atomic_slow(i, op, ty, a, s, e, mop);
+        self.b.ins().jump(merge, &[BlockArg::Value(r)]);
+        self.b.switch_to_block(merge);
+        out
+    }
+
+    /// [`Emit::atomic`] through the slow-path helper.
+    #[allow(clippy::too_many_arguments)]
+    fn atomic_slow(&mut self, i: usize, op: RmwOp, ty: Ty, a: Value, s: Value, e: Value, mop: MemOp) -> Value {
         let next = self.next_pc(i);
         let pc = self.pc;
         self.store_pc(pc);
