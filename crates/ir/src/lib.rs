@@ -644,6 +644,47 @@ pub struct Block {
     pub insts: Vec<Inst>,
 }
 
+/// The temps `$inst` (an `&Inst` or `&mut Inst`) reads, each passed to `$f`: one match
+/// for [`Inst::for_each_use`] and [`Inst::for_each_use_mut`].
+macro_rules! each_use {
+    ($inst:expr, $f:ident) => {
+        match $inst {
+            Inst::Mov { src, .. } | Inst::StState { src, .. } | Inst::Un { src, .. } => $f(src),
+            Inst::Bin { a, b, .. } | Inst::Setcond { a, b, .. } | Inst::BrCond { a, b, .. } => {
+                $f(a);
+                $f(b);
+            }
+            Inst::Fp { a, b, c, .. } | Inst::Select { c, a, b, .. } => {
+                $f(c);
+                $f(a);
+                $f(b);
+            }
+            Inst::Load { addr, .. } => $f(addr),
+            Inst::Store { src, addr, .. } => {
+                $f(src);
+                $f(addr);
+            }
+            Inst::Atomic { addr, src, expected, .. } => {
+                $f(addr);
+                $f(src);
+                $f(expected);
+            }
+            Inst::Call { args, .. } => {
+                for t in args {
+                    $f(t);
+                }
+            }
+            Inst::Exit(Exit::Indirect(t)) | Inst::Exit(Exit::Raise { tval: t, .. }) => $f(t),
+            Inst::InsnStart { .. }
+            | Inst::Const { .. }
+            | Inst::LdState { .. }
+            | Inst::SetLabel(_)
+            | Inst::Br(_)
+            | Inst::Exit(_) => {}
+        }
+    };
+}
+
 impl Inst {
     /// The temp this instruction writes, if any.
     pub fn def(&self) -> Option<Temp> {
@@ -655,42 +696,14 @@ impl Inst {
     }
 
     /// Call `f` on every temp this instruction reads (not on the one it writes).
+    pub fn for_each_use(&self, mut f: impl FnMut(Temp)) {
+        let mut g = |t: &Temp| f(*t);
+        each_use!(self, g);
+    }
+
+    /// [`Inst::for_each_use`], to rewrite what it reads.
     pub fn for_each_use_mut(&mut self, mut f: impl FnMut(&mut Temp)) {
-        match self {
-            Inst::Mov { src, .. } | Inst::StState { src, .. } | Inst::Un { src, .. } => f(src),
-            Inst::Bin { a, b, .. } | Inst::Setcond { a, b, .. } | Inst::BrCond { a, b, .. } => {
-                f(a);
-                f(b);
-            }
-            Inst::Fp { a, b, c, .. } => {
-                f(a);
-                f(b);
-                f(c);
-            }
-            Inst::Select { c, a, b, .. } => {
-                f(c);
-                f(a);
-                f(b);
-            }
-            Inst::Load { addr, .. } => f(addr),
-            Inst::Store { src, addr, .. } => {
-                f(src);
-                f(addr);
-            }
-            Inst::Atomic { addr, src, expected, .. } => {
-                f(addr);
-                f(src);
-                f(expected);
-            }
-            Inst::Call { args, .. } => args.iter_mut().for_each(f),
-            Inst::Exit(Exit::Indirect(t)) | Inst::Exit(Exit::Raise { tval: t, .. }) => f(t),
-            Inst::InsnStart { .. }
-            | Inst::Const { .. }
-            | Inst::LdState { .. }
-            | Inst::SetLabel(_)
-            | Inst::Br(_)
-            | Inst::Exit(_) => {}
-        }
+        each_use!(self, f);
     }
 
     /// The temp written by an instruction that does nothing else (so it is dead code if

@@ -269,42 +269,12 @@ fn count_uses(block: &kite_ir::Block, uses: &mut Vec<u32>, multi: &mut Vec<bool>
         }
     }
     for (i, inst) in block.insts.iter().enumerate() {
-        let mut r = |t: Temp| {
+        inst.for_each_use(|t| {
             if let Some(u) = uses.get_mut(t.0 as usize) {
                 *u += 1;
                 last[t.0 as usize] = i as u32;
             }
-        };
-        match *inst {
-            Inst::Mov { src, .. } | Inst::StState { src, .. } | Inst::Un { src, .. } => r(src),
-            Inst::Bin { a, b, .. } | Inst::Setcond { a, b, .. } | Inst::BrCond { a, b, .. } => {
-                r(a);
-                r(b);
-            }
-            Inst::Select { c, a, b, .. } | Inst::Fp { a, b, c, .. } => {
-                r(c);
-                r(a);
-                r(b);
-            }
-            Inst::Load { addr, .. } => r(addr),
-            Inst::Store { src, addr, .. } => {
-                r(src);
-                r(addr);
-            }
-            Inst::Atomic { addr, src, expected, .. } => {
-                r(addr);
-                r(src);
-                r(expected);
-            }
-            Inst::Call { ref args, .. } => args.iter().for_each(|&t| r(t)),
-            Inst::Exit(Exit::Indirect(t)) | Inst::Exit(Exit::Raise { tval: t, .. }) => r(t),
-            Inst::InsnStart { .. }
-            | Inst::Const { .. }
-            | Inst::LdState { .. }
-            | Inst::SetLabel(_)
-            | Inst::Br(_)
-            | Inst::Exit(_) => {}
-        }
+        });
     }
 }
 
@@ -901,17 +871,16 @@ impl Emit<'_, '_> {
     }
 
     /// A guest access: inline TLB probe; the value is loaded into / stored from the temps.
-    fn mem(&mut self, addr: Temp, mop: MemOp, kind: Access, src: Option<Temp>, dst: Option<Temp>, next_pc: u64) {
-        let n = mop.size.bytes() as i32;
+    /// The inline softmmu TLB probe of a `size` access at the guest address in `rax`: on a
+    /// hit `rax` becomes the host address; a miss (or a misaligned address, or a flagged
+    /// page) jumps to `miss` with `rax` unchanged. Clobbers `rcx` and `rdx`.
+    fn tlb_probe(&mut self, size: MemSize, perm: Access, miss: DynamicLabel) {
         let tlb = offsets::TLB as i32 + (self.spec.mmu as i32 & 3) * offsets::TLB_MODE_SIZE as i32;
-        let tag =
-            tlb + if mop.perm(kind) == Access::Write { offsets::TLB_ADDR_WRITE } else { offsets::TLB_ADDR_READ } as i32;
+        let tag = tlb + if perm == Access::Write { offsets::TLB_ADDR_WRITE } else { offsets::TLB_ADDR_READ } as i32;
         let addend = tlb + offsets::TLB_ADDEND as i32;
-        let mask = (PAGE_MASK | (n as u64 - 1)) as i64 as i32;
+        let mask = (PAGE_MASK | (size.bytes() as u64 - 1)) as i64 as i32;
         let (shift, idx_mask, esz) =
             (PAGE_BITS as i8, (TLB_ENTRIES - 1) as i32, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i8);
-        let (slow, back) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
-        self.ld(RAX, addr);
         dynasm!(self.ops
             ; .arch x64
             ; mov rcx, rax
@@ -921,9 +890,15 @@ impl Emit<'_, '_> {
             ; mov rdx, rax
             ; and rdx, mask
             ; cmp rdx, QWORD [rbx + rcx + tag]
-            ; jne =>slow
+            ; jne =>miss
             ; add rax, QWORD [rbx + rcx + addend]
         );
+    }
+
+    fn mem(&mut self, addr: Temp, mop: MemOp, kind: Access, src: Option<Temp>, dst: Option<Temp>, next_pc: u64) {
+        let (slow, back) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
+        self.ld(RAX, addr);
+        self.tlb_probe(mop.size, mop.perm(kind), slow);
         let load_i32 = dst.is_some_and(|d| self.ty(d) == Ty::I32);
         match (src, dst) {
             (Some(s), _) => {
@@ -1008,26 +983,9 @@ impl Emit<'_, '_> {
             && matches!(op, RmwOp::Xchg | RmwOp::Add | RmwOp::Cas | RmwOp::And | RmwOp::Or | RmwOp::Xor);
         self.ld(RAX, addr);
         if inline {
-            let n = mop.size.bytes() as u64;
-            let tlb = offsets::TLB as i32 + (self.spec.mmu as i32 & 3) * offsets::TLB_MODE_SIZE as i32;
-            let (tag, addend) = (tlb + offsets::TLB_ADDR_WRITE as i32, tlb + offsets::TLB_ADDEND as i32);
-            let mask = (PAGE_MASK | (n - 1)) as i64 as i32;
-            let (shift, idx_mask, esz) =
-                (PAGE_BITS as i8, (TLB_ENTRIES - 1) as i32, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i8);
             // A miss leaves the guest address in rax for the slow path.
-            dynasm!(self.ops
-                ; .arch x64
-                ; mov rcx, rax
-                ; shr rcx, shift
-                ; and ecx, idx_mask
-                ; shl ecx, esz
-                ; mov rdx, rax
-                ; and rdx, mask
-                ; cmp rdx, QWORD [rbx + rcx + tag]
-                ; jne =>entry
-                ; add rax, QWORD [rbx + rcx + addend]
-                ; mov rdx, rax
-            );
+            self.tlb_probe(mop.size, Access::Write, entry);
+            dynasm!(self.ops ; .arch x64 ; mov rdx, rax);
             self.ld(RCX, src);
             let w64 = mop.size == MemSize::B8;
             match op {

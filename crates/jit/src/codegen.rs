@@ -1173,27 +1173,45 @@ impl<'b> Emit<'_, 'b> {
 
     /// A guest memory access: inline TLB probe, host access on a hit, slow path otherwise.
     /// For loads returns the value (of `ty`); for stores `src` has type `ty`.
-    fn mem(&mut self, addr: Value, mop: MemOp, kind: Access, src: Option<Value>, ty: Ty, next_pc: u64) -> Value {
-        let n = mop.size.bytes() as i64;
-        let tlb = offsets::TLB as i64 + (self.spec.mmu as i64 & 3) * offsets::TLB_MODE_SIZE as i64;
-        let tag_off = if mop.perm(kind) == Access::Write { offsets::TLB_ADDR_WRITE } else { offsets::TLB_ADDR_READ };
-        let idx = self.b.ins().ushr_imm_s(addr, kite_ir::state::PAGE_BITS as i64);
-        let idx = self.b.ins().band_imm_s(idx, (kite_ir::state::TLB_ENTRIES - 1) as i64);
-        let idx = self.b.ins().ishl_imm_s(idx, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i64);
-        let ent = self.b.ins().iadd(self.cpu, idx);
-        let tag = self.b.ins().load(types::I64, state_flags(), ent, (tlb + tag_off as i64) as i32);
-        let m = self.b.ins().band_imm_s(addr, (PAGE_MASK | (n as u64 - 1)) as i64);
-        let hit = self.b.ins().icmp(IntCC::Equal, m, tag);
+    /// The inline softmmu TLB probe of a `size` access at `addr`, and the branch on it: a
+    /// hit (the tag matches: same page, aligned to `size`, no flag bits) continues in the
+    /// current block with the host address returned; a miss goes to the returned cold
+    /// block. Both paths are to end in a jump to the returned merge block, with a value
+    /// of `ty` (the merge block's parameter, returned too).
+    fn tlb_split(&mut self, addr: Value, size: MemSize, perm: Access, ty: Ty) -> (Value, ir::Block, ir::Block, Value) {
+        let (hit, ent) = self.tlb_probe(addr, size, perm);
         let (fast, slow, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         let out = self.b.append_block_param(merge, clty(ty));
         self.b.ins().brif(hit, fast, &[], slow, &[]);
         // Laid out after the function's hot code, so a TLB hit falls through.
         self.b.set_cold_block(slow);
-
         // Fast path: host = vaddr + addend.
         self.b.switch_to_block(fast);
-        let addend = self.b.ins().load(types::I64, state_flags(), ent, (tlb + offsets::TLB_ADDEND as i64) as i32);
-        let host = self.b.ins().iadd(addr, addend);
+        let off = (self.tlb_off() + offsets::TLB_ADDEND as i64) as i32;
+        let addend = self.b.ins().load(types::I64, state_flags(), ent, off);
+        (self.b.ins().iadd(addr, addend), slow, merge, out)
+    }
+
+    /// The probe of [`Emit::tlb_split`]: whether it hits, and the entry's address.
+    fn tlb_probe(&mut self, addr: Value, size: MemSize, perm: Access) -> (Value, Value) {
+        let tlb = self.tlb_off();
+        let tag_off = if perm == Access::Write { offsets::TLB_ADDR_WRITE } else { offsets::TLB_ADDR_READ };
+        let idx = self.b.ins().ushr_imm_s(addr, kite_ir::state::PAGE_BITS as i64);
+        let idx = self.b.ins().band_imm_s(idx, (kite_ir::state::TLB_ENTRIES - 1) as i64);
+        let idx = self.b.ins().ishl_imm_s(idx, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i64);
+        let ent = self.b.ins().iadd(self.cpu, idx);
+        let tag = self.b.ins().load(types::I64, state_flags(), ent, (tlb + tag_off as i64) as i32);
+        let m = self.b.ins().band_imm_s(addr, (PAGE_MASK | (size.bytes() as u64 - 1)) as i64);
+        (self.b.ins().icmp(IntCC::Equal, m, tag), ent)
+    }
+
+    /// Offset of this TB's MMU mode's TLB in the header.
+    fn tlb_off(&self) -> i64 {
+        offsets::TLB as i64 + (self.spec.mmu as i64 & 3) * offsets::TLB_MODE_SIZE as i64
+    }
+
+    fn mem(&mut self, addr: Value, mop: MemOp, kind: Access, src: Option<Value>, ty: Ty, next_pc: u64) -> Value {
+        let (host, slow, merge, out) = self.tlb_split(addr, mop.size, mop.perm(kind), ty);
         let mf = MemFlagsData::new().with_notrap();
         let v = match src {
             None => {
@@ -1286,23 +1304,7 @@ impl<'b> Emit<'_, 'b> {
             _ => return self.atomic_slow(i, op, ty, a, s, e, mop),
         };
         // Write permission on a plain RAM page, naturally aligned (else the tag misses).
-        let n = mop.size.bytes() as i64;
-        let tlb = offsets::TLB as i64 + (self.spec.mmu as i64 & 3) * offsets::TLB_MODE_SIZE as i64;
-        let idx = self.b.ins().ushr_imm_s(a, kite_ir::state::PAGE_BITS as i64);
-        let idx = self.b.ins().band_imm_s(idx, (kite_ir::state::TLB_ENTRIES - 1) as i64);
-        let idx = self.b.ins().ishl_imm_s(idx, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i64);
-        let ent = self.b.ins().iadd(self.cpu, idx);
-        let tag = self.b.ins().load(types::I64, state_flags(), ent, (tlb + offsets::TLB_ADDR_WRITE as i64) as i32);
-        let m = self.b.ins().band_imm_s(a, (PAGE_MASK | (n as u64 - 1)) as i64);
-        let hit = self.b.ins().icmp(IntCC::Equal, m, tag);
-        let (fast, slow, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-        let out = self.b.append_block_param(merge, clty(ty));
-        self.b.ins().brif(hit, fast, &[], slow, &[]);
-        self.b.set_cold_block(slow);
-
-        self.b.switch_to_block(fast);
-        let addend = self.b.ins().load(types::I64, state_flags(), ent, (tlb + offsets::TLB_ADDEND as i64) as i32);
-        let host = self.b.ins().iadd(a, addend);
+        let (host, slow, merge, out) = self.tlb_split(a, mop.size, Access::Write, ty);
         let narrow = |b: &mut FunctionBuilder, v: Value| match (ty, wty) {
             (Ty::I64, t) if t == types::I32 => b.ins().ireduce(types::I32, v),
             (Ty::I32, t) if t == types::I64 => b.ins().uextend(types::I64, v),

@@ -350,26 +350,41 @@ fn a_yield_hands_over_to_the_other_vcpu_at_once() {
     // vCPU A counts loop iterations while spinning (with a yield in the loop) on a flag
     // that vCPU B sets; A exits with its count. Honouring the yield, B runs right after
     // A's first iteration; without it A would spin through a whole 1 ms slice first.
-    let mut prog = vec![0u32; 25];
-    prog[..7].copy_from_slice(&[
-        insn(1, 2, 0, 1),
-        insn(2, 6, 6, 1),
-        insn(0x0d, 0, 0, 0),
-        insn(0x0b, 3, 7, 0x100),
-        insn(5, 3, 2, -3),
-        insn(2, 1, 6, 0),
-        insn(7, 0, 0, 0),
-    ]);
+    a_spins_briefly_until_b_runs(&spin_on_b(None, Some(insn(0x0d, 0, 0, 0))), |_| machine().0);
+}
+
+/// vCPU A (at `RAM_BASE`): `before`, then count in r6 until the flag at r7 + 0x100 is 1, with
+/// `inside` in the loop, and exit with the count. vCPU B (at + 0x40): set the flag, `wfi`.
+fn spin_on_b(before: Option<u32>, inside: Option<u32>) -> Vec<u32> {
+    let mut a = vec![insn(1, 2, 0, 1)];
+    a.extend(before);
+    let top = a.len() as i16;
+    a.push(insn(2, 6, 6, 1));
+    a.extend(inside);
+    a.push(insn(0x0b, 3, 7, 0x100));
+    let back = top - a.len() as i16;
+    a.extend([insn(5, 3, 2, back), insn(2, 1, 6, 0), insn(7, 0, 0, 0)]);
+    let mut prog = vec![0u32; 19];
+    prog[..a.len()].copy_from_slice(&a);
     prog[16..19].copy_from_slice(&[insn(1, 2, 0, 1), insn(0x0a, 2, 7, 0x100), insn(9, 0, 0, 0)]);
+    prog
+}
+
+/// Run `prog` on two vCPUs in turns, A at `RAM_BASE` and B at `RAM_BASE + 0x40` (r7 =
+/// `RAM_BASE`, r8 = `MMIO_BASE`), on every tier over the memory map `map` makes for the VM,
+/// and check that A exits with a count of 1 to 3: the times it spun before B ran.
+fn a_spins_briefly_until_b_runs(
+    prog: &[u32],
+    map: impl Fn(&std::sync::Arc<kite_core::VmControl>) -> std::sync::Arc<kite_memory::PhysMap>,
+) {
     for tier in TIERS {
-        let (mem, _dev) = machine();
-        load_program(&mem, RAM_BASE, &prog);
         let vm = watched_vm();
+        let mem = map(&vm);
+        load_program(&mem, RAM_BASE, prog);
         let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
         let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
         for (c, pc) in cpus.iter_mut().zip([RAM_BASE, RAM_BASE + 0x40]) {
-            c.h.pc = pc;
-            c.regs[7] = RAM_BASE;
+            (c.h.pc, c.regs[7], c.regs[8]) = (pc, RAM_BASE, MMIO_BASE);
         }
         match e.run_all(&mut cpus) {
             ExitCode::Exit(n) => assert!((1..=3).contains(&n), "{tier:?}: A spun {n} times before B ran"),
@@ -471,36 +486,12 @@ fn an_interrupt_raised_under_round_robin_hands_over_at_once() {
     // vCPU A "sends an IPI" (a write to the kicking device), then spins, counting, without
     // a yield until vCPU B has set a flag; B sets it and halts. Handing over at the kick,
     // A spins once or twice; waiting for the end of the time slice, thousands of times.
-    let mut prog = vec![0u32; 20];
-    prog[..7].copy_from_slice(&[
-        insn(1, 2, 0, 1),
-        insn(0x03, 2, 8, 0),
-        insn(2, 6, 6, 1),
-        insn(0x0b, 3, 7, 0x100),
-        insn(5, 3, 2, -2),
-        insn(2, 1, 6, 0),
-        insn(7, 0, 0, 0),
-    ]);
-    prog[16..19].copy_from_slice(&[insn(1, 2, 0, 1), insn(0x0a, 2, 7, 0x100), insn(9, 0, 0, 0)]);
-    for tier in TIERS {
-        let vm = watched_vm();
+    a_spins_briefly_until_b_runs(&spin_on_b(Some(insn(0x03, 2, 8, 0)), None), |vm| {
         let mut m = kite_memory::PhysMap::new();
         m.add_ram("ram", RAM_BASE, RAM_SIZE).unwrap();
         m.add_mmio("kick", MMIO_BASE, 0x1000, std::sync::Arc::new(KickDev(vm.clone()))).unwrap();
-        let mem = std::sync::Arc::new(m);
-        load_program(&mem, RAM_BASE, &prog);
-        let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
-        let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
-        for (c, pc) in cpus.iter_mut().zip([RAM_BASE, RAM_BASE + 0x40]) {
-            c.h.pc = pc;
-            c.regs[7] = RAM_BASE;
-            c.regs[8] = MMIO_BASE;
-        }
-        match e.run_all(&mut cpus) {
-            ExitCode::Exit(n) => assert!((1..=3).contains(&n), "{tier:?}: A spun {n} times before B ran"),
-            other => panic!("{tier:?}: {other:?}"),
-        }
-    }
+        std::sync::Arc::new(m)
+    });
 }
 
 /// How many time-slice ends (preempt flag plus exit request, each given only after the
