@@ -60,9 +60,7 @@ impl GuestRam {
         // instead of per 4 KiB, and fewer host TLB misses on guest accesses. Only
         // advice: a host with THP off (or `never`) keeps small pages.
         #[cfg(target_os = "linux")]
-        if std::env::var_os("KITE_NOTHP").is_none() {
-            let _ = map.advise(memmap2::Advice::HugePage);
-        }
+        let _ = map.advise(memmap2::Advice::HugePage);
         let ptr = map.as_mut_ptr();
         Ok(GuestRam { base, size, ptr, _map: map })
     }
