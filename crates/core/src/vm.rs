@@ -1,5 +1,6 @@
 //! VM-wide control shared by devices, vCPU loops and the front end.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
@@ -25,11 +26,14 @@ pub struct VmControl {
     stop: AtomicU64,
     /// Addresses of registered exit-request words.
     kicks: Mutex<Vec<usize>>,
-    /// [`VmControl::kick_all`] calls so far.
-    kicks_done: AtomicU64,
     /// Wakes vCPUs sleeping in `wfi`.
     wake_lock: Mutex<u64>,
     wake: Condvar,
+}
+
+thread_local! {
+    /// [`VmControl::kick_all`] calls made on this thread (see [`VmControl::kicks_here`]).
+    static KICKS_HERE: Cell<u64> = const { Cell::new(0) };
 }
 
 const EXIT_TAG: u64 = 1 << 32;
@@ -75,7 +79,7 @@ impl VmControl {
 
     /// Set every registered exit-request word and wake sleeping vCPUs.
     pub fn kick_all(&self) {
-        self.kicks_done.fetch_add(1, Ordering::SeqCst);
+        KICKS_HERE.with(|k| k.set(k.get().wrapping_add(1)));
         let kicks = self.kicks.lock().unwrap_or_else(|e| e.into_inner());
         for &w in kicks.iter() {
             // SAFETY: `register`'s contract keeps every registered word alive
@@ -87,11 +91,13 @@ impl VmControl {
         self.notify();
     }
 
-    /// How many times [`VmControl::kick_all`] has run (interrupts raised, stop requests):
-    /// a scheduler that runs vCPUs in turns hands over when this moves, so the vCPU an
-    /// interrupt is for runs at once.
-    pub fn kicks(&self) -> u64 {
-        self.kicks_done.load(Ordering::SeqCst)
+    /// How many times [`VmControl::kick_all`] has run on the calling thread (for any VM).
+    /// On a thread that runs vCPUs in turns, a change means the running guest code raised
+    /// an interrupt itself, an IPI above all: the scheduler hands over to its target at
+    /// once. Interrupts from other threads (timers, devices) do not count: they wait for
+    /// the end of the slice like before, so they cannot split firmware's critical sections.
+    pub fn kicks_here() -> u64 {
+        KICKS_HERE.with(Cell::get)
     }
 
     /// Wake vCPUs sleeping in [`VmControl::wait`] (an interrupt arrived).

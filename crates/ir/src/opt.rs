@@ -27,22 +27,14 @@ use crate::{BinOp, Inst, Temp, Ty, UnOp};
 /// to their uses, so this loses next to nothing. A temp forwarded to must have been
 /// defined (once) before, so it holds the same value at every later read.
 pub fn fold_constants(block: &mut crate::Block) {
-    let n = block.temps.len();
-    let mut defs = vec![0u8; n];
+    // One allocation per block: the pass runs on every translated block.
+    let mut f = vec![Facts::default(); block.temps.len()];
     for inst in &block.insts {
         if let Some(d) = inst.def() {
-            let c = &mut defs[d.0 as usize];
+            let c = &mut f[d.0 as usize].defs;
             *c = c.saturating_add(1);
         }
     }
-    // Facts are (stretch between labels, fact): one counts only in the stretch it was
-    // made in. `known`: the constant value; `same`: an earlier temp with the same value;
-    // `sext_of[x]`: the temp holding `sext32(x)`; `sext_src[v]`: the x that `v = sext32(x)`.
-    let mut known: Vec<(u32, Option<u64>)> = vec![(0, None); n];
-    let mut same: Vec<(u32, Option<Temp>)> = vec![(0, None); n];
-    let mut sext_of: Vec<(u32, Option<Temp>)> = vec![(0, None); n];
-    let mut sext_src: Vec<(u32, Option<Temp>)> = vec![(0, None); n];
-    let mut seen = vec![false; n];
     let mut stretch = 0u32;
     let temps = &block.temps;
     for inst in block.insts.iter_mut() {
@@ -50,26 +42,19 @@ pub fn fold_constants(block: &mut crate::Block) {
             stretch += 1;
             continue;
         }
-        let fact = |v: &[(u32, Option<Temp>)], t: Temp| match v[t.0 as usize] {
-            (s, r) if s == stretch => r,
-            _ => None,
-        };
         inst.for_each_use_mut(|t| {
-            if let Some(r) = fact(&same, *t) {
+            if let Some(r) = now(stretch, f[t.0 as usize].same) {
                 *t = r;
             }
         });
         let Some(dst) = inst.def() else {
             continue;
         };
-        if defs[dst.0 as usize] != 1 {
+        if f[dst.0 as usize].defs != 1 {
             continue;
         }
-        seen[dst.0 as usize] = true;
-        let k = |t: Temp| match known[t.0 as usize] {
-            (s, v) if s == stretch => v,
-            _ => None,
-        };
+        f[dst.0 as usize].seen = true;
+        let k = |t: Temp| now(stretch, f[t.0 as usize].known);
         let ty = |t: Temp| temps[t.0 as usize];
         let val = match *inst {
             Inst::Const { val, .. } => Some(val),
@@ -95,28 +80,53 @@ pub fn fold_constants(block: &mut crate::Block) {
         };
         if let Some(v) = val {
             let v = ty(dst).mask(v);
-            known[dst.0 as usize] = (stretch, Some(v));
+            f[dst.0 as usize].known = (stretch, Some(v));
             *inst = Inst::Const { dst, val: v };
             continue;
         }
-        let once = |t: Temp| defs[t.0 as usize] == 1 && seen[t.0 as usize];
+        let once = |f: &[Facts], t: Temp| f[t.0 as usize].defs == 1 && f[t.0 as usize].seen;
         let fwd = match *inst {
             Inst::Bin { op, a, b, .. } => identity(op, ty(dst), k(a), k(b)).map(|first| if first { a } else { b }),
-            Inst::Un { op: UnOp::Trunc, src, .. } if ty(dst) == Ty::I32 && ty(src) == Ty::I64 => fact(&sext_src, src),
-            Inst::Un { op: UnOp::Sext32, src, .. } if ty(dst) == Ty::I64 && ty(src) == Ty::I32 && once(src) => {
-                let earlier = fact(&sext_of, src);
+            Inst::Un { op: UnOp::Trunc, src, .. } if ty(dst) == Ty::I32 && ty(src) == Ty::I64 => {
+                now(stretch, f[src.0 as usize].sext_src)
+            }
+            Inst::Un { op: UnOp::Sext32, src, .. } if ty(dst) == Ty::I64 && ty(src) == Ty::I32 && once(&f, src) => {
+                let earlier = now(stretch, f[src.0 as usize].sext_of);
                 if earlier.is_none() {
-                    sext_of[src.0 as usize] = (stretch, Some(dst));
-                    sext_src[dst.0 as usize] = (stretch, Some(src));
+                    f[src.0 as usize].sext_of = (stretch, Some(dst));
+                    f[dst.0 as usize].sext_src = (stretch, Some(src));
                 }
                 earlier
             }
             _ => None,
         };
-        if let Some(r) = fwd.filter(|&r| once(r) && ty(r) == ty(dst)) {
-            same[dst.0 as usize] = (stretch, Some(r));
+        if let Some(r) = fwd.filter(|&r| once(&f, r) && ty(r) == ty(dst)) {
+            f[dst.0 as usize].same = (stretch, Some(r));
         }
     }
+}
+
+/// What the pass knows of one temp. A fact is (stretch between labels, fact) and counts
+/// only in the stretch it was made in (see [`now`]).
+#[derive(Clone, Copy, Default)]
+struct Facts {
+    /// Definitions (saturating).
+    defs: u8,
+    /// Its (single) definition has been passed.
+    seen: bool,
+    /// Its constant value.
+    known: (u32, Option<u64>),
+    /// An earlier temp with the same value.
+    same: (u32, Option<Temp>),
+    /// The temp holding `sext32` of this one.
+    sext_of: (u32, Option<Temp>),
+    /// The temp this one is `sext32` of.
+    sext_src: (u32, Option<Temp>),
+}
+
+/// A fact, if it was made in stretch `stretch`.
+fn now<T>(stretch: u32, (s, v): (u32, Option<T>)) -> Option<T> {
+    v.filter(|_| s == stretch)
 }
 
 /// Whether `a op b` is one of its operands whatever the other is: `Some(true)` for `a`,

@@ -1312,20 +1312,18 @@ impl<'b> Emit<'_, 'b> {
         };
         let (sw, ew) = (narrow(&mut self.b, s), narrow(&mut self.b, e));
         let mf = MemFlagsData::new().with_notrap().with_aligned();
-        let rmw = |o: RmwOp| match o {
-            RmwOp::Xchg => ir::AtomicRmwOp::Xchg,
-            RmwOp::Add => ir::AtomicRmwOp::Add,
-            RmwOp::And => ir::AtomicRmwOp::And,
-            RmwOp::Or => ir::AtomicRmwOp::Or,
-            RmwOp::Xor => ir::AtomicRmwOp::Xor,
-            RmwOp::MinS => ir::AtomicRmwOp::Smin,
-            RmwOp::MaxS => ir::AtomicRmwOp::Smax,
-            RmwOp::MinU => ir::AtomicRmwOp::Umin,
-            RmwOp::MaxU | RmwOp::Cas => ir::AtomicRmwOp::Umax,
-        };
+        let rmw = |b: &mut FunctionBuilder, o: ir::AtomicRmwOp| b.ins().atomic_rmw(wty, mf, o, host, sw);
         let old = match op {
             RmwOp::Cas => self.b.ins().atomic_cas(mf, host, ew, sw),
-            _ => self.b.ins().atomic_rmw(wty, mf, rmw(op), host, sw),
+            RmwOp::Xchg => rmw(&mut self.b, ir::AtomicRmwOp::Xchg),
+            RmwOp::Add => rmw(&mut self.b, ir::AtomicRmwOp::Add),
+            RmwOp::And => rmw(&mut self.b, ir::AtomicRmwOp::And),
+            RmwOp::Or => rmw(&mut self.b, ir::AtomicRmwOp::Or),
+            RmwOp::Xor => rmw(&mut self.b, ir::AtomicRmwOp::Xor),
+            RmwOp::MinS => rmw(&mut self.b, ir::AtomicRmwOp::Smin),
+            RmwOp::MaxS => rmw(&mut self.b, ir::AtomicRmwOp::Smax),
+            RmwOp::MinU => rmw(&mut self.b, ir::AtomicRmwOp::Umin),
+            RmwOp::MaxU => rmw(&mut self.b, ir::AtomicRmwOp::Umax),
         };
         // The old value extended per the MemOp, as the slow path returns it.
         let v = match (ty, wty == types::I32) {

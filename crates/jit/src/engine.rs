@@ -433,7 +433,7 @@ impl<C: GuestCpu> Engine<C> {
     /// ("CPU1: failed to come online" in ~5% of `-smp 2` Linux boots).
     pub(crate) fn run_loop(&mut self, cpu_ptr: *mut C, preempt: Option<&AtomicBool>) -> Stop {
         let mut extended = 0;
-        let kicks = self.vm.kicks();
+        let kicks = VmControl::kicks_here();
         loop {
             if let Some(code) = self.vm.exit_requested() {
                 return Stop::Exit(code);
@@ -459,11 +459,12 @@ impl<C: GuestCpu> Engine<C> {
                         self.log_int("interrupt", cpu);
                     }
                     if let Some(p) = preempt {
-                        // An interrupt raised during this turn (an IPI, above all) hands
-                        // over at once, as QEMU's round robin does: its sender is often
-                        // about to spin until the target has acted (OpenSBI's remote
-                        // fences do, with AMOs and no `pause`, in M-mode).
-                        let kicked = self.vm.kicks() != kicks;
+                        // An interrupt this vCPU raised during its turn (an IPI) hands over
+                        // at once: its sender is often about to spin until the target has
+                        // acted (OpenSBI's remote fences do, with AMOs and no `pause`, in
+                        // M-mode). QEMU's round robin hands over on any interrupt; one from
+                        // a timer could then split firmware's critical sections again.
+                        let kicked = VmControl::kicks_here() != kicks;
                         if p.swap(false, Ordering::AcqRel) || kicked {
                             if kicked || cpu.preemptible() || extended >= FIRMWARE_SLICES {
                                 self.pending = None;
@@ -517,7 +518,7 @@ impl<C: GuestCpu> Engine<C> {
         // Pages that got code while this vCPU was out: its write entries for them need
         // the CODE flag (a store there must invalidate). The recent ones are marked
         // where they are mapped; after more, the whole TLB goes.
-        let missed = ctx.code_gen - state.code_gen;
+        let missed = ctx.code_gen.saturating_sub(state.code_gen);
         if missed > 0 {
             state.code_gen = ctx.code_gen;
             if missed <= ctx.code_log.len() as u64 {

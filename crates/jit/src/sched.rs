@@ -4,9 +4,10 @@
 //!   `exit_request` and the shared `preempt` flag; the dispatcher sees the request at the
 //!   next block entry (chained loops included) and hands over to the next vCPU. A vCPU
 //!   in firmware (not `GuestCpu::preemptible`) lets up to two slice ends pass.
-//! - An interrupt raised while a vCPU runs (`VmControl::kicks` moved) hands over at
-//!   once, as QEMU's round robin does: the vCPU it is for runs now, not after the
-//!   sender's slice (OpenSBI's remote fences spin on an AMO until the target has acted).
+//! - An interrupt the running vCPU raises itself (`VmControl::kicks_here` moved: an IPI)
+//!   hands over at once: the vCPU it is for runs now, not after the sender's slice
+//!   (OpenSBI's remote fences spin on an AMO until the target has acted). Interrupts
+//!   from timer and device threads wait for the slice end.
 //! - A vCPU that executes `wfi` with nothing pending is marked halted and skipped until
 //!   `has_wakeup()`; when every vCPU is halted the thread sleeps in `VmControl::wait`,
 //!   which device interrupt lines end through `VmControl::notify`/`kick_all`.

@@ -597,7 +597,7 @@ impl TbCache {
         // TBs promoted meanwhile: their entries still hold the old (baseline) code, whose
         // chain slots the TB no longer owns, so every exit through them would come back
         // to the dispatcher unlinkable (~90,000 times in a 2-hart Linux boot).
-        let missed = self.promotions - self.jc.promotions;
+        let missed = self.promotions.saturating_sub(self.jc.promotions);
         if missed > self.promoted.len() as u64 {
             self.jc.clear_entries();
         } else {

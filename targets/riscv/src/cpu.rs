@@ -658,6 +658,21 @@ mod tests {
     }
 
     #[test]
+    fn only_firmware_with_interrupts_masked_holds_its_time_slice() {
+        let mut c = RiscvCpu::new(0);
+        assert!(!c.preemptible(), "M-mode, MIE clear (OpenSBI)");
+        c.csr.mstatus |= ms::MIE;
+        assert!(c.preemptible());
+        c.csr.mstatus &= !ms::MIE;
+        for p in [PRV_S, PRV_U] {
+            c.privilege = p;
+            assert!(c.preemptible(), "privilege {p}, SIE clear");
+        }
+        c.csr.satp = 8 << 60 | 0x8_0123;
+        assert_eq!(c.translation_regime(), Some(c.csr.satp));
+    }
+
+    #[test]
     fn interrupt_priority_and_enables() {
         let mut c = RiscvCpu::new(0);
         c.header.pc = 0x8000_0000;

@@ -282,6 +282,16 @@ fn fetch_fault_on_the_second_page_is_not_cached() {
 }
 
 #[test]
+fn translation_is_timed_only_when_asked() {
+    let prog = [insn(1, 1, 0, 9), insn(7, 0, 0, 0)];
+    for timing in [false, true] {
+        let (_, st) = run(Tier::Tiered, JitOptions { timing, ..JitOptions::default() }, &prog, &|_, _| {});
+        assert_eq!(st.tbs_translated, 1);
+        assert_eq!(st.translate_ns_total > 0 && st.baseline_ns_total > 0, timing, "{st:?}");
+    }
+}
+
+#[test]
 fn wfi_sleeps_until_an_interrupt() {
     // wfi; ecall (exit code r1 = 9).
     let prog = [insn(1, 1, 0, 9), insn(9, 0, 0, 0), insn(7, 0, 0, 0)];
@@ -496,6 +506,8 @@ fn an_interrupt_raised_under_round_robin_hands_over_at_once() {
 
 /// How many time-slice ends (preempt flag plus exit request, each given only after the
 /// last was seen) a vCPU spinning in a self loop takes before `run_loop` switches it out.
+/// Before each, the kicker thread also raises an "interrupt" (`kick_all`): one from
+/// another thread must not hand over early (it could split a firmware critical section).
 fn slice_ends_until_switched_out(masked: bool) -> u32 {
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     // r2 += 1; goto self.
@@ -504,7 +516,7 @@ fn slice_ends_until_switched_out(masked: bool) -> u32 {
     load_program(&mem, RAM_BASE, &prog);
     let vm = watched_vm();
     let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions::default()).unwrap();
-    let mut cpu = MockCpu::new(vm);
+    let mut cpu = MockCpu::new(vm.clone());
     cpu.h.pc = RAM_BASE;
     cpu.masked = masked;
     let preempt = AtomicBool::new(false);
@@ -516,6 +528,7 @@ fn slice_ends_until_switched_out(masked: bool) -> u32 {
             let mut kicks = 0;
             while !done.load(Ordering::Acquire) {
                 kicks += 1;
+                vm.kick_all();
                 preempt.store(true, Ordering::Release);
                 // SAFETY: the CPU outlives this scoped thread; the word is atomic.
                 unsafe { &*(word as *const AtomicU32) }.store(1, Ordering::Release);
