@@ -202,7 +202,10 @@ fn boot_once(
         let sstc = sstc.clone();
         cpu.set_stimecmp_hook(Arc::new(move |v| sstc.set_compare(v)));
     }
-    run_tcg(cfg, machine.mem.clone(), vm, &mut cpus, gdb.map(|l| (l, first && cfg.freeze)))
+    let code = run_tcg(cfg, machine.mem.clone(), vm, &mut cpus, gdb.map(|l| (l, first && cfg.freeze)));
+    // The console holds the UART beyond this machine: write out what it buffered.
+    machine.uart.flush_output();
+    code
 }
 
 /// Run the harts on the translator until the VM stops: one host thread each (MTTCG) or in

@@ -19,6 +19,21 @@ pub const PAGE_BITS: u32 = 12;
 pub const PAGE_SIZE: u64 = 1 << PAGE_BITS;
 pub const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
 
+/// What an access's inline TLB check compares with the entry's tag (QEMU's scheme).
+/// An access that may be misaligned compares the page of its *last* byte: within its
+/// page it hits (x86 hosts load and store misaligned data natively), across a page it
+/// misses (the index comes from the first byte's page, whose successor has another
+/// index) and the slow path splits it. An access that must be aligned (atomics) keeps
+/// its alignment bits, so a misaligned one misses and faults in the slow path.
+#[inline]
+pub fn tlb_cmp_key(vaddr: u64, bytes: u64, aligned: bool) -> u64 {
+    if aligned || bytes == 1 {
+        vaddr & (PAGE_MASK | (bytes - 1))
+    } else {
+        vaddr.wrapping_add(bytes - 1) & PAGE_MASK
+    }
+}
+
 /// Flag bits kept in the low (in-page) bits of a TLB tag. Any of them set makes
 /// the inline comparison fail, so the access takes the slow path. Bits 0-2 are
 /// left clear: the inline check folds the access's alignment bits into them.
@@ -238,6 +253,26 @@ pub mod offsets {
 mod tests {
     use super::*;
     use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn misaligned_accesses_hit_within_their_page_only() {
+        let page = 0x8000_3000u64;
+        // Plain accesses: any offset whose last byte stays on the page matches its tag.
+        assert_eq!(tlb_cmp_key(page + 0x1, 8, false), page);
+        assert_eq!(tlb_cmp_key(page + 0xff8, 8, false), page);
+        assert_eq!(tlb_cmp_key(page + 0xffe, 2, false), page);
+        assert_eq!(tlb_cmp_key(page + 0xfff, 1, false), page);
+        // Crossing into the next page (or wrapping the address space) never matches.
+        assert_ne!(tlb_cmp_key(page + 0xff9, 8, false), page);
+        assert_ne!(tlb_cmp_key(page + 0xfff, 2, false), page);
+        assert_ne!(tlb_cmp_key(u64::MAX - 2, 4, false), PAGE_MASK, "the last page of the address space");
+        // Aligned-only accesses (atomics) miss when misaligned, even within the page.
+        assert_eq!(tlb_cmp_key(page + 0x8, 8, true), page);
+        assert_ne!(tlb_cmp_key(page + 0x4, 8, true), page);
+        assert_ne!(tlb_cmp_key(page + 0x2, 4, true), page);
+        // A flag bit in the tag keeps every access on the slow path.
+        assert_ne!(tlb_cmp_key(page + 0x1, 8, false), page | tlb_flags::CODE);
+    }
 
     #[test]
     fn header_offsets_match_layout() {

@@ -874,11 +874,13 @@ impl Emit<'_, '_> {
     /// The inline softmmu TLB probe of a `size` access at the guest address in `rax`: on a
     /// hit `rax` becomes the host address; a miss (or a misaligned address, or a flagged
     /// page) jumps to `miss` with `rax` unchanged. Clobbers `rcx` and `rdx`.
-    fn tlb_probe(&mut self, size: MemSize, perm: Access, miss: DynamicLabel) {
+    /// The inline TLB check of an access at `rax` (see `kite_ir::state::tlb_cmp_key`);
+    /// on a hit `rax` is the host address, else it jumps to `miss` with `rax` intact.
+    fn tlb_probe(&mut self, mop: MemOp, perm: Access, miss: DynamicLabel) {
         let tlb = offsets::TLB as i32 + (self.spec.mmu as i32 & 3) * offsets::TLB_MODE_SIZE as i32;
         let tag = tlb + if perm == Access::Write { offsets::TLB_ADDR_WRITE } else { offsets::TLB_ADDR_READ } as i32;
         let addend = tlb + offsets::TLB_ADDEND as i32;
-        let mask = (PAGE_MASK | (size.bytes() as u64 - 1)) as i64 as i32;
+        let last = mop.size.bytes() as i32 - 1;
         let (shift, idx_mask, esz) =
             (PAGE_BITS as i8, (TLB_ENTRIES - 1) as i32, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i8);
         dynasm!(self.ops
@@ -887,8 +889,15 @@ impl Emit<'_, '_> {
             ; shr rcx, shift
             ; and ecx, idx_mask
             ; shl ecx, esz
-            ; mov rdx, rax
-            ; and rdx, mask
+        );
+        if mop.aligned || last == 0 {
+            let mask = (PAGE_MASK | last as u64) as i64 as i32;
+            dynasm!(self.ops ; .arch x64 ; mov rdx, rax ; and rdx, mask);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; lea rdx, [rax + last] ; and rdx, PAGE_MASK as i64 as i32);
+        }
+        dynasm!(self.ops
+            ; .arch x64
             ; cmp rdx, QWORD [rbx + rcx + tag]
             ; jne =>miss
             ; add rax, QWORD [rbx + rcx + addend]
@@ -898,7 +907,7 @@ impl Emit<'_, '_> {
     fn mem(&mut self, addr: Temp, mop: MemOp, kind: Access, src: Option<Temp>, dst: Option<Temp>, next_pc: u64) {
         let (slow, back) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
         self.ld(RAX, addr);
-        self.tlb_probe(mop.size, mop.perm(kind), slow);
+        self.tlb_probe(mop, mop.perm(kind), slow);
         let load_i32 = dst.is_some_and(|d| self.ty(d) == Ty::I32);
         match (src, dst) {
             (Some(s), _) => {
@@ -984,7 +993,7 @@ impl Emit<'_, '_> {
         self.ld(RAX, addr);
         if inline {
             // A miss leaves the guest address in rax for the slow path.
-            self.tlb_probe(mop.size, Access::Write, entry);
+            self.tlb_probe(mop.aligned(), Access::Write, entry);
             dynasm!(self.ops ; .arch x64 ; mov rdx, rax);
             self.ld(RCX, src);
             let w64 = mop.size == MemSize::B8;

@@ -1178,8 +1178,8 @@ impl<'b> Emit<'_, 'b> {
     /// current block with the host address returned; a miss goes to the returned cold
     /// block. Both paths are to end in a jump to the returned merge block, with a value
     /// of `ty` (the merge block's parameter, returned too).
-    fn tlb_split(&mut self, addr: Value, size: MemSize, perm: Access, ty: Ty) -> (Value, ir::Block, ir::Block, Value) {
-        let (hit, ent) = self.tlb_probe(addr, size, perm);
+    fn tlb_split(&mut self, addr: Value, mop: MemOp, perm: Access, ty: Ty) -> (Value, ir::Block, ir::Block, Value) {
+        let (hit, ent) = self.tlb_probe(addr, mop, perm);
         let (fast, slow, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         let out = self.b.append_block_param(merge, clty(ty));
         self.b.ins().brif(hit, fast, &[], slow, &[]);
@@ -1192,8 +1192,9 @@ impl<'b> Emit<'_, 'b> {
         (self.b.ins().iadd(addr, addend), slow, merge, out)
     }
 
-    /// The probe of [`Emit::tlb_split`]: whether it hits, and the entry's address.
-    fn tlb_probe(&mut self, addr: Value, size: MemSize, perm: Access) -> (Value, Value) {
+    /// The probe of [`Emit::tlb_split`]: whether it hits, and the entry's address
+    /// (the comparison is `kite_ir::state::tlb_cmp_key`).
+    fn tlb_probe(&mut self, addr: Value, mop: MemOp, perm: Access) -> (Value, Value) {
         let tlb = self.tlb_off();
         let tag_off = if perm == Access::Write { offsets::TLB_ADDR_WRITE } else { offsets::TLB_ADDR_READ };
         let idx = self.b.ins().ushr_imm_s(addr, kite_ir::state::PAGE_BITS as i64);
@@ -1201,7 +1202,13 @@ impl<'b> Emit<'_, 'b> {
         let idx = self.b.ins().ishl_imm_s(idx, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i64);
         let ent = self.b.ins().iadd(self.cpu, idx);
         let tag = self.b.ins().load(types::I64, state_flags(), ent, (tlb + tag_off as i64) as i32);
-        let m = self.b.ins().band_imm_s(addr, (PAGE_MASK | (size.bytes() as u64 - 1)) as i64);
+        let last = mop.size.bytes() as i64 - 1;
+        let m = if mop.aligned || last == 0 {
+            self.b.ins().band_imm_s(addr, (PAGE_MASK | last as u64) as i64)
+        } else {
+            let end = self.b.ins().iadd_imm_s(addr, last);
+            self.b.ins().band_imm_s(end, PAGE_MASK as i64)
+        };
         (self.b.ins().icmp(IntCC::Equal, m, tag), ent)
     }
 
@@ -1211,7 +1218,7 @@ impl<'b> Emit<'_, 'b> {
     }
 
     fn mem(&mut self, addr: Value, mop: MemOp, kind: Access, src: Option<Value>, ty: Ty, next_pc: u64) -> Value {
-        let (host, slow, merge, out) = self.tlb_split(addr, mop.size, mop.perm(kind), ty);
+        let (host, slow, merge, out) = self.tlb_split(addr, mop, mop.perm(kind), ty);
         let mf = MemFlagsData::new().with_notrap();
         let v = match src {
             None => {
@@ -1304,7 +1311,7 @@ impl<'b> Emit<'_, 'b> {
             _ => return self.atomic_slow(i, op, ty, a, s, e, mop),
         };
         // Write permission on a plain RAM page, naturally aligned (else the tag misses).
-        let (host, slow, merge, out) = self.tlb_split(a, mop.size, Access::Write, ty);
+        let (host, slow, merge, out) = self.tlb_split(a, mop.aligned(), Access::Write, ty);
         let narrow = |b: &mut FunctionBuilder, v: Value| match (ty, wty) {
             (Ty::I64, t) if t == types::I32 => b.ins().ireduce(types::I32, v),
             (Ty::I32, t) if t == types::I64 => b.ins().uextend(types::I64, v),

@@ -23,7 +23,7 @@
 use kite_core::guest::FaultKind;
 use kite_core::{Fault, GuestCpu};
 use kite_ir::interp::{extend_load, Env};
-use kite_ir::state::{status, tlb_flags, CpuHeader, TlbEntry, PAGE_MASK, PAGE_SIZE, TLB_ENTRIES};
+use kite_ir::state::{status, tlb_cmp_key, tlb_flags, CpuHeader, TlbEntry, PAGE_MASK, PAGE_SIZE, TLB_ENTRIES};
 use kite_ir::{Access, MemOp, RmwOp, Ty};
 use kite_memory::{Hit, PhysMap};
 
@@ -166,7 +166,7 @@ pub(crate) fn atomic<C: GuestCpu>(
         raise(cpu, f);
         return None;
     }
-    if let Some(host) = probe(cpu.header(), mmu, vaddr, n, Access::Write) {
+    if let Some(host) = probe(cpu.header(), mmu, vaddr, n, true, Access::Write) {
         // SAFETY: a TLB write hit is a whole, plain RAM page (no CODE/WATCH/MMIO flags),
         // and the access is naturally aligned inside it.
         return Some(unsafe { host_atomic(host, n, op, val, expected) });
@@ -461,11 +461,11 @@ fn fill(
 }
 
 /// Inline-TLB probe in Rust (the interpreter tier's fast path; same test as generated code).
-fn probe(h: &CpuHeader, mmu: usize, vaddr: u64, n: u64, kind: Access) -> Option<*mut u8> {
+fn probe(h: &CpuHeader, mmu: usize, vaddr: u64, n: u64, aligned: bool, kind: Access) -> Option<*mut u8> {
     let idx = ((vaddr >> kite_ir::state::PAGE_BITS) as usize) & (TLB_ENTRIES - 1);
     let e = h.tlb.get(mmu)?.get(idx)?;
     let tag = if kind == Access::Write { e.addr_write } else { e.addr_read };
-    (vaddr & (PAGE_MASK | (n - 1)) == tag).then(|| vaddr.wrapping_add(e.addend) as *mut u8)
+    (tlb_cmp_key(vaddr, n, aligned) == tag).then(|| vaddr.wrapping_add(e.addend) as *mut u8)
 }
 
 /// The interpreter tier's memory: the TLB probe, then the same slow path as compiled code.
@@ -482,9 +482,9 @@ impl<C: GuestCpu> InterpEnv<C> {
         // built `state` from it), so the pointer is a valid, exclusive `C`.
         let cpu = unsafe { &mut *(state.as_mut_ptr() as *mut C) };
         let n = mop.size.bytes() as u64;
-        if let Some(host) = probe(cpu.header(), self.mmu, vaddr, n, mop.perm(kind)) {
-            // SAFETY: a TLB hit means `host` is inside a whole RAM page that the slow path
-            // validated, and the access is naturally aligned, so it stays in the page.
+        if let Some(host) = probe(cpu.header(), self.mmu, vaddr, n, mop.aligned, mop.perm(kind)) {
+            // SAFETY: a TLB hit means `host..host+n` lies inside a whole RAM page that the
+            // slow path validated (the probe compares the page of the last byte).
             let raw = unsafe { host_access(host, kind, n, val) };
             return Some(extend_load(raw, mop, Ty::I64));
         }

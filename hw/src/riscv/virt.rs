@@ -277,6 +277,7 @@ impl VirtMachine {
         let sstc =
             harts.iter().map(|h| Arc::new(CompareTimer::new(&clock, &timers, h.stip.clone(), u64::MAX))).collect();
         let uart = Arc::new(Ns16550::new(serial_out, plic.source_line(UART0_IRQ)?));
+        uart.buffer_output(&timers);
         let rtc = GoldfishRtc::new(&timers, plic.source_line(RTC_IRQ)?);
         let mut map = PhysMap::new();
         let mut dram = None;
