@@ -917,6 +917,15 @@ impl Builder {
         Builder { block }
     }
 
+    /// A builder for the block at `pc` that keeps `old`'s storage: a translator that hands
+    /// back each block it is done with allocates nothing for the next typical one.
+    pub fn reuse(pc: u64, old: Block) -> Builder {
+        let (mut temps, mut insts) = (old.temps, old.insts);
+        temps.clear();
+        insts.clear();
+        Builder { block: Block { pc, temps, insts, ..Block::default() } }
+    }
+
     pub fn finish(self) -> Block {
         self.block
     }
@@ -1085,6 +1094,23 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reused_builder_starts_empty_with_the_old_storage() {
+        let mut b = Builder::new(0x1000);
+        b.insn_start(0x1000);
+        let x = b.const64(7);
+        let l = b.label();
+        b.set_label(l);
+        b.st_state(x, 0x100);
+        b.set_extent(1, 4);
+        b.exit(Exit::Goto(0x1004));
+        let old = b.finish();
+        let (cap_i, cap_t) = (old.insts.capacity(), old.temps.capacity());
+        let b = Builder::reuse(0x2000, old);
+        assert_eq!(b.block(), &Block { pc: 0x2000, ..Block::default() });
+        assert!(b.block().insts.capacity() == cap_i && b.block().temps.capacity() == cap_t);
+    }
 
     #[test]
     fn memop_encoding_roundtrips() {
