@@ -38,6 +38,7 @@ use std::sync::Arc;
 use kite_ir::state::{offsets, status, PAGE_MASK};
 use kite_ir::{Access, BinOp, Block, Cond, Exit, FpOp, Helper, Inst, MemOp, MemSize, RmwOp, Temp, Ty, UnOp};
 
+use crate::memgroup::MemGroups;
 use crate::softmmu;
 use crate::tb::TbId;
 use crate::JitError;
@@ -215,6 +216,8 @@ impl Codegen {
             promos: Vec::new(),
             fbits: Vec::new(),
             status_exit: None,
+            groups: MemGroups::default(),
+            group_vals: Vec::new(),
         };
         e.start_member(spec.block);
         e.prologue();
@@ -335,6 +338,10 @@ struct Emit<'a, 'b> {
     fbits: Vec<(Value, Value)>,
     /// The shared exit for slow paths that left a status (see `leave_on_status`).
     status_exit: Option<ir::Block>,
+    /// The current block's runs of accesses that share one TLB probe (`memgroup`), and for
+    /// each group whose first member was emitted: its host base (0: the check failed).
+    groups: MemGroups,
+    group_vals: Vec<Option<Value>>,
 }
 
 /// A guest state slot promoted to a Cranelift variable for the whole function (loop
@@ -521,6 +528,9 @@ impl<'b> Emit<'_, 'b> {
 
     /// Emit the instructions of the current block.
     fn body(&mut self, block: &'b Block) {
+        self.groups = crate::memgroup::analyze(block);
+        self.group_vals.clear();
+        self.group_vals.resize(self.groups.groups.len(), None);
         for (i, inst) in block.insts.iter().enumerate() {
             self.inst(i, inst);
         }
@@ -799,7 +809,8 @@ impl<'b> Emit<'_, 'b> {
             Inst::Load { dst, addr, mop } => {
                 let a = self.var(*addr);
                 let ty = self.ty(*dst);
-                let v = self.mem(a, *mop, Access::Read, None, ty, 0);
+                let g = self.group_at(i);
+                let v = self.mem(a, *mop, Access::Read, None, ty, 0, g);
                 self.def(*dst, v);
             }
             Inst::Store { src, addr, mop } => {
@@ -807,7 +818,8 @@ impl<'b> Emit<'_, 'b> {
                 let s = self.var(*src);
                 let ty = self.ty(*src);
                 let next = self.next_pc(i);
-                self.mem(a, *mop, Access::Write, Some(s), ty, next);
+                let g = self.group_at(i);
+                self.mem(a, *mop, Access::Write, Some(s), ty, next, g);
             }
             Inst::Atomic { op, dst, addr, src, expected, mop } => {
                 let v = self.atomic(i, *op, *addr, *src, *expected, *mop);
@@ -1217,8 +1229,75 @@ impl<'b> Emit<'_, 'b> {
         offsets::TLB as i64 + (self.spec.mmu as i64 & 3) * offsets::TLB_MODE_SIZE as i64
     }
 
-    fn mem(&mut self, addr: Value, mop: MemOp, kind: Access, src: Option<Value>, ty: Ty, next_pc: u64) -> Value {
-        let (host, slow, merge, out) = self.tlb_split(addr, mop, mop.perm(kind), ty);
+    /// For a member of an access group (`memgroup`): the group's host base (0 if the shared
+    /// check failed) and this access's host address. The first member emits the check.
+    fn group_at(&mut self, i: usize) -> Option<(Value, Value)> {
+        let (g, off) = self.groups.of(i)?;
+        let (gid, _) = self.groups.member[i]?;
+        let (base_t, lo, hi, read, write, first) = (g.base, g.lo, g.hi, g.read, g.write, g.first);
+        if first == i {
+            let base = self.var(base_t);
+            let tlb = self.tlb_off();
+            let start = self.b.ins().iadd_imm_s(base, lo);
+            let last = self.b.ins().iadd_imm_s(base, hi - 1);
+            let idx = self.b.ins().ushr_imm_s(start, kite_ir::state::PAGE_BITS as i64);
+            let idx = self.b.ins().band_imm_s(idx, (kite_ir::state::TLB_ENTRIES - 1) as i64);
+            let idx = self.b.ins().ishl_imm_s(idx, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i64);
+            let ent = self.b.ins().iadd(self.cpu, idx);
+            let key = self.b.ins().band_imm_s(start, PAGE_MASK as i64);
+            let key_last = self.b.ins().band_imm_s(last, PAGE_MASK as i64);
+            let mut ok = self.b.ins().icmp(IntCC::Equal, key, key_last);
+            for (want, tag_off) in [(read, offsets::TLB_ADDR_READ), (write, offsets::TLB_ADDR_WRITE)] {
+                if want {
+                    let tag = self.b.ins().load(types::I64, state_flags(), ent, (tlb + tag_off as i64) as i32);
+                    let hit = self.b.ins().icmp(IntCC::Equal, key, tag);
+                    ok = self.b.ins().band(ok, hit);
+                }
+            }
+            let addend = self.b.ins().load(types::I64, state_flags(), ent, (tlb + offsets::TLB_ADDEND as i64) as i32);
+            let host_base = self.b.ins().iadd(base, addend);
+            // One value stays live across the group: the host base, or 0 if the check
+            // failed (a real one is never 0: `base + lo` lies on a mapped host page and
+            // `lo` is small, while the zero page is never mapped).
+            let zero = self.k64(0);
+            self.group_vals[gid as usize] = Some(self.b.ins().select(ok, host_base, zero));
+        }
+        let host_base = self.group_vals[gid as usize]?;
+        Some((host_base, self.b.ins().iadd_imm_s(host_base, off)))
+    }
+
+    /// One load or store. In an access group (`group`: the group's host base, 0 if the
+    /// shared check failed, and this access's host address) it probes the TLB itself only
+    /// when the shared check failed.
+    #[allow(clippy::too_many_arguments)]
+    fn mem(
+        &mut self,
+        addr: Value,
+        mop: MemOp,
+        kind: Access,
+        src: Option<Value>,
+        ty: Ty,
+        next_pc: u64,
+        group: Option<(Value, Value)>,
+    ) -> Value {
+        let (host, slow, merge, out) = match group {
+            None => self.tlb_split(addr, mop, mop.perm(kind), ty),
+            Some((ok, ghost)) => {
+                let (access, probe) = (self.b.create_block(), self.b.create_block());
+                let host = self.b.append_block_param(access, types::I64);
+                self.b.ins().brif(ok, access, &[BlockArg::Value(ghost)], probe, &[]);
+                // Only when the range crossed a page or the TLB lacked it: all out of line.
+                self.b.set_cold_block(probe);
+                self.b.switch_to_block(probe);
+                let (h, slow, merge, out) = self.tlb_split(addr, mop, mop.perm(kind), ty);
+                if let Some(hit) = self.b.current_block() {
+                    self.b.set_cold_block(hit);
+                }
+                self.b.ins().jump(access, &[BlockArg::Value(h)]);
+                self.b.switch_to_block(access);
+                (host, slow, merge, out)
+            }
+        };
         let mf = MemFlagsData::new().with_notrap();
         let v = match src {
             None => {

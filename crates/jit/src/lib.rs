@@ -36,6 +36,7 @@ mod bg;
 mod codecache;
 mod codegen;
 mod engine;
+mod memgroup;
 mod mttcg;
 pub mod perfmap;
 mod sched;

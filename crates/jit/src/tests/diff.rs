@@ -333,6 +333,57 @@ fn mem_addrs() -> Vec<u64> {
     ]
 }
 
+/// Runs of accesses off one base share one TLB check in Cranelift code (`memgroup`): on a
+/// page the TLB holds, across a page or the end of RAM, on MMIO, in a hole, on a page that
+/// faults, misaligned; stores, loads and both. The block runs twice, so the second run
+/// finds the TLB filled.
+#[test]
+fn access_groups_match_per_access_probes_everywhere() {
+    let bases = [
+        RAM_BASE + 0x208,
+        RAM_BASE + 0x203,
+        RAM_BASE + 0x1000 - 20,
+        RAM_BASE + RAM_SIZE - 20,
+        MMIO_BASE + 0x28,
+        0x5000_0000,
+        FAULT_VA + 0x10,
+    ];
+    let accesses: [(i64, MemSize, bool); 6] = [
+        (0, MemSize::B8, true),
+        (8, MemSize::B4, false),
+        (12, MemSize::B2, true),
+        (-8, MemSize::B8, false),
+        (16, MemSize::B1, true),
+        (4, MemSize::B4, true),
+    ];
+    for base in bases {
+        for pattern in 0..3 {
+            let mut b = Builder::new(0x1000);
+            b.insn_start(0x1000);
+            let p = b.ld_state(Ty::I64, val_off(0));
+            for (k, &(off, size, store)) in accesses.iter().enumerate() {
+                b.insn_start(0x1004 + 4 * k as u64);
+                let c = b.const64(off as u64);
+                let a = b.bin(BinOp::Add, p, c);
+                let mop = MemOp::new(size, k % 2 == 0);
+                if pattern == 0 || (pattern == 2 && store) {
+                    let v = b.ld_state(Ty::I64, val_off(1 + k));
+                    b.store(v, a, mop);
+                } else {
+                    let x = b.load(Ty::I64, a, mop);
+                    b.st_state(x, out_off(k));
+                }
+            }
+            b.exit(Exit::Goto(0x2000));
+            b.set_extent(accesses.len() as u32 + 1, 4 * (accesses.len() as u32 + 1));
+            let block = b.finish();
+            assert_eq!(crate::memgroup::analyze(&block).groups.len(), 1, "{block}");
+            let vals = std::iter::once(base).chain((1..8).map(|i| 0x0102_0304_0506_0708u64.wrapping_mul(i))).collect();
+            check_with(&block, &setup_values(vals));
+        }
+    }
+}
+
 #[test]
 fn loads_and_stores_of_every_size_and_address_kind() {
     for size in [MemSize::B1, MemSize::B2, MemSize::B4, MemSize::B8] {
