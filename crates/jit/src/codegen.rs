@@ -528,7 +528,7 @@ impl<'b> Emit<'_, 'b> {
 
     /// Emit the instructions of the current block.
     fn body(&mut self, block: &'b Block) {
-        self.groups = crate::memgroup::analyze(block);
+        self.groups = crate::memgroup::analyze_into(block, std::mem::take(&mut self.groups));
         self.group_vals.clear();
         self.group_vals.resize(self.groups.groups.len(), None);
         for (i, inst) in block.insts.iter().enumerate() {
