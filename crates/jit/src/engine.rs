@@ -646,7 +646,7 @@ impl<C: GuestCpu> Engine<C> {
         let Exec::Interp(block, _) = &tb.exec else {
             return Ok(());
         };
-        tb.heat = tb.heat.saturating_add(1);
+        tb.heat = tb.heat.saturating_add(crate::baseline::entry_weight(block.ninsns));
         if tb.heat < thresh || tb.heat == u32::MAX {
             return Ok(());
         }
@@ -698,7 +698,7 @@ impl<C: GuestCpu> Engine<C> {
         let Some(block) = self.retranslate(cpu_ptr, id) else {
             // Not reproducible (a debugger's breakpoint shortened it): stays baseline.
             if let Some(bl) = self.ctx().tbs.get_mut(id).and_then(|t| t.baseline.as_mut()) {
-                bl.counter.store(0, Ordering::Relaxed);
+                bl.counter.store(u32::MAX, Ordering::Relaxed);
             }
             return Ok(());
         };
@@ -715,7 +715,7 @@ impl<C: GuestCpu> Engine<C> {
         if !self.compile_and_promote(&block, &members, id, mmu)? {
             // Compile error (logged): it stays baseline; stop the re-checks.
             if let Some(bl) = self.ctx().tbs.get_mut(id).and_then(|t| t.baseline.as_mut()) {
-                bl.counter.store(0, Ordering::Relaxed);
+                bl.counter.store(u32::MAX, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -899,7 +899,7 @@ impl<C: GuestCpu> Engine<C> {
                 ctx.stats.compile_fallbacks += 1;
                 // A baseline block stays baseline: stop its re-checks.
                 if let Some(bl) = ctx.tbs.get_mut(p.id).and_then(|t| t.baseline.as_mut()) {
-                    bl.counter.store(0, Ordering::Relaxed);
+                    bl.counter.store(u32::MAX, Ordering::Relaxed);
                     bl.inflight = None;
                 }
                 return Ok(());

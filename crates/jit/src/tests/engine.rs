@@ -34,6 +34,25 @@ fn run(
 
 const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Tiered];
 
+/// A long block counts `entry_weight` entries per run toward the tier-up threshold: a
+/// 32-instruction loop body reaches a threshold of 100 after 25 runs, a 3-instruction one
+/// does not in 40.
+#[test]
+fn long_blocks_tier_up_after_fewer_runs() {
+    for body in [30usize, 1] {
+        let mut prog = vec![insn(1, 1, 0, 0), insn(1, 2, 0, 40)];
+        prog.extend(std::iter::repeat_n(insn(2, 3, 3, 1), body));
+        prog.push(insn(2, 1, 1, 1));
+        prog.push(insn(5, 1, 2, -(body as i16 + 1)));
+        prog.push(insn(7, 0, 0, 0));
+        let opts =
+            JitOptions { background: false, thresh: 100, baseline: true, regions: false, ..JitOptions::default() };
+        let (code, st) = run(Tier::Tiered, opts, &prog, &|_, _| {});
+        assert_eq!(code, ExitCode::Exit(40), "body {body}");
+        assert_eq!(st.tbs_promoted, (body == 30) as u64, "body {body}: {st:?}");
+    }
+}
+
 #[test]
 fn counting_loop_chains_in_the_jit() {
     // r1 = 0; r2 = 1000; A: r1 += 1; j B; B: bne r1, r2, A; ecall (exit code r1).
