@@ -45,6 +45,7 @@ WORKLOADS=(
     "fp|PASS bench_fp|-M virt -m 256M -nographic -bios none -kernel $OUT/fp.elf"
     "mem|PASS bench_mem|-M virt -m 256M -nographic -bios none -kernel $OUT/mem.elf"
     "branchy|PASS bench_branchy|-M virt -m 256M -nographic -bios none -kernel $OUT/branchy.elf"
+    "calls|PASS bench_calls|-M virt -m 256M -nographic -bios none -kernel $OUT/calls.elf"
     "code|PASS bench_code|-M virt -m 256M -nographic -bios none -kernel $OUT/code.elf"
     "par-smp1|PASS bench_par|-M virt -smp 1 -m 256M -nographic -bios none -kernel $OUT/par.elf"
     "par-smp2|PASS bench_par|-M virt -smp 2 -m 256M -nographic -bios none -accel tcg,thread=multi -kernel $OUT/par.elf"
