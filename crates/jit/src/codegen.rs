@@ -1266,38 +1266,8 @@ impl<'b> Emit<'_, 'b> {
         Some((host_base, self.b.ins().iadd_imm_s(host_base, off)))
     }
 
-    /// One load or store. In an access group (`group`: the group's host base, 0 if the
-    /// shared check failed, and this access's host address) it probes the TLB itself only
-    /// when the shared check failed.
-    #[allow(clippy::too_many_arguments)]
-    fn mem(
-        &mut self,
-        addr: Value,
-        mop: MemOp,
-        kind: Access,
-        src: Option<Value>,
-        ty: Ty,
-        next_pc: u64,
-        group: Option<(Value, Value)>,
-    ) -> Value {
-        let (host, slow, merge, out) = match group {
-            None => self.tlb_split(addr, mop, mop.perm(kind), ty),
-            Some((ok, ghost)) => {
-                let (access, probe) = (self.b.create_block(), self.b.create_block());
-                let host = self.b.append_block_param(access, types::I64);
-                self.b.ins().brif(ok, access, &[BlockArg::Value(ghost)], probe, &[]);
-                // Only when the range crossed a page or the TLB lacked it: all out of line.
-                self.b.set_cold_block(probe);
-                self.b.switch_to_block(probe);
-                let (h, slow, merge, out) = self.tlb_split(addr, mop, mop.perm(kind), ty);
-                if let Some(hit) = self.b.current_block() {
-                    self.b.set_cold_block(hit);
-                }
-                self.b.ins().jump(access, &[BlockArg::Value(h)]);
-                self.b.switch_to_block(access);
-                (host, slow, merge, out)
-            }
-        };
+    /// The host access of a load or store at `host`; a load's value, or a store's source.
+    fn access(&mut self, host: Value, mop: MemOp, src: Option<Value>, ty: Ty) -> Value {
         let mf = MemFlagsData::new().with_notrap();
         let v = match src {
             None => {
@@ -1339,7 +1309,50 @@ impl<'b> Emit<'_, 'b> {
                 s
             }
         };
-        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+        v
+    }
+
+    /// One load or store. In an access group (`group`: the group's host base, 0 if the
+    /// shared check failed, and this access's host address) it probes the TLB itself only
+    /// when the shared check failed.
+    #[allow(clippy::too_many_arguments)]
+    fn mem(
+        &mut self,
+        addr: Value,
+        mop: MemOp,
+        kind: Access,
+        src: Option<Value>,
+        ty: Ty,
+        next_pc: u64,
+        group: Option<(Value, Value)>,
+    ) -> Value {
+        let (slow, merge, out) = match group {
+            None => {
+                let (host, slow, merge, out) = self.tlb_split(addr, mop, mop.perm(kind), ty);
+                let v = self.access(host, mop, src, ty);
+                self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+                (slow, merge, out)
+            }
+            Some((ok, ghost)) => {
+                let (fast, probe) = (self.b.create_block(), self.b.create_block());
+                self.b.ins().brif(ok, fast, &[], probe, &[]);
+                // Only when the range crossed a page or the TLB lacked it: all out of line.
+                self.b.set_cold_block(probe);
+                self.b.switch_to_block(probe);
+                let (host, slow, merge, out) = self.tlb_split(addr, mop, mop.perm(kind), ty);
+                if let Some(hit) = self.b.current_block() {
+                    self.b.set_cold_block(hit);
+                }
+                let v = self.access(host, mop, src, ty);
+                self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+                // The group's check covered this access: its own copy of the access, so
+                // the hot path joins `merge` with no block-parameter copy.
+                self.b.switch_to_block(fast);
+                let v = self.access(ghost, mop, src, ty);
+                self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+                (slow, merge, out)
+            }
+        };
 
         // Slow path: precise pc, consistent state, then the helper.
         self.b.switch_to_block(slow);
