@@ -1464,11 +1464,46 @@ impl<'b> Emit<'_, 'b> {
         }
     }
 
+    /// `v`'s value if an `iconst` defines it.
+    fn iconst_of(&self, v: Value) -> Option<i64> {
+        let dfg = &self.b.func.dfg;
+        match dfg.value_def(v) {
+            ir::ValueDef::Result(inst, 0) => match dfg.insts[inst] {
+                ir::InstructionData::UnaryImm { opcode: ir::Opcode::Iconst, imm } => Some(imm.bits()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// `v` as `x + k` if an `iadd` of a constant defines it.
+    fn add_const_of(&self, v: Value) -> Option<(Value, i64)> {
+        let dfg = &self.b.func.dfg;
+        match dfg.value_def(v) {
+            ir::ValueDef::Result(inst, 0) => match dfg.insts[inst] {
+                ir::InstructionData::Binary { opcode: ir::Opcode::Iadd, args: [x, y] } => {
+                    self.iconst_of(y).map(|k| (x, k)).or_else(|| self.iconst_of(x).map(|k| (y, k)))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     fn bin(&mut self, op: BinOp, ty: Ty, a: Value, b: Value) -> Value {
         let bits = ty.bits() as i64;
         let min = 1u64 << (bits - 1);
         match op {
-            BinOp::Add => self.b.ins().iadd(a, b),
+            BinOp::Add => {
+                // x + k1 + k2 as one add: at `opt_level=none` Cranelift lowers the nested
+                // form with one constant in a register (every stack-slot address after an
+                // `addi sp` in the same block: `mov ecx, 0x58; lea rdx, [r12+rcx-0x70]`).
+                let (a, b) = if self.iconst_of(a).is_some() { (b, a) } else { (a, b) };
+                match (self.iconst_of(b), self.add_const_of(a)) {
+                    (Some(k2), Some((x, k1))) => self.b.ins().iadd_imm_s(x, k1.wrapping_add(k2)),
+                    _ => self.b.ins().iadd(a, b),
+                }
+            }
             BinOp::Sub => self.b.ins().isub(a, b),
             BinOp::And => self.b.ins().band(a, b),
             BinOp::Or => self.b.ins().bor(a, b),

@@ -333,6 +333,32 @@ fn mem_addrs() -> Vec<u64> {
     ]
 }
 
+/// `x + k1 + k2` (Cranelift code folds the two constants into one add), wrapping, on both
+/// types, with the constants on either side.
+#[test]
+fn nested_constant_adds_wrap_like_two_adds() {
+    for ty in [Ty::I32, Ty::I64] {
+        let ks = [0u64, 1, 0x7fff_ffff, 0x8000_0000, u64::MAX, 0x58, (-112i64) as u64];
+        for &k1 in &ks {
+            for &k2 in &ks {
+                let mut b = Builder::new(0x1000);
+                b.insn_start(0x1000);
+                for (i, swap) in [false, true].into_iter().enumerate() {
+                    let x = b.ld_state(ty, val_off(0));
+                    let c1 = b.const_(ty, k1);
+                    let y = if swap { b.bin(BinOp::Add, c1, x) } else { b.bin(BinOp::Add, x, c1) };
+                    let c2 = b.const_(ty, k2);
+                    let z = if swap { b.bin(BinOp::Add, c2, y) } else { b.bin(BinOp::Add, y, c2) };
+                    b.st_state(z, out_off(i));
+                }
+                b.exit(Exit::Goto(0x1004));
+                b.set_extent(1, 4);
+                check_with(&b.finish(), &setup_values(vec![0xffff_ffff_ffff_fff0]));
+            }
+        }
+    }
+}
+
 /// Runs of accesses off one base share one TLB check in Cranelift code (`memgroup`): on a
 /// page the TLB holds, across a page or the end of RAM, on MMIO, in a hole, on a page that
 /// faults, misaligned; stores, loads and both. The block runs twice, so the second run
