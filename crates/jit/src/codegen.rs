@@ -1257,8 +1257,8 @@ impl<'b> Emit<'_, 'b> {
             let addend = self.b.ins().load(types::I64, state_flags(), ent, (tlb + offsets::TLB_ADDEND as i64) as i32);
             let host_base = self.b.ins().iadd(base, addend);
             // One value stays live across the group: the host base, or 0 if the check
-            // failed (a real one is never 0: `base + lo` lies on a mapped host page and
-            // `lo` is small, while the zero page is never mapped).
+            // failed. A real one is never 0: `base + lo` lies on a mapped host page and
+            // |lo| <= 2048 (`memgroup::MAX_OFFSET`), while the zero page is never mapped.
             let zero = self.k64(0);
             self.group_vals[gid as usize] = Some(self.b.ins().select(ok, host_base, zero));
         }

@@ -23,6 +23,8 @@ use kite_ir::{Access, BinOp, Block, Inst, Temp, Ty};
 const MIN_MEMBERS: usize = 3;
 /// Widest byte range a group may cover: wider ranges cross pages too often.
 const MAX_SPAN: i64 = 512;
+/// Largest offset from the base a member may have.
+const MAX_OFFSET: u64 = 2048;
 
 /// One group: the byte range its members touch relative to the base, which TLB tags
 /// the check needs, and the index of its first member.
@@ -169,8 +171,10 @@ pub(crate) fn analyze_into(block: &Block, mut g: MemGroups) -> MemGroups {
             _ => continue,
         };
         let (base, off) = split(addr);
-        // Backends add offsets as 32-bit displacements.
-        if !once(base) || off.unsigned_abs() >= 1 << 20 {
+        // Offsets of a load or store immediate (RISC-V: 12 bits) at most: the backends add
+        // them as displacements, and Cranelift's "check failed" host base 0 can then never
+        // be a real one (it would put `base + off` on the never-mapped zero page).
+        if !once(base) || off.unsigned_abs() > MAX_OFFSET {
             continue;
         }
         let (lo, hi, write) = (off, off + bytes, perm == Access::Write);
@@ -280,6 +284,9 @@ mod tests {
         let mut b = Builder::new(0x1000);
         let p = b.ld_state(Ty::I64, 0x110);
         frame(&mut b, p, &[0, 600, 1200]);
+        // Offsets beyond a load/store immediate's reach (see `MAX_OFFSET`).
+        let r = b.ld_state(Ty::I64, 0x120);
+        frame(&mut b, r, &[4096, 4104, 4112]);
         // A base that is a `mov` destination (defined twice) is no base.
         let q = b.ld_state(Ty::I64, 0x118);
         b.mov(q, p);
