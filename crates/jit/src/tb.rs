@@ -166,7 +166,9 @@ pub(crate) struct JumpCache {
     pages: Box<[u16]>,
     /// A bit per entry that depends on a non-global mapping (dropped by
     /// [`TbCache::on_tlb_flush_nonglobal`]).
-    local: [u64; JC_SIZE / 64],
+    /// Boxed like the other arrays: swapping jump caches (every round-robin switch) then
+    /// moves pointers, not 2 KiB.
+    local: Box<[u64]>,
     epoch: u64,
     /// The TB cache's `promotions` its entries have seen (see [`TbCache::promote`]).
     promotions: u64,
@@ -179,7 +181,7 @@ impl JumpCache {
         JumpCache {
             entries: vec![JC_EMPTY; JC_SIZE].into_boxed_slice(),
             pages: vec![0; JC_PAGE_BUCKETS].into_boxed_slice(),
-            local: [0; JC_SIZE / 64],
+            local: vec![0; JC_SIZE / 64].into_boxed_slice(),
             epoch: 0,
             promotions: 0,
             itlb: vec![ITLB_EMPTY; ITLB_SIZE].into_boxed_slice(),
@@ -204,7 +206,7 @@ impl JumpCache {
     fn clear_entries(&mut self) {
         self.entries.fill(JC_EMPTY);
         self.pages.fill(0);
-        self.local = [0; JC_SIZE / 64];
+        self.local.fill(0);
     }
 
     /// Empty entry `i`, keeping the page counts.
@@ -592,7 +594,8 @@ impl TbCache {
     }
 
     /// Exchange the current jump cache with `other` (another vCPU's); the incoming one
-    /// is cleared if TBs were invalidated since it was current.
+    /// drops the entries of TBs invalidated since it was current (all of them if it
+    /// missed more than [`INVAL_LOG`]).
     pub(crate) fn swap_jump_cache(&mut self, other: &mut JumpCache) {
         std::mem::swap(&mut self.jc, other);
         self.jc_base = self.jc.entries.as_ptr() as u64;
