@@ -1199,21 +1199,16 @@ impl<'b> Emit<'_, 'b> {
         self.b.set_cold_block(slow);
         // Fast path: host = vaddr + addend.
         self.b.switch_to_block(fast);
-        let off = (self.tlb_off() + offsets::TLB_ADDEND as i64) as i32;
-        let addend = self.b.ins().load(types::I64, state_flags(), ent, off);
+        let addend = self.tlb_field(ent, offsets::TLB_ADDEND);
         (self.b.ins().iadd(addr, addend), slow, merge, out)
     }
 
     /// The probe of [`Emit::tlb_split`]: whether it hits, and the entry's address
     /// (the comparison is `kite_ir::state::tlb_cmp_key`).
     fn tlb_probe(&mut self, addr: Value, mop: MemOp, perm: Access) -> (Value, Value) {
-        let tlb = self.tlb_off();
         let tag_off = if perm == Access::Write { offsets::TLB_ADDR_WRITE } else { offsets::TLB_ADDR_READ };
-        let idx = self.b.ins().ushr_imm_s(addr, kite_ir::state::PAGE_BITS as i64);
-        let idx = self.b.ins().band_imm_s(idx, (kite_ir::state::TLB_ENTRIES - 1) as i64);
-        let idx = self.b.ins().ishl_imm_s(idx, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i64);
-        let ent = self.b.ins().iadd(self.cpu, idx);
-        let tag = self.b.ins().load(types::I64, state_flags(), ent, (tlb + tag_off as i64) as i32);
+        let ent = self.tlb_entry(addr);
+        let tag = self.tlb_field(ent, tag_off);
         let last = mop.size.bytes() as i64 - 1;
         let m = if mop.aligned || last == 0 {
             self.b.ins().band_imm_s(addr, (PAGE_MASK | last as u64) as i64)
@@ -1224,6 +1219,22 @@ impl<'b> Emit<'_, 'b> {
         (self.b.ins().icmp(IntCC::Equal, m, tag), ent)
     }
 
+    /// The address of the TLB entry for the page of `addr` (less the mode's TLB offset:
+    /// see `tlb_field`).
+    fn tlb_entry(&mut self, addr: Value) -> Value {
+        let idx = self.b.ins().ushr_imm_s(addr, kite_ir::state::PAGE_BITS as i64);
+        let idx = self.b.ins().band_imm_s(idx, (kite_ir::state::TLB_ENTRIES - 1) as i64);
+        let idx = self.b.ins().ishl_imm_s(idx, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i64);
+        self.b.ins().iadd(self.cpu, idx)
+    }
+
+    /// Load field `off` (`offsets::TLB_ADDR_*`, `TLB_ADDEND`) of entry `ent` in this TB's
+    /// MMU mode.
+    fn tlb_field(&mut self, ent: Value, off: u32) -> Value {
+        let at = (self.tlb_off() + off as i64) as i32;
+        self.b.ins().load(types::I64, state_flags(), ent, at)
+    }
+
     /// Offset of this TB's MMU mode's TLB in the header.
     fn tlb_off(&self) -> i64 {
         offsets::TLB as i64 + (self.spec.mmu as i64 & 3) * offsets::TLB_MODE_SIZE as i64
@@ -1232,29 +1243,24 @@ impl<'b> Emit<'_, 'b> {
     /// For a member of an access group (`memgroup`): the group's host base (0 if the shared
     /// check failed) and this access's host address. The first member emits the check.
     fn group_at(&mut self, i: usize) -> Option<(Value, Value)> {
-        let (g, off) = self.groups.of(i)?;
-        let (gid, _) = self.groups.member[i]?;
+        let (gid, g, off) = self.groups.of(i)?;
         let (base_t, lo, hi, read, write, first) = (g.base, g.lo, g.hi, g.read, g.write, g.first);
         if first == i {
             let base = self.var(base_t);
-            let tlb = self.tlb_off();
             let start = self.b.ins().iadd_imm_s(base, lo);
             let last = self.b.ins().iadd_imm_s(base, hi - 1);
-            let idx = self.b.ins().ushr_imm_s(start, kite_ir::state::PAGE_BITS as i64);
-            let idx = self.b.ins().band_imm_s(idx, (kite_ir::state::TLB_ENTRIES - 1) as i64);
-            let idx = self.b.ins().ishl_imm_s(idx, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i64);
-            let ent = self.b.ins().iadd(self.cpu, idx);
+            let ent = self.tlb_entry(start);
             let key = self.b.ins().band_imm_s(start, PAGE_MASK as i64);
             let key_last = self.b.ins().band_imm_s(last, PAGE_MASK as i64);
             let mut ok = self.b.ins().icmp(IntCC::Equal, key, key_last);
             for (want, tag_off) in [(read, offsets::TLB_ADDR_READ), (write, offsets::TLB_ADDR_WRITE)] {
                 if want {
-                    let tag = self.b.ins().load(types::I64, state_flags(), ent, (tlb + tag_off as i64) as i32);
+                    let tag = self.tlb_field(ent, tag_off);
                     let hit = self.b.ins().icmp(IntCC::Equal, key, tag);
                     ok = self.b.ins().band(ok, hit);
                 }
             }
-            let addend = self.b.ins().load(types::I64, state_flags(), ent, (tlb + offsets::TLB_ADDEND as i64) as i32);
+            let addend = self.tlb_field(ent, offsets::TLB_ADDEND);
             let host_base = self.b.ins().iadd(base, addend);
             // One value stays live across the group: the host base, or 0 if the check
             // failed. A real one is never 0: `base + lo` lies on a mapped host page and

@@ -34,6 +34,29 @@ fn run(
 
 const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Tiered];
 
+/// A misaligned load within one page hits the TLB once filled, in every tier (only the
+/// first run takes the slow path); one that crosses a page takes it every time.
+#[test]
+fn misaligned_accesses_within_a_page_take_the_fast_path() {
+    for (off, crosses) in [(0x101i16, false), (0xffd, true)] {
+        let prog = [
+            insn(1, 1, 0, 0),
+            insn(1, 2, 0, 10),
+            insn(0x0b, 3, 7, off),
+            insn(2, 1, 1, 1),
+            insn(5, 1, 2, -2),
+            insn(7, 0, 0, 0),
+        ];
+        for (tier, baseline) in [(Tier::Interp, false), (Tier::Jit, false), (Tier::Tiered, true)] {
+            let opts = JitOptions { background: false, baseline, regions: false, ..JitOptions::default() };
+            let (code, st) = run(tier, opts, &prog, &|_, _| {});
+            assert_eq!(code, ExitCode::Exit(10), "{tier:?}");
+            let want = if crosses { 10 } else { 1 };
+            assert_eq!(st.tlb_slow_path, want, "{tier:?}, offset {off:#x}: {st:?}");
+        }
+    }
+}
+
 /// A long block counts `entry_weight` entries per run toward the tier-up threshold: a
 /// 32-instruction loop body reaches a threshold of 100 after 25 runs, a 3-instruction one
 /// does not in 40.
