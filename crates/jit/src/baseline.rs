@@ -59,6 +59,11 @@ struct HostFeatures {
 /// per block once they have grown).
 pub(crate) struct Baseline {
     host: HostFeatures,
+    /// Chain with patchable direct jumps (the code cache has a writable view); else each
+    /// chained exit loads its slot's target and jumps through it.
+    pub(crate) direct: bool,
+    /// The direct jumps of the last compiled block, for the engine to publish.
+    jumps: Vec<Jump>,
     code: Vec<u8>,
     ops: VecAssembler<X64Relocation>,
     labels: Vec<DynamicLabel>,
@@ -75,6 +80,20 @@ impl std::fmt::Debug for Baseline {
     }
 }
 
+/// A chained exit's patchable `jmp rel32` in the last compiled block (offsets from the
+/// start of its code): the engine points the displacement at the target when it links the
+/// exit's chain slot, and back at the stub, which returns the slot to the dispatcher, when
+/// it unlinks it (see `ChainSlot::set_target`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Jump {
+    /// The exit's chain slot (index into the TB's slots).
+    pub slot: u32,
+    /// The 4-byte-aligned displacement of the `jmp`.
+    pub rel: u32,
+    /// The unlinked landing.
+    pub stub: u32,
+}
+
 /// Where a block's out-of-line pieces come back to, and what they need.
 enum Stub {
     /// A TLB miss: call the slow path for access `kind`.
@@ -87,6 +106,9 @@ enum Stub {
         store: Option<(Loc, bool, u64)>,
         load_i32: bool,
     },
+    /// The unlinked landing of a direct chained exit (the frame is already torn down and
+    /// the cpu is in `rdi`): store the pc and return the chain slot to the dispatcher.
+    Chain { entry: DynamicLabel, pc: u64, slot: u64, idx: u32, rel: u32 },
     /// A non-zero status after a call (`check_status` in codegen.rs).
     Status { entry: DynamicLabel, rem: u32, rem_after: u32, pc_on_exit: Option<(u64, u64)> },
     /// An atomic that missed the TLB (or is not done inline): the slow-path helper, then
@@ -132,6 +154,8 @@ impl Baseline {
         };
         Baseline {
             host,
+            direct: false,
+            jumps: Vec::new(),
             code: Vec::new(),
             ops: VecAssembler::new(0),
             labels: Vec::new(),
@@ -160,10 +184,14 @@ impl Baseline {
         let mut locs = std::mem::take(&mut self.locs);
         locs.clear();
         locs.extend((0..spec.block.temps.len()).map(|t| Loc::Slot(8 * t as i32)));
+        let mut jumps = std::mem::take(&mut self.jumps);
+        jumps.clear();
         let mut e = Emit {
             ops,
             spec,
             host: self.host,
+            direct: self.direct,
+            jumps,
             frame: 0,
             labels,
             stubs,
@@ -189,6 +217,7 @@ impl Baseline {
         self.multi = std::mem::take(&mut e.multi);
         self.last = std::mem::take(&mut e.last);
         self.locs = std::mem::take(&mut e.locs);
+        self.jumps = std::mem::take(&mut e.jumps);
         r?;
         // `drain` keeps the assembler's buffers for the next block; on an error the
         // assembler is dropped (it may hold unresolved references).
@@ -196,6 +225,10 @@ impl Baseline {
         self.code.clear();
         self.code.extend(ops.drain().map_err(|e| format!("assembler: {e:?}"))?);
         self.ops = ops;
+        // The engine patches these displacements in place: each must be a `jmp rel32`'s.
+        if self.jumps.iter().any(|j| j.rel == 0 || self.code.get(j.rel as usize - 1) != Some(&0xe9)) {
+            return Err("a chained exit is not a jmp rel32".into());
+        }
         Ok(())
     }
 
@@ -203,12 +236,19 @@ impl Baseline {
     pub(crate) fn code(&self) -> &[u8] {
         &self.code
     }
+
+    /// The direct chained exits of the last successful [`Baseline::compile`].
+    pub(crate) fn jumps(&self) -> &[Jump] {
+        &self.jumps
+    }
 }
 
 struct Emit<'a, 'b> {
     ops: VecAssembler<X64Relocation>,
     spec: &'a TbSpec<'b>,
     host: HostFeatures,
+    direct: bool,
+    jumps: Vec<Jump>,
     /// Bytes reserved below the saved registers (temps; keeps `rsp` 16-byte aligned).
     frame: i32,
     labels: Vec<DynamicLabel>,
@@ -1126,6 +1166,21 @@ impl Emit<'_, '_> {
                     return;
                 };
                 self.next_slot += 1;
+                if self.direct {
+                    // Tear the frame down, then `jmp rel32`, its displacement 4-byte aligned
+                    // so that relinking is one atomic store that no fetch sees half done.
+                    let (frame, entry) = (self.frame, self.ops.new_dynamic_label());
+                    dynasm!(self.ops ; .arch x64 ; mov rdi, rbx ; add rsp, frame ; pop rbx ; pop rbp);
+                    while (self.ops.offset().0 + 1) % 4 != 0 {
+                        dynasm!(self.ops ; .arch x64 ; nop);
+                    }
+                    // dynasm always encodes a jump to a dynamic label as `e9 rel32`.
+                    dynasm!(self.ops ; .arch x64 ; jmp =>entry);
+                    let rel = (self.ops.offset().0 - 4) as u32;
+                    let idx = (self.next_slot - 1) as u32;
+                    self.stubs.push(Stub::Chain { entry, pc: t, slot, idx, rel });
+                    return;
+                }
                 let back = self.ops.new_dynamic_label();
                 self.mov_imm(RAX, slot);
                 dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [rax] ; test rax, rax ; jz =>back);
@@ -1255,6 +1310,15 @@ impl Emit<'_, '_> {
                         dynasm!(self.ops ; .arch x64 ; mov eax, eax);
                     }
                     dynasm!(self.ops ; .arch x64 ; jmp =>back);
+                }
+                Stub::Chain { entry, pc, slot, idx, rel } => {
+                    let stub = self.ops.offset().0 as u32;
+                    dynasm!(self.ops ; .arch x64 ; =>entry);
+                    self.mov_imm(RAX, pc);
+                    dynasm!(self.ops ; .arch x64 ; mov QWORD [rdi + pco], rax);
+                    self.mov_imm(RAX, slot);
+                    dynasm!(self.ops ; .arch x64 ; ret);
+                    self.jumps.push(Jump { slot: idx, rel, stub });
                 }
                 Stub::Status { entry, rem, rem_after, pc_on_exit } => {
                     let exc = status::EXCEPTION as i32;

@@ -201,6 +201,14 @@ impl CodeCache {
         Ok(CodeCache { exec, write, size, used: 0, permanent: 0, page, populated: 0, ahead: None })
     }
 
+    /// The writable alias of executable address `exec` (inside the cache), or `None`
+    /// in the `mprotect` fallback, where code cannot be patched in place.
+    pub(crate) fn writable(&self, exec: *const u8) -> Option<*mut u8> {
+        let off = (exec as usize).checked_sub(self.exec as usize).filter(|&o| o < self.size)?;
+        // SAFETY: `off < size`: inside the writable view.
+        self.write.map(|w| unsafe { w.add(off) })
+    }
+
     /// Copy `code` in and return its (executable) address, or `None` if it does not fit.
     pub(crate) fn add(&mut self, code: &[u8]) -> Result<Option<*const u8>, JitError> {
         let start = self.used.next_multiple_of(FUNC_ALIGN);

@@ -45,7 +45,7 @@ use crate::codecache::CodeCache;
 use crate::codegen::{ret, Codegen, TbSpec};
 use crate::sched::VcpuState;
 use crate::softmmu::{slow_access, InterpEnv};
-use crate::tb::{BaselineTb, ChainSlot, Exec, Tb, TbCache, TbId};
+use crate::tb::{BaselineTb, ChainSlot, DirectJump, Exec, Tb, TbCache, TbId};
 use crate::{JitError, JitOptions, Stats, Tier};
 
 #[path = "debug.rs"]
@@ -288,7 +288,9 @@ impl<C: GuestCpu> Engine<C> {
                 let slow_keep =
                     cache.add(&keep)?.ok_or_else(|| JitError::CodeCache("too small for the trampoline".into()))? as u64;
                 cache.make_permanent();
-                Some(Native { cg, bl: Baseline::new(), cache, trampoline, slow_keep })
+                let mut bl = Baseline::new();
+                bl.direct = cache.writable(p).is_some();
+                Some(Native { cg, bl, cache, trampoline, slow_keep })
             }
         };
         let ctx = Box::new(Ctx {
@@ -1241,6 +1243,19 @@ impl<C: GuestCpu> Engine<C> {
             match n.cache.add(n.bl.code()) {
                 Ok(Some(p)) => {
                     crate::perfmap::record(p, n.bl.code().len(), "bl", block.pc);
+                    for j in n.bl.jumps() {
+                        let at = p as u64 + j.rel as u64;
+                        let (Some(slot), Some(rel)) =
+                            (slots.get(j.slot as usize), n.cache.writable(at as *const u8).filter(|_| at % 4 == 0))
+                        else {
+                            continue;
+                        };
+                        let d = DirectJump { rel: rel as usize, next: at + 4, stub: p as u64 + j.stub as u64 };
+                        // SAFETY: the emitter checked that `rel` is the 4-byte-aligned
+                        // displacement of this slot's exit `jmp`, now in the cache at `p`
+                        // (16-byte aligned), and the slot is dropped before the cache is reset.
+                        unsafe { slot.set_jump(d) };
+                    }
                     Some((p, slots, counter))
                 }
                 Ok(None) => return Err(()),

@@ -33,7 +33,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use kite_ir::fast::FastBlock;
 use kite_ir::state::PAGE_MASK;
@@ -61,6 +61,50 @@ pub(crate) struct ChainSlot {
     pub linked: std::cell::Cell<TbId>,
     pub owner: TbId,
     pub index: u32,
+    /// The exit's patchable `jmp rel32`, for baseline code (which jumps straight to its
+    /// target instead of loading `target`).
+    jump: std::cell::Cell<Option<DirectJump>>,
+}
+
+/// Where a chained exit's `jmp rel32` is (see `baseline::Jump`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DirectJump {
+    /// The displacement's address in the code cache's writable view (4-byte aligned; an
+    /// integer so that slots stay `Send`).
+    pub rel: usize,
+    /// The executable address just past it (what the displacement is relative to).
+    pub next: u64,
+    /// The executable address of the exit's unlinked landing.
+    pub stub: u64,
+}
+
+impl ChainSlot {
+    /// Point the exit at `code` (0: back to the dispatcher).
+    pub(crate) fn set_target(&self, code: u64) {
+        self.target.store(code, Ordering::Relaxed);
+        if let Some(j) = self.jump.get() {
+            let to = if code == 0 { j.stub } else { code };
+            // The cache is far smaller than 2 GiB; should that ever change, an out-of-range
+            // target stays unlinked here (the exit keeps returning to the dispatcher).
+            if let Ok(rel) = i32::try_from(to.wrapping_sub(j.next) as i64) {
+                // SAFETY: `rel` is the aligned displacement of a `jmp` in the writable view
+                // of the code cache, set by `set_jump` for this slot's own code. Slots are
+                // dropped (`TbCache::clear`) before the cache is reset, so the code is still
+                // there. One aligned 4-byte store: a fetch sees the old or the new jump.
+                unsafe { AtomicI32::from_ptr(j.rel as *mut i32).store(rel, Ordering::Relaxed) };
+            }
+        }
+    }
+
+    /// The exit jumps directly (baseline code): record where, pointing it at the stub.
+    ///
+    /// # Safety
+    /// `j.rel` must be the 4-byte-aligned, writable displacement of this slot's exit `jmp`
+    /// in the code cache, valid until the slot is dropped.
+    pub(crate) unsafe fn set_jump(&self, j: DirectJump) {
+        self.jump.set(Some(j));
+        self.set_target(self.target.load(Ordering::Relaxed));
+    }
 }
 
 /// How a TB runs.
@@ -395,7 +439,7 @@ fn cut_outgoing(slab: &mut [Option<Tb>], id: TbId, slots: &[ChainSlot]) {
             if let Some(Some(t)) = slab.get_mut(dst as usize) {
                 t.incoming.retain(|&(s, i)| !(s == id && i == slot.index));
             }
-            slot.target.store(0, Ordering::Relaxed);
+            slot.set_target(0);
             slot.linked.set(NO_TB);
         }
     }
@@ -545,6 +589,7 @@ impl TbCache {
                 linked: std::cell::Cell::new(NO_TB),
                 owner,
                 index: i as u32,
+                jump: std::cell::Cell::new(None),
             })
             .collect()
     }
@@ -730,7 +775,7 @@ impl TbCache {
     fn unlink(&mut self, src: TbId, idx: u32, dst: TbId) {
         if let Some(slot) = self.get(src).and_then(|t| t.slots.get(idx as usize)) {
             if slot.linked.get() == dst {
-                slot.target.store(0, Ordering::Relaxed);
+                slot.set_target(0);
                 slot.linked.set(NO_TB);
             }
         }
@@ -754,7 +799,7 @@ impl TbCache {
         if slot.linked.get() != NO_TB {
             return false;
         }
-        slot.target.store(code, Ordering::Relaxed);
+        slot.set_target(code);
         slot.linked.set(dst);
         if let Some(Some(t)) = self.slab.get_mut(dst as usize) {
             t.incoming.push((src, idx));
@@ -1011,6 +1056,26 @@ mod tests {
         assert!(c.link(e, 0, slot_addr(&c, e, 0), d, true));
         c.on_tlb_flush();
         assert_eq!(c.get(e).unwrap().slots[0].target.load(Ordering::Relaxed), 0, "fragile link cut");
+    }
+
+    /// A slot with a direct jump keeps its displacement pointed at the linked code, and at
+    /// its stub while unlinked (here the "code" is a plain integer standing in for it).
+    #[test]
+    fn linking_patches_a_direct_jump() {
+        let mut c = TbCache::new();
+        let (a, _) = c.insert(tb(0x1000, 0x100, 1, 0));
+        let (b, _) = c.insert(tb(0x1040, 0x200, 1, 1));
+        let rel = Box::new(AtomicI32::new(0));
+        let at = rel.as_ptr() as usize;
+        let jump = DirectJump { rel: at, next: 0x1_0000, stub: 0x1_0040 };
+        // SAFETY: `rel` is an aligned, writable i32 that outlives the cache's slots.
+        unsafe { c.get(a).unwrap().slots[0].set_jump(jump) };
+        assert_eq!(rel.load(Ordering::Relaxed), 0x40, "unlinked: the stub");
+        assert!(c.link(a, 0, slot_addr(&c, a, 0), b, false));
+        assert_eq!(rel.load(Ordering::Relaxed), 0x200 - 0x1_0000, "linked: b's code");
+        c.invalidate_page(0x1000, NO_TB);
+        assert_eq!(rel.load(Ordering::Relaxed), 0x40, "b gone: the stub again");
+        c.clear();
     }
 
     /// The jump cache's per-page counts match its entries (a count too low would let a

@@ -211,6 +211,42 @@ fn self_modifying_code_is_seen() {
     }
 }
 
+/// A chained exit whose target TB is invalidated stops reaching its old code: baseline
+/// code jumps to its target directly (a patched `jmp`), and the invalidation re-points it.
+#[test]
+fn a_chained_exit_into_rewritten_code_runs_the_new_code() {
+    // 0x00: li r2, 20 ; li r3, 40 ; j A
+    // A 0x0c: addi r5, r5, 1      <- rewritten to `addi r5, r5, 100` when r4 reaches 20
+    //   0x10: addi r4, r4, 1 ; bne r4, r2, C
+    // S 0x18: lw r6, 0x800(r7) ; sw r6, 0x0c(r7) ; j C
+    // C 0x24: bne r4, r3, A        (chained to A after its first run)
+    //   0x28: r1 += r5 ; ecall     (exit code 20 * 1 + 20 * 100)
+    let prog = [
+        insn(1, 2, 0, 20),
+        insn(1, 3, 0, 40),
+        insn(6, 0, 0, 1),
+        insn(2, 5, 5, 1),
+        insn(2, 4, 4, 1),
+        insn(5, 4, 2, 4),
+        insn(4, 6, 7, 0x800),
+        insn(3, 6, 7, 0x0c),
+        insn(6, 0, 0, 1),
+        insn(5, 4, 3, -6),
+        insn(0x0c, 1, 5, 0),
+        insn(7, 0, 0, 0),
+    ];
+    for (tier, baseline) in [(Tier::Tiered, true), (Tier::Jit, false)] {
+        let opts = JitOptions { background: false, baseline, regions: false, ..JitOptions::default() };
+        let (code, st) = run(tier, opts, &prog, &|_, mem| {
+            assert!(mem.write_ram(RAM_BASE + 0x800, &insn(2, 5, 5, 100).to_le_bytes()));
+        });
+        assert_eq!(code, ExitCode::Exit(2020), "{tier:?}: {st:?}");
+        assert_eq!(st.tbs_invalidated, 1, "{st:?}");
+        // 40 rounds of A -> C -> A: they must have run chained for the test to mean anything.
+        assert!(st.dispatches < 40, "{tier:?}: {st:?}");
+    }
+}
+
 #[test]
 fn a_store_into_the_running_tb_ends_it() {
     // 0x00: lw r3, 0x800(r7)   (r3 = `li r1, 2`)
