@@ -621,6 +621,24 @@ impl TbCache {
         self.map.get(&(phys_pc, vpc, flags)).copied()
     }
 
+    /// About how many times the TB for (`phys_pc`, `vpc`, `flags`) was entered, for a
+    /// tier-up threshold of `thresh` (baseline entry counters count down from it): 0 if there
+    /// is no such TB, `u32::MAX` if it has reached the threshold already.
+    pub(crate) fn entries(&self, phys_pc: u64, vpc: u64, flags: u32, thresh: u32) -> u32 {
+        let Some(tb) = self.lookup(phys_pc, vpc, flags).and_then(|id| self.get(id)) else {
+            return 0;
+        };
+        match (&tb.exec, &tb.baseline) {
+            (Exec::Native(_), Some(b)) => match b.counter.load(Ordering::Relaxed) {
+                c if c <= thresh => thresh - c,
+                // Re-armed or parked after it fired.
+                _ => u32::MAX,
+            },
+            (Exec::Native(_), None) => u32::MAX,
+            (Exec::Interp(..), _) => tb.heat,
+        }
+    }
+
     pub(crate) fn jc_probe(&self, pc: u64, flags: u32) -> Option<TbId> {
         let e = self.jc.entries[jc_index(pc)];
         (e.tb != NO_TB && e.pc == pc && e.flags == flags).then_some(e.tb)

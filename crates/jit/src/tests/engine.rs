@@ -1077,6 +1077,35 @@ fn only_blocks_that_get_hot_fast_head_regions() {
     }
 }
 
+/// A block that loops to itself heads a region with its outer loop only if the outer
+/// blocks run often enough per run of it: not around a long inner loop (compiled alone),
+/// but around a short one.
+#[test]
+fn a_long_self_loop_leaves_its_cold_outer_loop_out_of_its_region() {
+    // O: r3 += 1; r1 = 0; j I
+    // I: r1 += 1; bne r1, r9, I     (r9 runs per pass)
+    // N: bne r3, r8, O ; ecall      (r8 passes; exit code r1 = r9)
+    let prog = [
+        insn(2, 3, 3, 1),
+        insn(1, 1, 0, 0),
+        insn(6, 0, 0, 1),
+        insn(2, 1, 1, 1),
+        insn(5, 1, 9, -1),
+        insn(5, 3, 8, -5),
+        insn(7, 0, 0, 0),
+    ];
+    for (inner, outer, region) in [(1000, 4, false), (2, 1000, true)] {
+        let opts = JitOptions { background: false, thresh: 64, ..JitOptions::default() };
+        let (code, st) = run(Tier::Tiered, opts, &prog, &|cpu, _| {
+            cpu.regs[9] = inner;
+            cpu.regs[8] = outer;
+        });
+        assert_eq!(code, ExitCode::Exit(inner as i32), "{st:?}");
+        assert!(st.tbs_promoted >= 1, "{st:?}");
+        assert_eq!(st.regions > 0, region, "inner {inner}, outer {outer}: {st:?}");
+    }
+}
+
 #[test]
 fn a_block_already_in_a_region_heads_none_of_its_own() {
     // 0: r1 = 0; r2 = 100; j A
