@@ -559,6 +559,11 @@ impl<C: GuestCpu> Engine<C> {
         self.ctx().stats.insns += n;
     }
 
+    /// The thread slept for `d` with nothing to run (see [`Stats::idle_ns`]).
+    pub(crate) fn add_idle(&mut self, d: Duration) {
+        self.ctx().stats.idle_ns += u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    }
+
     /// A vCPU woke from `wfi`: take the interrupt that woke it.
     pub(crate) fn wake(&mut self, cpu: &mut C) {
         if cpu.take_interrupt() {
@@ -1567,7 +1572,9 @@ impl<C: GuestCpu> Engine<C> {
                 break;
             }
             slept = true;
+            let t0 = Instant::now();
             self.vm.wait(HALT_POLL, idle);
+            self.add_idle(t0.elapsed());
         }
         // SAFETY: as above, now exclusive again.
         let cpu = unsafe { &mut *cpu_ptr };

@@ -190,6 +190,10 @@ pub struct Stats {
     pub tbs_invalidated: u64,
     /// Whole-cache flushes because the code cache was full.
     pub full_flushes: u64,
+    /// Wall time, in nanoseconds, this engine's thread slept because no vCPU it runs had
+    /// anything to do (all in `wfi` with no interrupt pending): time the guest spent
+    /// waiting for its timers, not emulating. Summed over engines under MTTCG.
+    pub idle_ns: u64,
     pub exits: ExitStats,
     /// Guest instructions executed (from the header's icount).
     pub insns: u64,
@@ -221,6 +225,7 @@ impl Stats {
             tlb_fills,
             tbs_invalidated,
             full_flushes,
+            idle_ns,
             exits,
             insns,
         } = self;
@@ -248,6 +253,7 @@ impl Stats {
             (tlb_fills, o.tlb_fills),
             (tbs_invalidated, o.tbs_invalidated),
             (full_flushes, o.full_flushes),
+            (idle_ns, o.idle_ns),
             (insns, o.insns),
             (goto_unlinked, o.exits.goto_unlinked),
             (goto_nochain, o.exits.goto_nochain),

@@ -126,7 +126,9 @@ fn schedule<C: GuestCpu>(
         let next = (1..=n).map(|d| (cur + d) % n).find(|&i| !states[i].halted || cpus[i].has_wakeup());
         let Some(i) = next else {
             let idle = || cpus.iter().all(|c| !c.has_wakeup());
+            let t0 = std::time::Instant::now();
             vm.wait(IDLE_POLL, idle);
+            engine.add_idle(t0.elapsed());
             continue;
         };
         cur = i;

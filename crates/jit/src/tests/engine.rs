@@ -390,6 +390,9 @@ fn wfi_sleeps_until_an_interrupt() {
         t.join().unwrap();
         assert_eq!(cpu.regs[15], 1, "the interrupt was taken");
         assert_eq!(e.stats().exits.halt, 1);
+        // The sleep is counted as idle time (the interrupt came ~50 ms in).
+        let idle = Duration::from_nanos(e.stats().idle_ns);
+        assert!(idle >= Duration::from_millis(20) && idle < Duration::from_secs(30), "{idle:?}");
     }
 }
 
@@ -704,6 +707,8 @@ fn all_halted_vcpus_sleep_until_an_interrupt() {
     assert!(t0.elapsed() >= Duration::from_millis(45));
     t.join().unwrap();
     assert_eq!((cpus[0].regs[15], cpus[1].regs[15]), (0, 1), "only B took an interrupt");
+    let idle = Duration::from_nanos(e.stats().idle_ns);
+    assert!(idle >= Duration::from_millis(20) && idle <= t0.elapsed(), "{idle:?}");
 }
 
 #[test]
@@ -842,6 +847,7 @@ fn stats_of_several_engines_add_up_field_by_field() {
         tlb_fills: 16,
         tbs_invalidated: 17,
         full_flushes: 18,
+        idle_ns: 31,
         exits: crate::ExitStats {
             goto_unlinked: 19,
             goto_nochain: 20,
