@@ -27,8 +27,21 @@ use crate::{BinOp, Inst, Temp, Ty, UnOp};
 /// to their uses, so this loses next to nothing. A temp forwarded to must have been
 /// defined (once) before, so it holds the same value at every later read.
 pub fn fold_constants(block: &mut crate::Block) {
-    // One allocation per block: the pass runs on every translated block.
-    let mut f = vec![Facts::default(); block.temps.len()];
+    // The pass runs on every translated block: its table is kept per thread, so a block
+    // costs no allocation once the table has grown.
+    thread_local! {
+        static FACTS: std::cell::RefCell<Vec<Facts>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    FACTS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut f) => fold_with(block, &mut f),
+        // Only re-entered if a caller folds from inside a fold, which nothing does.
+        Err(_) => fold_with(block, &mut Vec::new()),
+    });
+}
+
+fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>) {
+    f.clear();
+    f.resize(block.temps.len(), Facts::default());
     for inst in &block.insts {
         if let Some(d) = inst.def() {
             let c = &mut f[d.0 as usize].defs;
@@ -43,7 +56,7 @@ pub fn fold_constants(block: &mut crate::Block) {
             continue;
         }
         inst.for_each_use_mut(|t| {
-            if let Some(r) = now(stretch, f[t.0 as usize].same) {
+            if let Some(r) = f[t.0 as usize].same(stretch) {
                 *t = r;
             }
         });
@@ -54,7 +67,8 @@ pub fn fold_constants(block: &mut crate::Block) {
             continue;
         }
         f[dst.0 as usize].seen = true;
-        let k = |t: Temp| now(stretch, f[t.0 as usize].known);
+        f[dst.0 as usize].def_at = stretch;
+        let k = |t: Temp| f[t.0 as usize].known(stretch);
         let ty = |t: Temp| temps[t.0 as usize];
         let val = match *inst {
             Inst::Const { val, .. } => Some(val),
@@ -80,7 +94,7 @@ pub fn fold_constants(block: &mut crate::Block) {
         };
         if let Some(v) = val {
             let v = ty(dst).mask(v);
-            f[dst.0 as usize].known = (stretch, Some(v));
+            f[dst.0 as usize].val = Some(v);
             *inst = Inst::Const { dst, val: v };
             continue;
         }
@@ -88,45 +102,61 @@ pub fn fold_constants(block: &mut crate::Block) {
         let fwd = match *inst {
             Inst::Bin { op, a, b, .. } => identity(op, ty(dst), k(a), k(b)).map(|first| if first { a } else { b }),
             Inst::Un { op: UnOp::Trunc, src, .. } if ty(dst) == Ty::I32 && ty(src) == Ty::I64 => {
-                now(stretch, f[src.0 as usize].sext_src)
+                f[src.0 as usize].sext_src(stretch)
             }
             Inst::Un { op: UnOp::Sext32, src, .. } if ty(dst) == Ty::I64 && ty(src) == Ty::I32 && once(&f, src) => {
-                let earlier = now(stretch, f[src.0 as usize].sext_of);
+                let earlier = f[src.0 as usize].sext_of(stretch);
                 if earlier.is_none() {
-                    f[src.0 as usize].sext_of = (stretch, Some(dst));
-                    f[dst.0 as usize].sext_src = (stretch, Some(src));
+                    f[src.0 as usize].sext_of = Some((stretch, dst));
+                    f[dst.0 as usize].sext_src = Some(src);
                 }
                 earlier
             }
             _ => None,
         };
-        if let Some(r) = fwd.filter(|&r| once(&f, r) && ty(r) == ty(dst)) {
-            f[dst.0 as usize].same = (stretch, Some(r));
+        if let Some(r) = fwd.filter(|&r| once(f, r) && ty(r) == ty(dst)) {
+            f[dst.0 as usize].same = Some(r);
         }
     }
 }
 
-/// What the pass knows of one temp. A fact is (stretch between labels, fact) and counts
-/// only in the stretch it was made in (see [`now`]).
+/// What the pass knows of one temp. A fact counts only in the stretch between labels it
+/// was made in. Those about the temp's own value (`val`, `same`, `sext_src`) are all made at
+/// its (single) definition, in stretch `def_at`; `sext_of` records its own.
 #[derive(Clone, Copy, Default)]
 struct Facts {
+    /// Its constant value.
+    val: Option<u64>,
+    /// An earlier temp with the same value.
+    same: Option<Temp>,
+    /// The temp this one is `sext32` of.
+    sext_src: Option<Temp>,
+    /// The temp holding `sext32` of this one, and the stretch that was found in.
+    sext_of: Option<(u32, Temp)>,
+    /// The stretch of its definition.
+    def_at: u32,
     /// Definitions (saturating).
     defs: u8,
     /// Its (single) definition has been passed.
     seen: bool,
-    /// Its constant value.
-    known: (u32, Option<u64>),
-    /// An earlier temp with the same value.
-    same: (u32, Option<Temp>),
-    /// The temp holding `sext32` of this one.
-    sext_of: (u32, Option<Temp>),
-    /// The temp this one is `sext32` of.
-    sext_src: (u32, Option<Temp>),
 }
 
-/// A fact, if it was made in stretch `stretch`.
-fn now<T>(stretch: u32, (s, v): (u32, Option<T>)) -> Option<T> {
-    v.filter(|_| s == stretch)
+impl Facts {
+    fn known(&self, stretch: u32) -> Option<u64> {
+        self.val.filter(|_| self.def_at == stretch)
+    }
+
+    fn same(&self, stretch: u32) -> Option<Temp> {
+        self.same.filter(|_| self.def_at == stretch)
+    }
+
+    fn sext_src(&self, stretch: u32) -> Option<Temp> {
+        self.sext_src.filter(|_| self.def_at == stretch)
+    }
+
+    fn sext_of(&self, stretch: u32) -> Option<Temp> {
+        self.sext_of.filter(|&(s, _)| s == stretch).map(|(_, t)| t)
+    }
 }
 
 /// Whether `a op b` is one of its operands whatever the other is: `Some(true)` for `a`,

@@ -72,6 +72,7 @@ pub(crate) struct Baseline {
     multi: Vec<bool>,
     last: Vec<u32>,
     locs: Vec<Loc>,
+    quiet: Vec<bool>,
 }
 
 impl std::fmt::Debug for Baseline {
@@ -164,6 +165,7 @@ impl Baseline {
             multi: Vec::new(),
             last: Vec::new(),
             locs: Vec::new(),
+            quiet: Vec::new(),
         }
     }
 
@@ -182,6 +184,7 @@ impl Baseline {
         let mut last = std::mem::take(&mut self.last);
         count_uses(spec.block, &mut uses, &mut multi, &mut last);
         let mut locs = std::mem::take(&mut self.locs);
+        let quiet = std::mem::take(&mut self.quiet);
         locs.clear();
         locs.extend((0..spec.block.temps.len()).map(|t| Loc::Slot(8 * t as i32)));
         let mut jumps = std::mem::take(&mut self.jumps);
@@ -204,6 +207,7 @@ impl Baseline {
             multi,
             last,
             locs,
+            quiet,
             bound: Vec::new(),
             entry_exits: None,
             at: 0,
@@ -217,6 +221,7 @@ impl Baseline {
         self.multi = std::mem::take(&mut e.multi);
         self.last = std::mem::take(&mut e.last);
         self.locs = std::mem::take(&mut e.locs);
+        self.quiet = std::mem::take(&mut e.quiet);
         self.jumps = std::mem::take(&mut e.jumps);
         r?;
         // `drain` keeps the assembler's buffers for the next block; on an error the
@@ -266,6 +271,8 @@ struct Emit<'a, 'b> {
     last: Vec<u32>,
     /// Where each temp's value is (see [`Loc`]).
     locs: Vec<Loc>,
+    /// Per instruction: whether it emits no code ([`Emit::silent`], decided once).
+    quiet: Vec<bool>,
     /// Temps currently bound to a state field.
     bound: Vec<Temp>,
     /// The prologue's out-of-line exits: (exit request, hot, the context's `hot` word).
@@ -353,23 +360,32 @@ fn fits_i32(v: u64) -> bool {
 
 impl Emit<'_, '_> {
     fn body(&mut self, heat: u64, hot: u64) -> Result<(), String> {
-        // Forward branches only (see the module pitfall): decline anything else.
-        let mut placed = vec![false; self.labels.len()];
-        for inst in &self.spec.block.insts {
+        // Forward branches only (see the module pitfall): decline anything else. A branch
+        // to a label not placed yet is forward; `quiet` doubles as the "placed" set here.
+        let insts = &self.spec.block.insts;
+        let mut placed = std::mem::take(&mut self.quiet);
+        placed.clear();
+        placed.resize(self.labels.len(), false);
+        for inst in insts {
             match *inst {
                 Inst::SetLabel(l) => placed[l.0 as usize] = true,
                 Inst::Br(l) | Inst::BrCond { target: l, .. } if placed[l.0 as usize] => {
+                    self.quiet = placed;
                     return Err("backward branch".into());
                 }
                 _ => {}
             }
         }
+        let mut quiet = placed;
+        quiet.clear();
+        quiet.extend(insts.iter().map(|i| self.silent(i)));
+        self.quiet = quiet;
         self.prologue(heat, hot)?;
         for (i, inst) in self.spec.block.insts.iter().enumerate() {
             self.at = i;
             // What rax holds survives only into the next instruction (and across the
             // instructions that emit nothing).
-            if self.silent(inst) {
+            if self.quiet[i] {
                 // Bookkeeping only (pc, bindings): rax is left as it is.
                 self.inst(i, inst)?;
                 continue;
@@ -478,7 +494,7 @@ impl Emit<'_, '_> {
         self.locs[t.0 as usize] = Loc::Slot(self.slot(t));
         if r == RAX {
             self.rax_holds = Some(t);
-            let next = self.spec.block.insts[self.at + 1..].iter().find(|i| !self.silent(i));
+            let next = (self.at + 1..self.quiet.len()).find(|&j| !self.quiet[j]).map(|j| &self.spec.block.insts[j]);
             if self.uses[t.0 as usize] == 1 && next.and_then(rax_operand) == Some(t) {
                 return;
             }
