@@ -104,7 +104,7 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>) {
             Inst::Un { op: UnOp::Trunc, src, .. } if ty(dst) == Ty::I32 && ty(src) == Ty::I64 => {
                 f[src.0 as usize].sext_src(stretch)
             }
-            Inst::Un { op: UnOp::Sext32, src, .. } if ty(dst) == Ty::I64 && ty(src) == Ty::I32 && once(&f, src) => {
+            Inst::Un { op: UnOp::Sext32, src, .. } if ty(dst) == Ty::I64 && ty(src) == Ty::I32 && once(f, src) => {
                 let earlier = f[src.0 as usize].sext_of(stretch);
                 if earlier.is_none() {
                     f[src.0 as usize].sext_of = Some((stretch, dst));
