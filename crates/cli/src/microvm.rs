@@ -146,7 +146,10 @@ fn boot_once(cfg: &Config, images: &X86Images, session: &Session, out: Sink) -> 
         X86Entry::Linux64 { entry, boot_params } => BootEntry::Linux64 { entry, boot_params },
     };
     log::info!(target: ACCEL, "microvm ready in {:?}: entry {boot:x?}", t0.elapsed());
-    match accel.run(m.mem.clone(), m.pio.clone(), ctl.clone(), boot, cfg.smp).context("cannot run the microVM")? {
+    let ran = accel.run(m.mem.clone(), m.pio.clone(), ctl.clone(), boot, cfg.smp);
+    // The console holds the UART beyond this machine: write out what it buffered.
+    m.uart.flush_output();
+    match ran.context("cannot run the microVM")? {
         IoExit::Failed(msg) => bail!("{msg}"),
         IoExit::Reset => Ok(ExitCode::Reset),
         IoExit::Stopped => Ok(ctl.exit_requested().unwrap_or(ExitCode::Exit(0))),

@@ -23,6 +23,7 @@ use super::mptable;
 use super::virtio_mmio::EmptyTransport;
 use crate::char::ns16550::{Ns16550, Sink};
 use crate::loader;
+use crate::timer::TimerService;
 use crate::HwError;
 
 /// RAM must end below the 32-bit PCI/APIC hole.
@@ -79,6 +80,8 @@ pub struct MicroVm {
     /// virtio-mmio transports with a device behind them (base, GSI), announced
     /// to the kernel; the empty slots are not (as on QEMU's microvm).
     pub virtio_mmio: Vec<(u64, u32)>,
+    /// Flushes console output that does not end a line (see `Ns16550::buffer_output`).
+    _timers: TimerService,
 }
 
 /// `virtio_mmio.device=` parameters for the kernel command line.
@@ -121,6 +124,9 @@ impl MicroVm {
         }
         let irq = |gsi| accel.irq_line(gsi).map_err(|e| HwError::Machine(e.to_string()));
         let uart = Arc::new(Ns16550::new(serial_out, irq(COM1_GSI)?));
+        // The console is written per line, as on `virt`: each byte was a `write`.
+        let timers = TimerService::new()?;
+        uart.buffer_output(&timers);
         let mut pio = PioBus::new();
         let bus_err = |e: kite_core::AccelError| HwError::Machine(e.to_string());
         pio.insert("com1", COM1_PORT, 8, Arc::new(PortMapped(uart.clone()))).map_err(bus_err)?;
@@ -135,6 +141,7 @@ impl MicroVm {
             ram_size: cfg.ram_size,
             smp: cfg.smp,
             virtio_mmio: Vec::new(),
+            _timers: timers,
         })
     }
 
