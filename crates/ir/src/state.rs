@@ -107,7 +107,9 @@ pub mod flush {
 }
 
 /// The common head of every target's CPU state.
-#[repr(C)]
+// 32-byte aligned so that every 32-byte TLB entry sits in one cache line (a miss on a
+// cold entry is one line, not two).
+#[repr(C, align(32))]
 #[derive(Debug)]
 pub struct CpuHeader {
     /// Guest PC. Up to date only at block exits and before helpers that may
@@ -134,6 +136,11 @@ pub struct CpuHeader {
     /// Where the registers-preserving entry to the softmmu slow path leaves its result
     /// (a call that clobbers no register cannot return one in a register).
     pub slow_ret: u64,
+    /// The arguments of a call to that entry or to the registers-preserving cold-helper
+    /// entry, stored by the caller. Passed in registers, they pinned values to fixed
+    /// registers at every TLB-miss site, and the register allocator spilled loop values
+    /// that lived in those registers for the whole loop.
+    pub slow_args: [u64; 5],
     /// The softmmu TLBs, one per MMU mode.
     pub tlb: [[TlbEntry; TLB_ENTRIES]; MMU_MODES],
     /// Per mode, a bit per TLB entry that holds a non-global translation: the entries
@@ -153,6 +160,7 @@ impl Default for CpuHeader {
             flags: 0,
             flush_request: 0,
             slow_ret: 0,
+            slow_args: [0; 5],
             tlb: [[TlbEntry::EMPTY; TLB_ENTRIES]; MMU_MODES],
             tlb_local: [[0; TLB_ENTRIES / 64]; MMU_MODES],
         }
@@ -234,7 +242,9 @@ pub mod offsets {
     pub const FLAGS: u32 = 40;
     pub const FLUSH_REQUEST: u32 = 44;
     pub const SLOW_RET: u32 = 48;
-    pub const TLB: u32 = 56;
+    pub const SLOW_ARGS: u32 = 56;
+    /// 32-byte aligned (as the header is): no TLB entry straddles two cache lines.
+    pub const TLB: u32 = 96;
     /// Size of one TLB entry and of one mode's TLB, in bytes.
     pub const TLB_ENTRY_SIZE: u32 = 32;
     pub const TLB_MODE_SIZE: u32 = TLB_ENTRY_SIZE * super::TLB_ENTRIES as u32;
@@ -285,6 +295,9 @@ mod tests {
         assert_eq!(offset_of!(CpuHeader, flags) as u32, offsets::FLAGS);
         assert_eq!(offset_of!(CpuHeader, flush_request) as u32, offsets::FLUSH_REQUEST);
         assert_eq!(offset_of!(CpuHeader, slow_ret) as u32, offsets::SLOW_RET);
+        assert_eq!(offset_of!(CpuHeader, slow_args) as u32, offsets::SLOW_ARGS);
+        assert_eq!(std::mem::align_of::<CpuHeader>() as u32 % offsets::TLB_ENTRY_SIZE, 0);
+        assert_eq!(offsets::TLB % offsets::TLB_ENTRY_SIZE, 0);
         assert_eq!(offset_of!(CpuHeader, tlb) as u32, offsets::TLB);
         assert_eq!(size_of::<TlbEntry>() as u32, offsets::TLB_ENTRY_SIZE);
         assert_eq!(offset_of!(CpuHeader, tlb_local) as u32, offsets::TLB_LOCAL);

@@ -136,10 +136,10 @@ impl Codegen {
         c_sig.returns.push(AbiParam::new(types::I64));
         // The slow path is entered through `stub::keep_regs_entry`: no register is
         // clobbered, and the result comes back in the header's `slow_ret`.
+        // Its only register argument is the cpu; the others go through the header's
+        // `slow_args` (see `stub::keep_regs_entry`).
         let mut slow_sig = Signature::new(CallConv::PreserveAll);
-        for _ in 0..6 {
-            slow_sig.params.push(AbiParam::new(types::I64));
-        }
+        slow_sig.params.push(AbiParam::new(types::I64));
         let has_fma = isa.isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
         #[cfg(test)]
         let has_fma = has_fma && !NO_FMA.load(std::sync::atomic::Ordering::Relaxed);
@@ -317,8 +317,8 @@ struct Emit<'a, 'b> {
     sig_tail: ir::SigRef,
     sig_c: ir::SigRef,
     has_fma: bool,
-    /// The softmmu slow path: `fn(ctx, cpu, vaddr, info, val, expected)`, preserving every
-    /// register; the result is in the header's `slow_ret`.
+    /// The registers-preserving entries (softmmu slow path, cold helpers): `fn(cpu)` with
+    /// the arguments in the header's `slow_args`; the result is in its `slow_ret`.
     sig_slow: ir::SigRef,
     /// Guest pc of the instruction being emitted.
     pc: u64,
@@ -1153,8 +1153,10 @@ impl<'b> Emit<'_, 'b> {
             // registers across fast paths whose fallback it is.
             Some(keep) => {
                 let k = self.k64(keep);
-                let args = [a[0], f, a[1], a[2], a[3], a[4]];
-                self.b.ins().call_indirect(self.sig_slow, k, &args);
+                for (n, v) in [f, a[1], a[2], a[3], a[4]].into_iter().enumerate() {
+                    self.hdr_store(v, offsets::SLOW_ARGS + 8 * n as u32);
+                }
+                self.b.ins().call_indirect(self.sig_slow, k, &[self.cpu]);
                 self.hdr_load(types::I64, offsets::SLOW_RET)
             }
             None => {
@@ -1366,7 +1368,6 @@ impl<'b> Emit<'_, 'b> {
         self.store_pc(pc);
         self.writeback_side();
         self.sync_promos();
-        let ctx = self.k64(self.spec.ctx);
         let fix = softmmu::fixup_info(self.unexecuted(), src.is_some());
         let info = self.k64(softmmu::info(mop, kind, self.spec.mmu, self.spec.tb) | fix);
         let val = match (src, ty) {
@@ -1377,7 +1378,7 @@ impl<'b> Emit<'_, 'b> {
         let f = self.k64(self.spec.slow_keep);
         // For a store, the pc to resume at if it invalidated this block (see `fixup_info`).
         let next = self.k64(if src.is_some() { next_pc } else { 0 });
-        self.b.ins().call_indirect(self.sig_slow, f, &[self.cpu, ctx, addr, info, val, next]);
+        self.slow_call(f, [addr, info, val, next]);
         self.leave_on_status();
         // A store's result is its source; only a load reads the stub's result word.
         let v = match src {
@@ -1454,20 +1455,28 @@ impl<'b> Emit<'_, 'b> {
         self.store_pc(pc);
         self.writeback_side();
         self.sync_promos();
-        let ctx = self.k64(self.spec.ctx);
         let info = self.k64(softmmu::info(mop, Access::Write, self.spec.mmu, self.spec.tb) | softmmu::atomic_info(op));
         let (s, e) = match ty {
             Ty::I32 => (self.b.ins().uextend(types::I64, s), self.b.ins().uextend(types::I64, e)),
             Ty::I64 => (s, e),
         };
         let f = self.k64(self.spec.slow_keep);
-        self.b.ins().call_indirect(self.sig_slow, f, &[self.cpu, ctx, a, info, s, e]);
+        self.slow_call(f, [a, info, s, e]);
         let r = self.hdr_load(types::I64, offsets::SLOW_RET);
         self.check_status(Some(next), false);
         match ty {
             Ty::I32 => self.b.ins().ireduce(types::I32, r),
             Ty::I64 => r,
         }
+    }
+
+    /// Call the registers-preserving slow-path entry `f` with `args` (address, info, value,
+    /// next pc or expected value) stored in the header's `slow_args`.
+    fn slow_call(&mut self, f: Value, args: [Value; 4]) {
+        for (k, v) in args.into_iter().enumerate() {
+            self.hdr_store(v, offsets::SLOW_ARGS + 8 * k as u32);
+        }
+        self.b.ins().call_indirect(self.sig_slow, f, &[self.cpu]);
     }
 
     /// `v`'s value if an `iconst` defines it.

@@ -277,25 +277,6 @@ pub(crate) fn normalise(r: u64) -> u64 {
 
 impl<C: GuestCpu> Engine<C> {
     pub fn new(mem: Arc<PhysMap>, vm: Arc<VmControl>, opts: JitOptions) -> Result<Self, JitError> {
-        let native = match opts.tier {
-            Tier::Interp => None,
-            Tier::Jit | Tier::Tiered => {
-                let mut cg = Codegen::new(opts.verify)?;
-                let mut cache = CodeCache::new(opts.code_cache_bytes)?;
-                let code = cg.trampoline().map_err(JitError::Trampoline)?;
-                let p = cache.add(code)?.ok_or_else(|| JitError::CodeCache("too small for the trampoline".into()))?;
-                // SAFETY: `p` is the trampoline just compiled for this host with exactly
-                // this signature (SystemV, two pointer-sized arguments, one u64 result).
-                let trampoline = unsafe { std::mem::transmute::<*const u8, Trampoline>(p) };
-                let keep = crate::stub::keep_regs_entry(slow_fn::<C>()).map_err(JitError::Trampoline)?;
-                let slow_keep =
-                    cache.add(&keep)?.ok_or_else(|| JitError::CodeCache("too small for the trampoline".into()))? as u64;
-                cache.make_permanent();
-                let mut bl = Baseline::new();
-                bl.direct = cache.writable(p).is_some();
-                Some(Native { cg, bl, cache, trampoline, slow_keep })
-            }
-        };
         let ctx = Box::new(Ctx {
             mem,
             tbs: TbCache::new(),
@@ -309,6 +290,41 @@ impl<C: GuestCpu> Engine<C> {
         });
         // SAFETY: `Box::into_raw` never returns null.
         let ctx = unsafe { NonNull::new_unchecked(Box::into_raw(ctx)) };
+        // The slow-path entry names the context, so it exists first; on an error it is freed
+        // here (the engine that would own it is not built).
+        let native = (|| -> Result<Option<Native>, JitError> {
+            Ok(match opts.tier {
+                Tier::Interp => None,
+                Tier::Jit | Tier::Tiered => {
+                    let mut cg = Codegen::new(opts.verify)?;
+                    let mut cache = CodeCache::new(opts.code_cache_bytes)?;
+                    let code = cg.trampoline().map_err(JitError::Trampoline)?;
+                    let p =
+                        cache.add(code)?.ok_or_else(|| JitError::CodeCache("too small for the trampoline".into()))?;
+                    // SAFETY: `p` is the trampoline just compiled for this host with exactly
+                    // this signature (SystemV, two pointer-sized arguments, one u64 result).
+                    let trampoline = unsafe { std::mem::transmute::<*const u8, Trampoline>(p) };
+                    // The context outlives the code cache (both belong to the engine).
+                    let keep = crate::stub::keep_regs_entry(slow_fn::<C>(), ctx.as_ptr() as u64)
+                        .map_err(JitError::Trampoline)?;
+                    let slow_keep =
+                        cache.add(&keep)?.ok_or_else(|| JitError::CodeCache("too small for the trampoline".into()))?
+                            as u64;
+                    cache.make_permanent();
+                    let mut bl = Baseline::new();
+                    bl.direct = cache.writable(p).is_some();
+                    Some(Native { cg, bl, cache, trampoline, slow_keep })
+                }
+            })
+        })();
+        let native = match native {
+            Ok(n) => n,
+            Err(e) => {
+                // SAFETY: `ctx` came from `Box::into_raw` above and nothing else holds it.
+                drop(unsafe { Box::from_raw(ctx.as_ptr()) });
+                return Err(e);
+            }
+        };
         let bg = if opts.tier == Tier::Tiered && opts.background && opts.thresh > 0 {
             match Bg::new(opts.verify) {
                 Ok(b) => Some(b),

@@ -17,30 +17,43 @@ use dynasmrt::x64::X64Relocation;
 use dynasmrt::{dynasm, DynasmApi, VecAssembler};
 use kite_ir::state::offsets;
 
-/// Machine code of a function `f(cpu, ctx, vaddr, info, val, next)` that saves every
-/// caller-saved register, calls `target(ctx, cpu, vaddr, info, val, next)` (the SystemV
-/// slow path), stores its result at `cpu + SLOW_RET` and restores everything (rax
-/// included). `cpu` comes first because a TB receives it in rdi: in the same register
-/// at the call, the allocator has no reason to move it around the TLB probes' hit paths.
-pub(crate) fn keep_regs_entry(target: u64) -> Result<Vec<u8>, String> {
-    keep_regs(|ops| dynasm!(ops ; .arch x64 ; xchg rdi, rsi ; mov rax, QWORD target as i64))
+/// Machine code of a function `f(cpu)` that saves every caller-saved register, calls
+/// `target(ctx, cpu, vaddr, info, val, next)` (the SystemV slow path) with the last four
+/// arguments read from the header's `slow_args`, stores its result at `cpu + SLOW_RET` and
+/// restores everything (rax included). The caller's only register argument is `cpu`, which
+/// a TB receives in rdi anyway: no other value has to leave its register at a miss site.
+pub(crate) fn keep_regs_entry(target: u64, ctx: u64) -> Result<Vec<u8>, String> {
+    let a = offsets::SLOW_ARGS as i32;
+    keep_regs(|ops| {
+        dynasm!(ops
+            ; .arch x64
+            ; mov rsi, rdi
+            ; mov rdi, QWORD ctx as i64
+            ; mov rdx, [rsi + a]
+            ; mov rcx, [rsi + a + 8]
+            ; mov r8, [rsi + a + 16]
+            ; mov r9, [rsi + a + 24]
+            ; mov rax, QWORD target as i64
+        )
+    })
 }
 
-/// The same for helper calls on cold paths ([`kite_ir::Effects::cold`]): `f(cpu, func,
-/// a0, a1, a2, a3)` calls the helper `func(cpu, a0, a1, a2, a3)`. Process-wide (it
-/// depends on nothing per engine); `None` if no executable page could be had.
+/// The same for helper calls on cold paths ([`kite_ir::Effects::cold`]): `f(cpu)` with
+/// `func, a0, a1, a2, a3` in the header's `slow_args` calls the helper
+/// `func(cpu, a0, a1, a2, a3)`. Process-wide (it depends on nothing per engine); `None` if
+/// no executable page could be had.
 pub(crate) fn keep_regs_call() -> Option<u64> {
     static CODE: std::sync::OnceLock<Option<memmap2::Mmap>> = std::sync::OnceLock::new();
     let code = CODE.get_or_init(|| {
-        // The function goes to rax and the arguments after it move down by one.
+        let a = offsets::SLOW_ARGS as i32;
         let bytes = keep_regs(|ops| {
             dynasm!(ops
                 ; .arch x64
-                ; mov rax, rsi
-                ; mov rsi, rdx
-                ; mov rdx, rcx
-                ; mov rcx, r8
-                ; mov r8, r9
+                ; mov rax, [rdi + a]
+                ; mov rsi, [rdi + a + 8]
+                ; mov rdx, [rdi + a + 16]
+                ; mov rcx, [rdi + a + 24]
+                ; mov r8, [rdi + a + 32]
             )
         })
         .ok()?;

@@ -71,6 +71,7 @@ fn run_tier(tier: Tier, reference: bool, block: &Block, setup: &dyn Fn(&mut Mock
     }
     // Scratch for Cranelift code's slow-path calls: only meaningful right after one.
     cpu.h.slow_ret = 0;
+    cpu.h.slow_args = [0; 5];
     (outs, cpu.state_bytes(), ram_bytes(&mem), log)
 }
 
