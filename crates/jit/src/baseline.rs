@@ -73,6 +73,7 @@ pub(crate) struct Baseline {
     last: Vec<u32>,
     locs: Vec<Loc>,
     quiet: Vec<bool>,
+    placed: Vec<bool>,
 }
 
 impl std::fmt::Debug for Baseline {
@@ -166,6 +167,7 @@ impl Baseline {
             last: Vec::new(),
             locs: Vec::new(),
             quiet: Vec::new(),
+            placed: Vec::new(),
         }
     }
 
@@ -185,6 +187,7 @@ impl Baseline {
         count_uses(spec.block, &mut uses, &mut multi, &mut last);
         let mut locs = std::mem::take(&mut self.locs);
         let quiet = std::mem::take(&mut self.quiet);
+        let placed = std::mem::take(&mut self.placed);
         locs.clear();
         locs.extend((0..spec.block.temps.len()).map(|t| Loc::Slot(8 * t as i32)));
         let mut jumps = std::mem::take(&mut self.jumps);
@@ -208,6 +211,7 @@ impl Baseline {
             last,
             locs,
             quiet,
+            placed,
             bound: Vec::new(),
             entry_exits: None,
             at: 0,
@@ -222,6 +226,7 @@ impl Baseline {
         self.last = std::mem::take(&mut e.last);
         self.locs = std::mem::take(&mut e.locs);
         self.quiet = std::mem::take(&mut e.quiet);
+        self.placed = std::mem::take(&mut e.placed);
         self.jumps = std::mem::take(&mut e.jumps);
         r?;
         // `drain` keeps the assembler's buffers for the next block; on an error the
@@ -273,6 +278,8 @@ struct Emit<'a, 'b> {
     locs: Vec<Loc>,
     /// Per instruction: whether it emits no code ([`Emit::silent`], decided once).
     quiet: Vec<bool>,
+    /// Per label: placed yet (the forward-branch check).
+    placed: Vec<bool>,
     /// Temps currently bound to a state field.
     bound: Vec<Temp>,
     /// The prologue's out-of-line exits: (exit request, hot, the context's `hot` word).
@@ -360,23 +367,20 @@ fn fits_i32(v: u64) -> bool {
 
 impl Emit<'_, '_> {
     fn body(&mut self, heat: u64, hot: u64) -> Result<(), String> {
-        // Forward branches only (see the module pitfall): decline anything else. A branch
-        // to a label not placed yet is forward; `quiet` doubles as the "placed" set here.
+        // Forward branches only (see the module pitfall): decline anything else.
         let insts = &self.spec.block.insts;
-        let mut placed = std::mem::take(&mut self.quiet);
-        placed.clear();
-        placed.resize(self.labels.len(), false);
+        self.placed.clear();
+        self.placed.resize(self.labels.len(), false);
         for inst in insts {
             match *inst {
-                Inst::SetLabel(l) => placed[l.0 as usize] = true,
-                Inst::Br(l) | Inst::BrCond { target: l, .. } if placed[l.0 as usize] => {
-                    self.quiet = placed;
+                Inst::SetLabel(l) => self.placed[l.0 as usize] = true,
+                Inst::Br(l) | Inst::BrCond { target: l, .. } if self.placed[l.0 as usize] => {
                     return Err("backward branch".into());
                 }
                 _ => {}
             }
         }
-        let mut quiet = placed;
+        let mut quiet = std::mem::take(&mut self.quiet);
         quiet.clear();
         quiet.extend(insts.iter().map(|i| self.silent(i)));
         self.quiet = quiet;

@@ -1153,10 +1153,7 @@ impl<'b> Emit<'_, 'b> {
             // registers across fast paths whose fallback it is.
             Some(keep) => {
                 let k = self.k64(keep);
-                for (n, v) in [f, a[1], a[2], a[3], a[4]].into_iter().enumerate() {
-                    self.hdr_store(v, offsets::SLOW_ARGS + 8 * n as u32);
-                }
-                self.b.ins().call_indirect(self.sig_slow, k, &[self.cpu]);
+                self.slow_call(k, &[f, a[1], a[2], a[3], a[4]]);
                 self.hdr_load(types::I64, offsets::SLOW_RET)
             }
             None => {
@@ -1378,7 +1375,7 @@ impl<'b> Emit<'_, 'b> {
         let f = self.k64(self.spec.slow_keep);
         // For a store, the pc to resume at if it invalidated this block (see `fixup_info`).
         let next = self.k64(if src.is_some() { next_pc } else { 0 });
-        self.slow_call(f, [addr, info, val, next]);
+        self.slow_call(f, &[addr, info, val, next]);
         self.leave_on_status();
         // A store's result is its source; only a load reads the stub's result word.
         let v = match src {
@@ -1461,7 +1458,7 @@ impl<'b> Emit<'_, 'b> {
             Ty::I64 => (s, e),
         };
         let f = self.k64(self.spec.slow_keep);
-        self.slow_call(f, [a, info, s, e]);
+        self.slow_call(f, &[a, info, s, e]);
         let r = self.hdr_load(types::I64, offsets::SLOW_RET);
         self.check_status(Some(next), false);
         match ty {
@@ -1470,10 +1467,12 @@ impl<'b> Emit<'_, 'b> {
         }
     }
 
-    /// Call the registers-preserving slow-path entry `f` with `args` (address, info, value,
-    /// next pc or expected value) stored in the header's `slow_args`.
-    fn slow_call(&mut self, f: Value, args: [Value; 4]) {
-        for (k, v) in args.into_iter().enumerate() {
+    /// Call the registers-preserving entry `f` (`stub::keep_regs_entry` or
+    /// `stub::keep_regs_call`) with `args` stored in the header's `slow_args`, in the order
+    /// that entry reads them.
+    fn slow_call(&mut self, f: Value, args: &[Value]) {
+        debug_assert!(args.len() <= 5, "slow_args holds five words");
+        for (k, &v) in args.iter().enumerate() {
             self.hdr_store(v, offsets::SLOW_ARGS + 8 * k as u32);
         }
         self.b.ins().call_indirect(self.sig_slow, f, &[self.cpu]);
