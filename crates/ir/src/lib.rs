@@ -944,6 +944,17 @@ impl Builder {
         self.block.insts.is_empty()
     }
 
+    /// Turn the chainable exits among the instructions from index `from` on into
+    /// [`Exit::GotoNoChain`]: a frontend that asks the dispatcher to act after an
+    /// instruction it already translated (a spin-wait's yield) needs every path back there.
+    pub fn unchain_exits(&mut self, from: usize) {
+        for inst in &mut self.block.insts[from..] {
+            if let Inst::Exit(Exit::Goto(pc)) = *inst {
+                *inst = Inst::Exit(Exit::GotoNoChain(pc));
+            }
+        }
+    }
+
     /// Record that the block covers `ninsns` guest instructions in `size` bytes.
     pub fn set_extent(&mut self, ninsns: u32, size: u32) {
         self.block.ninsns = ninsns;

@@ -1071,6 +1071,9 @@ impl<C: GuestCpu> Engine<C> {
         let page1 = (pc & PAGE_MASK).wrapping_add(PAGE_SIZE);
         // The second page: not looked at yet, or its mapping (or fetch fault).
         let mut second: Option<Result<(*const u8, u64, u64), Fault>> = None;
+        // The start of pc's page, looked up only if the frontend reads code before pc (a
+        // spin-wait loop's head): its host address, if that page is RAM all the way to pc.
+        let mut below: Option<Option<*const u8>> = None;
         let mut block;
         loop {
             let mut wants_second = false;
@@ -1081,6 +1084,19 @@ impl<C: GuestCpu> Engine<C> {
                 if off < avail0 {
                     // SAFETY: `off < avail0 <= left0` bytes of RAM from `p0`.
                     return Ok(unsafe { p0.add(off as usize).read() });
+                }
+                let back = pc.wrapping_sub(a);
+                if back <= pc & !PAGE_MASK && back != 0 {
+                    let head = *below.get_or_insert_with(|| {
+                        let lead = (pc & !PAGE_MASK) as usize;
+                        mem.ram_ptr(phys & PAGE_MASK)
+                            .filter(|&(p, left)| left as usize >= lead && p.wrapping_add(lead) == p0)
+                            .map(|(p, _)| p as *const u8)
+                    });
+                    let Some(h) = head else { return Err(access_fault(a)) };
+                    // SAFETY: `h` is RAM through `p0` (checked above) and `a` lies in
+                    // [page start, pc).
+                    return Ok(unsafe { h.add((a & !PAGE_MASK) as usize).read() });
                 }
                 let off1 = a.wrapping_sub(page1);
                 if off1 >= PAGE_SIZE {

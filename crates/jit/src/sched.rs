@@ -118,8 +118,14 @@ fn schedule<C: GuestCpu>(
     let vm = engine.vm().clone();
     let n = cpus.len();
     let mut cur = n - 1;
+    // The vCPU whose state is switched into the engine: one that yields (`pause`, a
+    // spin-wait) with nobody else runnable goes on without a switch out and back in.
+    let mut active: Option<usize> = None;
     loop {
         if let Some(code) = vm.exit_requested() {
+            if let Some(a) = active {
+                engine.switch_out(&cpus[a], &mut states[a]);
+            }
             return code;
         }
         // The next runnable vCPU after `cur`, round robin.
@@ -132,9 +138,15 @@ fn schedule<C: GuestCpu>(
             continue;
         };
         cur = i;
+        if active != Some(i) {
+            if let Some(a) = active {
+                engine.switch_out(&cpus[a], &mut states[a]);
+            }
+            engine.switch_in(&mut cpus[i], &mut states[i]);
+            active = Some(i);
+        }
         let cpu = &mut cpus[i];
         let st = &mut states[i];
-        engine.switch_in(cpu, st);
         if st.halted {
             st.halted = false;
             engine.wake(cpu);
@@ -142,9 +154,11 @@ fn schedule<C: GuestCpu>(
         kicker.current.store(i, Ordering::Release);
         kicker.preempt.store(false, Ordering::Release);
         let stop = engine.run_loop(&mut **cpu as *mut C, Some(&kicker.preempt));
-        engine.switch_out(cpu, st);
         match stop {
-            Stop::Exit(code) => return code,
+            Stop::Exit(code) => {
+                engine.switch_out(cpu, st);
+                return code;
+            }
             Stop::Halted => st.halted = true,
             Stop::Preempted => {}
         }

@@ -14,13 +14,14 @@ mod rv64a;
 mod rv64i;
 mod rv64m;
 mod rvf;
+mod spin;
 mod system;
 mod zicsr;
 mod zifencei;
 
 use kite_core::guest::TbLimits;
 use kite_core::Fault;
-use kite_ir::state::PAGE_MASK;
+use kite_ir::state::{flush, PAGE_MASK};
 use kite_ir::{Builder, Exit, Temp, Ty};
 
 use crate::cpu::{cause, offsets, tbflags};
@@ -154,6 +155,7 @@ pub fn translate_block(
     let mut cur = pc;
     let mut n = 0u32;
     let mut fp_ok = [None; 2];
+    let mut scan = spin::Scan::default();
     loop {
         // Fetch. A failing fetch of the first instruction raises its fault
         // (tval = the missing parcel); later in the block, stop before the
@@ -180,8 +182,17 @@ pub fn translate_block(
         b.insn_start(cur);
         n += 1;
         let (op, _) = decode(insn);
+        let spins = matches!(op, Op::Branch { .. } | Op::Jal { .. }) && scan.closes_spin(pc, cur, &op, fetch);
+        if spins {
+            zifencei::request_bits(b, flush::YIELD);
+        }
+        let mark = b.len();
         let mut ctx = Ctx { b, pc: cur, len, insn, privilege, flags: tb_flags, fp_ok: &mut fp_ok };
         let flow = translate_op(&mut ctx, &op);
+        if spins {
+            b.unchain_exits(mark);
+        }
+        scan.add(&op);
         cur = cur.wrapping_add(len);
         if flow == Flow::End {
             break;

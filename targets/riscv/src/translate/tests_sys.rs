@@ -369,3 +369,61 @@ fn random_programs_never_panic() {
         assert_eq!(m.cpu.x[0], 0);
     }
 }
+
+/// Whether the block asks to yield and leaves every exit unchained (a spin-wait).
+fn spins(blk: &kite_ir::Block) -> bool {
+    let yields = blk
+        .insts
+        .iter()
+        .any(|i| matches!(i, Inst::StState { off, .. } if *off == kite_ir::state::offsets::FLUSH_REQUEST));
+    let chained = blk.insts.iter().any(|i| matches!(i, Inst::Exit(Exit::Goto(_))));
+    assert!(!yields || !chained, "a yielding block must return to the dispatcher");
+    yields
+}
+
+#[test]
+fn spin_waits_without_pause_yield() {
+    let lw = |rd, rs1, imm| i_type(imm, rs1, 2, rd, 0x03);
+    let sw = |rs2, rs1, imm| s_type(imm, rs2, rs1, 2, 0x23);
+    let bne = |rs1, rs2, imm| b_type(imm, rs2, rs1, 1);
+    let beq = |rs1, rs2, imm| b_type(imm, rs2, rs1, 0);
+    let and = |rd, rs1, rs2| r_type(0, rs2, rs1, 7, rd, 0x33);
+    let fence_r_rw = 0x0230_000f;
+    // OpenSBI's wait for the boot hart: li t0, 2; ld t1, 0(a0); bne t0, t1, back.
+    let m = Machine::new(&[addi(5, 0, 2), i_type(0, 10, 3, 6, 0x03), bne(5, 6, -8)]);
+    assert!(spins(&translate_at(&m, RAM_BASE, 16)));
+    // Loop-carried registers are not spins: a countdown, a pointer walk, a strlen.
+    let m = Machine::new(&[addi(5, 5, -1), bne(5, 0, -4)]);
+    assert!(!spins(&translate_at(&m, RAM_BASE, 16)), "countdown");
+    let m = Machine::new(&[i_type(0, 10, 3, 10, 0x03), bne(10, 0, -4)]);
+    assert!(!spins(&translate_at(&m, RAM_BASE, 16)), "list walk");
+    let m = Machine::new(&[lw(5, 10, 0), addi(10, 10, 4), bne(5, 0, -8)]);
+    assert!(!spins(&translate_at(&m, RAM_BASE, 16)), "string scan");
+    // A store (or any other side effect) in the loop is not a spin either.
+    let m = Machine::new(&[lw(5, 10, 0), sw(5, 11, 0), bne(5, 0, -8)]);
+    assert!(!spins(&translate_at(&m, RAM_BASE, 16)), "copy loop");
+    let m = Machine::new(&[csrrs(5, MSCRATCH, 0), bne(5, 0, -4)]);
+    assert!(!spins(&translate_at(&m, RAM_BASE, 16)), "CSR poll");
+    // A branch elsewhere is not a loop.
+    let m = Machine::new(&[lw(5, 10, 0), bne(5, 0, 8), NOP, NOP]);
+    assert!(!spins(&translate_at(&m, RAM_BASE, 16)));
+    // OpenSBI's ticket lock: head: and a1, a3, a4; beq a2, a1, done
+    //                        wait: lw a3, 0(a0); fence r, rw; j head
+    // The block at `wait` closes the loop through the head's fall-through.
+    let m = Machine::new(&[and(11, 13, 14), beq(12, 11, 16), lw(13, 10, 0), fence_r_rw, j_type(-16, 0), NOP]);
+    let wait = translate_at(&m, RAM_BASE + 8, 16);
+    assert!(spins(&wait));
+    assert!(wait.insts.contains(&Inst::Exit(Exit::GotoNoChain(RAM_BASE))));
+    assert!(!spins(&translate_at(&m, RAM_BASE, 16)), "the head alone does not loop");
+    // The same shape with the lock word's address advancing is a scan, not a spin.
+    let m = Machine::new(&[and(11, 13, 14), beq(12, 11, 16), lw(13, 10, 0), addi(10, 10, 4), j_type(-16, 0), NOP]);
+    assert!(!spins(&translate_at(&m, RAM_BASE + 8, 16)));
+    // Executed, the spin still runs as before: it asks to yield and loops until memory
+    // changes (here it exits at once: the word already holds 2).
+    let mut m = machine(&[addi(5, 0, 2), i_type(0, 10, 3, 6, 0x03), bne(5, 6, -8)]);
+    m.cpu.x[10] = RAM_BASE + 0x900;
+    m.mem.write(RAM_BASE + 0x900, 8, 2);
+    m.run_to_ecall();
+    assert_ne!(m.cpu.header.flush_request & flush::YIELD, 0);
+    assert_eq!(m.cpu.header.pc, RAM_BASE + 12);
+}

@@ -4,7 +4,7 @@
 //! (`flush::YIELD`): Linux's `cpu_relax()` executes it in every spin loop.
 
 use kite_ir::state::{flush, offsets as hdr};
-use kite_ir::{BinOp, Exit, Ty};
+use kite_ir::{BinOp, Builder, Exit, Ty};
 
 use super::{Ctx, Flow};
 
@@ -21,10 +21,16 @@ pub(super) fn pause(ctx: &mut Ctx) -> Flow {
 
 /// Set `bits` in the header's flush-request word and leave the block unchained.
 fn request(ctx: &mut Ctx, bits: u32) -> Flow {
-    let cur = ctx.b.ld_state(Ty::I32, hdr::FLUSH_REQUEST);
-    let bit = ctx.b.const32(bits);
-    let new = ctx.b.bin(BinOp::Or, cur, bit);
-    ctx.b.st_state(new, hdr::FLUSH_REQUEST);
+    request_bits(ctx.b, bits);
     ctx.b.exit(Exit::GotoNoChain(ctx.next_pc()));
     Flow::End
+}
+
+/// Set `bits` in the header's flush-request word; the dispatcher acts on them when the
+/// block returns to it (the caller makes sure it does).
+pub(super) fn request_bits(b: &mut Builder, bits: u32) {
+    let cur = b.ld_state(Ty::I32, hdr::FLUSH_REQUEST);
+    let bit = b.const32(bits);
+    let new = b.bin(BinOp::Or, cur, bit);
+    b.st_state(new, hdr::FLUSH_REQUEST);
 }
