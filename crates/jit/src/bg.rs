@@ -60,6 +60,19 @@ pub(crate) struct Pending {
     pub slots: Box<[ChainSlot]>,
 }
 
+/// Run the calling thread under `SCHED_IDLE`: compiling hot code ahead is only worth host
+/// time that no vCPU thread wants. With one thread per vCPU on a host with as many cores,
+/// a normal-priority compile thread per vCPU took a core share from the guest and cost
+/// more than the faster code returned (a `-smp 2` boot on 2 host cores: 0.66 s against
+/// 0.54 s without tier-up).
+fn lower_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid `sched_param`; pid 0 is the calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        log::debug!("compile thread keeps normal priority: {}", std::io::Error::last_os_error());
+    }
+}
+
 /// The dispatcher's side of the worker.
 pub(crate) struct Bg {
     tx: Option<Sender<Job>>,
@@ -90,6 +103,7 @@ impl Bg {
         let handle = std::thread::Builder::new()
             .name("kite-jit-bg".into())
             .spawn(move || {
+                lower_priority();
                 while let Ok(job) = jobs.recv() {
                     if stop_w.load(Ordering::Acquire) {
                         break;
