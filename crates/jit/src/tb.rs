@@ -1143,7 +1143,8 @@ mod tests {
         c.on_tlb_flush_page(0x8000_0000);
         assert_page_counts_exact(&c);
         assert!(c.jc.pages.iter().all(|&n| n == 0), "{:?}", pcs.map(|pc| c.jc_probe(pc, 0)));
-        c.jc_set(0x2000 + 4, 0, ids[3]);
+        let late = c.insert(tb(0x2004, 0x100, 0, 0)).0;
+        c.jc_set(0x2004, 0, late);
         c.on_tlb_flush();
         assert_page_counts_exact(&c);
     }
