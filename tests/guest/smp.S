@@ -115,8 +115,15 @@ writer:
     la s1, flag
     la s3, patched
     li s2, 1
+    /* Wait until hart 0 has consumed the previous one. The wait has the shape of
+     * OpenSBI's ticket lock: the block that loads jumps back to a test before it in the
+     * same page, so the translator's spin-wait detection reads code before the block. */
 6:  lw t3, 0(s1)
-    bnez t3, 6b            /* hart 0 has not consumed the previous one */
+61: beqz t3, 62f
+    lw t3, 0(s1)
+    fence r, rw
+    j 61b
+62:
     slli t4, s2, 20        /* addi a0, zero, K: imm[11:0] << 20 | rd=a0 (10) << 7 | 0x13 */
     li t5, (10 << 7) | 0x13
     or t4, t4, t5
