@@ -850,7 +850,8 @@ impl<C: GuestCpu> Engine<C> {
             return members;
         }
         if let Some(tb) = ctx.tbs.get_mut(id) {
-            tb.extent = Some((ppage + lo, ppage + hi));
+            // Both within the page, or just past it for a member crossing its end.
+            tb.extent = Some((lo as u16, hi as u16));
         }
         ctx.stats.regions += 1;
         ctx.stats.region_blocks += members.len() as u64;
@@ -1392,7 +1393,7 @@ impl<C: GuestCpu> Engine<C> {
                     if self.reference_interp { None } else { FastBlock::decode(&block, std::mem::size_of::<C>()) };
                 let stats = &mut self.ctx().stats;
                 stats.tbs_fast_interp += fast.is_some() as u64;
-                Exec::Interp(block, fast)
+                Exec::Interp(block, fast.map(Box::new))
             }
         };
         // A block that failed to compile never tiers up (heat saturated).

@@ -112,8 +112,9 @@ impl ChainSlot {
 pub(crate) enum Exec {
     Native(*const u8),
     /// Interpreted: the IR (shared with a background compile) and, when the fast tier
-    /// took it, its pre-decoded form.
-    Interp(std::sync::Arc<Block>, Option<FastBlock>),
+    /// took it, its pre-decoded form (boxed: inline it made every TB of the slab, baseline
+    /// and compiled ones too, ~90 bytes larger).
+    Interp(std::sync::Arc<Block>, Option<Box<FastBlock>>),
 }
 
 #[derive(Debug)]
@@ -127,9 +128,10 @@ pub(crate) struct Tb {
     pub phys_page2: Option<u64>,
     /// Bytes of guest code (from `phys_pc`, continuing at `phys_page2` past the page end).
     pub size: u32,
-    /// Physical bytes `[lo, hi)` on `phys_pc`'s page that the TB's code also depends on:
-    /// the blocks of its loop region (see `Engine::region`). A write there invalidates it.
-    pub extent: Option<(u64, u64)>,
+    /// Bytes `[lo, hi)` of `phys_pc`'s page (offsets into it) that the TB's code also
+    /// depends on: the blocks of its loop region (see `Engine::region`). A write there
+    /// invalidates it.
+    pub extent: Option<(u16, u16)>,
     /// The vCPU's instruction count when the TB was made (how fast it got hot).
     pub born: u64,
     pub exec: Exec,
@@ -465,7 +467,9 @@ impl Tb {
         let in_first = start & PAGE_MASK == page && start < hi && lo < first_end;
         let rest = (start + self.size as u64).saturating_sub(first_end);
         let in_second = self.phys_page2.is_some_and(|p2| p2 == page && rest > 0 && p2 < hi && lo < p2 + rest);
-        let in_region = self.extent.is_some_and(|(a, b)| start & PAGE_MASK == page && a < hi && lo < b);
+        let base = start & PAGE_MASK;
+        let in_region =
+            self.extent.is_some_and(|(a, b)| base == page && base + u64::from(a) < hi && lo < base + u64::from(b));
         in_first || in_second || in_region
     }
 }
