@@ -170,3 +170,15 @@ fn smp_threads_tiered() {
 fn smp_round_robin() {
     check_smp("tcg,thread=single");
 }
+
+/// Tier-up at once: the spin-wait blocks (and their loop regions) are translated again
+/// for Cranelift, which reads code before a block's pc from guest RAM directly.
+#[test]
+fn smp_round_robin_hot() {
+    check_smp("tcg,thread=single,thresh=2");
+}
+
+#[test]
+fn smp_threads_hot() {
+    check_smp("tcg,thread=multi,thresh=2");
+}

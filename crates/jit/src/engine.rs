@@ -212,7 +212,9 @@ enum Interp {
 /// Translate the block at `pc` from guest code in RAM: `first.1` bytes at `first.0` (the
 /// code from `pc` on, within its page), then, past the end of `pc`'s page, up to `left`
 /// bytes of the next page at `second` (if given). Fetching anything else raises an access
-/// fault in the block; the second result says whether that happened.
+/// fault in the block; the second result says whether that happened. `first` is the
+/// code at pc: its pointer, the bytes readable from it, and the bytes readable just below
+/// it (0 if unknown).
 ///
 /// # Safety
 /// The pointers must be valid for reads of the given lengths.
@@ -221,17 +223,24 @@ unsafe fn translate_from_ram<C: GuestCpu>(
     pc: u64,
     flags: u32,
     max_insns: u32,
-    first: (*const u8, u64),
+    first: (*const u8, u64, u64),
     second: Option<(*const u8, u64)>,
 ) -> (Block, bool) {
-    let (p0, avail0) = first;
+    let (p0, avail0, before) = first;
     let page1 = (pc & PAGE_MASK).wrapping_add(PAGE_SIZE);
     let avail0 = avail0.min(page1.wrapping_sub(pc));
+    let before = before.min(pc & !PAGE_MASK);
     let byte = |a: u64| -> Option<u8> {
         let off = a.wrapping_sub(pc);
         if off < avail0 {
             // SAFETY: `off < avail0` bytes readable from `p0` (the caller's contract).
             return Some(unsafe { p0.add(off as usize).read() });
+        }
+        // Code before pc in its page (a spin-wait's head, see the RISC-V `spin` module).
+        let back = pc.wrapping_sub(a);
+        if back != 0 && back <= before {
+            // SAFETY: `before` bytes readable below `p0` (the caller's contract).
+            return Some(unsafe { p0.sub(back as usize).read() });
         }
         let off1 = a.wrapping_sub(page1);
         match second {
@@ -801,7 +810,7 @@ impl<C: GuestCpu> Engine<C> {
             // Only this page's bytes: a block that would need the next page stays out.
             // SAFETY: `avail <= left` bytes of RAM from `p0`, and `off < avail`.
             let (mut block, outside) =
-                unsafe { translate_from_ram(cpu, t, flags, MAX_INSNS, (p0.add(off as usize), avail - off), None) };
+                unsafe { translate_from_ram(cpu, t, flags, MAX_INSNS, (p0.add(off as usize), avail - off, off), None) };
             if outside || block.ninsns == 0 || block.validate().is_err() {
                 continue;
             }
@@ -880,8 +889,15 @@ impl<C: GuestCpu> Engine<C> {
         };
         // SAFETY: no TB is running; the dispatcher owns the CPU here (shared use only).
         let cpu = unsafe { &*cpu_ptr };
-        // SAFETY: `ram_ptr` gave `left0` bytes at `p0` and `left` at the second page's pointer.
-        let (mut block, _) = unsafe { translate_from_ram(cpu, pc, flags, ninsns, (p0, avail0), second) };
+        // The page's bytes before pc, if they are the same RAM (the frontend may look back).
+        let lead = pc & !PAGE_MASK;
+        let before = match mem.ram_ptr(phys & PAGE_MASK) {
+            Some((p, left)) if left >= lead && p.wrapping_add(lead as usize) == p0 => lead,
+            _ => 0,
+        };
+        // SAFETY: `ram_ptr` gave `left0` bytes at `p0` (and the `before` bytes below it, the
+        // same mapping from the page start) and `left` at the second page's pointer.
+        let (mut block, _) = unsafe { translate_from_ram(cpu, pc, flags, ninsns, (p0, avail0, before), second) };
         let stats = &mut self.ctx().stats;
         stats.translate_ns_total += ns_since(t0);
         let same = block.size == size && block.ninsns == ninsns && block.validate().is_ok();

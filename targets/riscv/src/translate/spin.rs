@@ -107,6 +107,11 @@ impl Scan {
             let (insn, len) = if lo & 3 != 3 {
                 (lo as u32, 2)
             } else {
+                // Never into the next page: asking for it makes the accelerator look the
+                // page up (and translate the block again) for a mere hint.
+                if at.wrapping_add(2) & PAGE_MASK != start & PAGE_MASK {
+                    return false;
+                }
                 let Ok(hi) = fetch(at.wrapping_add(2)) else { return false };
                 (lo as u32 | (hi as u32) << 16, 4)
             };
