@@ -15,14 +15,14 @@
 //! invalidated, flushed or replaced meanwhile simply drops the result.
 //!
 //! Pitfalls: results arrive in any order and after arbitrary delays; nothing may assume a
-//! submitted TB gets compiled. Dropping [`Bg`] sets its stop flag, closes the channel and
-//! joins the worker, which drops whatever is still queued.
+//! submitted TB gets compiled. Dropping [`Bg`] sets its stop flag and closes the channel;
+//! the worker (detached, so never waited for) finishes its current job and drops whatever is
+//! still queued. It only embeds the job's addresses in code, never reads through them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use kite_ir::Block;
@@ -77,7 +77,6 @@ fn lower_priority() {
 pub(crate) struct Bg {
     tx: Option<Sender<Job>>,
     rx: Receiver<Done>,
-    handle: Option<JoinHandle<()>>,
     next_seq: u64,
     /// Jobs sent and not yet answered (polling is skipped while zero).
     inflight: usize,
@@ -100,7 +99,8 @@ impl Bg {
         let answered_w = answered.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stop_w = stop.clone();
-        let handle = std::thread::Builder::new()
+        // Detached: see `Drop`.
+        std::thread::Builder::new()
             .name("kite-jit-bg".into())
             .spawn(move || {
                 lower_priority();
@@ -133,17 +133,7 @@ impl Bg {
                 }
             })
             .map_err(|e| JitError::Isa(format!("cannot start the compile thread: {e}")))?;
-        Ok(Bg {
-            tx: Some(tx),
-            rx,
-            handle: Some(handle),
-            next_seq: 0,
-            inflight: 0,
-            pending: HashMap::new(),
-            answered,
-            seen: 0,
-            stop,
-        })
+        Ok(Bg { tx: Some(tx), rx, next_seq: 0, inflight: 0, pending: HashMap::new(), answered, seen: 0, stop })
     }
 
     /// Queue a job; `false` if the worker is gone (the caller compiles in place).
@@ -201,9 +191,10 @@ impl Drop for Bg {
         // still hand it every queued job first (tens of milliseconds at a guest's exit).
         self.stop.store(true, Ordering::Release);
         self.tx = None;
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+        // The worker is not joined: at idle priority, on a host whose cores are all
+        // busy, the rest of its current compile could hold a guest's exit for a long
+        // time. It owns all it uses (its answer goes nowhere now), so it may finish on
+        // its own or die with the process.
     }
 }
 
