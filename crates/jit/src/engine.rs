@@ -512,6 +512,7 @@ impl<C: GuestCpu> Engine<C> {
                     // The guest is spin-waiting (see `flush::YIELD`): let the other vCPUs
                     // run, here in turns, or else on this host core (a lock holder, or
                     // the compile threads, may be waiting for it).
+                    self.ctx().stats.yields += 1;
                     if preempt.is_some() {
                         self.pending = None;
                         return Stop::Preempted;
@@ -538,6 +539,7 @@ impl<C: GuestCpu> Engine<C> {
     /// TBs were invalidated since it last ran) and flush its TLB if a page got code
     /// meanwhile. `state` is the vCPU's saved scheduling state.
     pub(crate) fn switch_in(&mut self, cpu: &mut C, state: &mut VcpuState) {
+        self.ctx().stats.vcpu_switches += 1;
         let me = cpu as *const C as usize;
         // Cross-page links made under another address space (see `cut_local_links`);
         // another vCPU in the same one (Linux's kernel threads, all in one) keeps them.

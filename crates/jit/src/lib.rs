@@ -194,6 +194,10 @@ pub struct Stats {
     /// anything to do (all in `wfi` with no interrupt pending): time the guest spent
     /// waiting for its timers, not emulating. Summed over engines under MTTCG.
     pub idle_ns: u64,
+    /// Spin-wait yield requests acted on (`pause`, and loops the frontend found spinning).
+    pub yields: u64,
+    /// vCPU switches on a thread that runs several in turns.
+    pub vcpu_switches: u64,
     pub exits: ExitStats,
     /// Guest instructions executed (from the header's icount).
     pub insns: u64,
@@ -226,6 +230,8 @@ impl Stats {
             tbs_invalidated,
             full_flushes,
             idle_ns,
+            yields,
+            vcpu_switches,
             exits,
             insns,
         } = self;
@@ -254,6 +260,8 @@ impl Stats {
             (tbs_invalidated, o.tbs_invalidated),
             (full_flushes, o.full_flushes),
             (idle_ns, o.idle_ns),
+            (yields, o.yields),
+            (vcpu_switches, o.vcpu_switches),
             (insns, o.insns),
             (goto_unlinked, o.exits.goto_unlinked),
             (goto_nochain, o.exits.goto_nochain),

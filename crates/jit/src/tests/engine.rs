@@ -444,6 +444,42 @@ fn a_yield_hands_over_to_the_other_vcpu_at_once() {
     a_spins_briefly_until_b_runs(&spin_on_b(None, Some(insn(0x0d, 0, 0, 0))), |_| machine().0);
 }
 
+/// A yield with no other vCPU runnable is counted, and the vCPU goes on without a switch
+/// out and back in.
+#[test]
+fn a_yield_with_nobody_else_to_run_keeps_the_vcpu_in() {
+    // A: count in r6 to 50 with a yield in the loop, exit with the count. B: `wfi` with
+    // no interrupt ever coming, so from its first turn on only A is runnable.
+    let mut prog = vec![0u32; 18];
+    prog[..6].copy_from_slice(&[
+        insn(1, 4, 0, 50),
+        insn(2, 6, 6, 1),
+        insn(0x0d, 0, 0, 0),
+        insn(5, 6, 4, -2),
+        insn(2, 1, 6, 0),
+        insn(7, 0, 0, 0),
+    ]);
+    prog[16..18].copy_from_slice(&[insn(9, 0, 0, 0), insn(6, 0, 0, -1)]);
+    for tier in TIERS {
+        let vm = watched_vm();
+        let mem = machine().0;
+        load_program(&mem, RAM_BASE, &prog);
+        let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
+        let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
+        for (c, pc) in cpus.iter_mut().zip([RAM_BASE, RAM_BASE + 0x40]) {
+            c.h.pc = pc;
+        }
+        match e.run_all(&mut cpus) {
+            ExitCode::Exit(n) => assert_eq!(n, 50, "{tier:?}"),
+            other => panic!("{tier:?}: {other:?}"),
+        }
+        let s = e.stats();
+        assert!(s.yields >= 50, "{tier:?}: {s:?}");
+        // A in, B in (it halts), A in; slice ends may add a few, never one per yield.
+        assert!(s.vcpu_switches < 10, "{tier:?}: {} switches", s.vcpu_switches);
+    }
+}
+
 /// vCPU A (at `RAM_BASE`): `before`, then count in r6 until the flag at r7 + 0x100 is 1, with
 /// `inside` in the loop, and exit with the count. vCPU B (at + 0x40): set the flag, `wfi`.
 fn spin_on_b(before: Option<u32>, inside: Option<u32>) -> Vec<u32> {
@@ -481,6 +517,8 @@ fn a_spins_briefly_until_b_runs(
             ExitCode::Exit(n) => assert!((1..=3).contains(&n), "{tier:?}: A spun {n} times before B ran"),
             other => panic!("{tier:?}: {other:?}"),
         }
+        let s = e.stats();
+        assert!(s.vcpu_switches >= 2, "{tier:?}: A, then B, then A: {s:?}");
     }
 }
 
@@ -848,6 +886,8 @@ fn stats_of_several_engines_add_up_field_by_field() {
         tbs_invalidated: 17,
         full_flushes: 18,
         idle_ns: 31,
+        yields: 32,
+        vcpu_switches: 33,
         exits: crate::ExitStats {
             goto_unlinked: 19,
             goto_nochain: 20,
