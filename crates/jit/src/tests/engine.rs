@@ -444,6 +444,23 @@ fn a_yield_hands_over_to_the_other_vcpu_at_once() {
     a_spins_briefly_until_b_runs(&spin_on_b(None, Some(insn(0x0d, 0, 0, 0))), |_| machine().0);
 }
 
+/// `prog` loaded at `RAM_BASE` of `mem`, and an engine on `tier` with two vCPUs: A at
+/// `RAM_BASE` and B at `RAM_BASE + 0x40`, both with r7 = `RAM_BASE` and r8 = `MMIO_BASE`.
+fn two_vcpus(
+    prog: &[u32],
+    tier: Tier,
+    mem: std::sync::Arc<kite_memory::PhysMap>,
+    vm: &std::sync::Arc<kite_core::VmControl>,
+) -> (Engine<MockCpu>, Vec<Box<MockCpu>>) {
+    load_program(&mem, RAM_BASE, prog);
+    let e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
+    let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
+    for (c, pc) in cpus.iter_mut().zip([RAM_BASE, RAM_BASE + 0x40]) {
+        (c.h.pc, c.regs[7], c.regs[8]) = (pc, RAM_BASE, MMIO_BASE);
+    }
+    (e, cpus)
+}
+
 /// A yield with no other vCPU runnable is counted, and the vCPU goes on without a switch
 /// out and back in.
 #[test]
@@ -462,13 +479,7 @@ fn a_yield_with_nobody_else_to_run_keeps_the_vcpu_in() {
     prog[16..18].copy_from_slice(&[insn(9, 0, 0, 0), insn(6, 0, 0, -1)]);
     for tier in TIERS {
         let vm = watched_vm();
-        let mem = machine().0;
-        load_program(&mem, RAM_BASE, &prog);
-        let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
-        let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
-        for (c, pc) in cpus.iter_mut().zip([RAM_BASE, RAM_BASE + 0x40]) {
-            c.h.pc = pc;
-        }
+        let (mut e, mut cpus) = two_vcpus(&prog, tier, machine().0, &vm);
         match e.run_all(&mut cpus) {
             ExitCode::Exit(n) => assert_eq!(n, 50, "{tier:?}"),
             other => panic!("{tier:?}: {other:?}"),
@@ -506,13 +517,7 @@ fn a_spins_briefly_until_b_runs(
 ) {
     for tier in TIERS {
         let vm = watched_vm();
-        let mem = map(&vm);
-        load_program(&mem, RAM_BASE, prog);
-        let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
-        let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
-        for (c, pc) in cpus.iter_mut().zip([RAM_BASE, RAM_BASE + 0x40]) {
-            (c.h.pc, c.regs[7], c.regs[8]) = (pc, RAM_BASE, MMIO_BASE);
-        }
+        let (mut e, mut cpus) = two_vcpus(prog, tier, map(&vm), &vm);
         match e.run_all(&mut cpus) {
             ExitCode::Exit(n) => assert!((1..=3).contains(&n), "{tier:?}: A spun {n} times before B ran"),
             other => panic!("{tier:?}: {other:?}"),
@@ -697,15 +702,8 @@ fn vcpus_take_turns_and_halted_ones_are_skipped() {
         insn(7, 0, 0, 0),
     ]);
     for tier in TIERS {
-        let (mem, _dev) = machine();
-        load_program(&mem, RAM_BASE, &prog);
         let vm = watched_vm();
-        let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
-        let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
-        for (c, pc) in cpus.iter_mut().zip([RAM_BASE, RAM_BASE + 0x40]) {
-            c.h.pc = pc;
-            c.regs[7] = RAM_BASE;
-        }
+        let (mut e, mut cpus) = two_vcpus(&prog, tier, machine().0, &vm);
         let t0 = Instant::now();
         assert_eq!(e.run_all(&mut cpus), ExitCode::Exit(42), "{tier:?}");
         assert!(t0.elapsed() < Duration::from_secs(10));
