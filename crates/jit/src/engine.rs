@@ -265,6 +265,16 @@ unsafe fn translate_from_ram<C: GuestCpu>(
     (b.finish(), outside)
 }
 
+/// How many bytes of `pc`'s page below `p0` (the host address of `phys`, where pc's code
+/// is) are readable as the same RAM mapping: all of them from the page start, or none.
+fn ram_before(mem: &PhysMap, pc: u64, phys: u64, p0: *const u8) -> u64 {
+    let lead = pc & !PAGE_MASK;
+    match mem.ram_ptr(phys & PAGE_MASK) {
+        Some((p, left)) if left >= lead && std::ptr::eq(p.wrapping_add(lead as usize), p0) => lead,
+        _ => 0,
+    }
+}
+
 /// Chain slots for `block` and its region `members` (the TB that has or will get id
 /// `id`): one per `Exit::Goto`, and their addresses for the generated code.
 fn chain_slots(block: &Block, members: &[Arc<Block>], id: TbId) -> (Box<[ChainSlot]>, Vec<u64>) {
@@ -892,11 +902,7 @@ impl<C: GuestCpu> Engine<C> {
         // SAFETY: no TB is running; the dispatcher owns the CPU here (shared use only).
         let cpu = unsafe { &*cpu_ptr };
         // The page's bytes before pc, if they are the same RAM (the frontend may look back).
-        let lead = pc & !PAGE_MASK;
-        let before = match mem.ram_ptr(phys & PAGE_MASK) {
-            Some((p, left)) if left >= lead && p.wrapping_add(lead as usize) == p0 => lead,
-            _ => 0,
-        };
+        let before = ram_before(&mem, pc, phys, p0);
         // SAFETY: `ram_ptr` gave `left0` bytes at `p0` (and the `before` bytes below it, the
         // same mapping from the page start) and `left` at the second page's pointer.
         let (mut block, _) = unsafe { translate_from_ram(cpu, pc, flags, ninsns, (p0, avail0, before), second) };
@@ -1090,9 +1096,9 @@ impl<C: GuestCpu> Engine<C> {
         let page1 = (pc & PAGE_MASK).wrapping_add(PAGE_SIZE);
         // The second page: not looked at yet, or its mapping (or fetch fault).
         let mut second: Option<Result<(*const u8, u64, u64), Fault>> = None;
-        // The start of pc's page, looked up only if the frontend reads code before pc (a
-        // spin-wait loop's head): its host address, if that page is RAM all the way to pc.
-        let mut below: Option<Option<*const u8>> = None;
+        // Bytes of pc's page readable below `p0`, looked up only if the frontend reads code
+        // before pc (a spin-wait loop's head).
+        let mut below: Option<u64> = None;
         let mut block;
         loop {
             let mut wants_second = false;
@@ -1105,17 +1111,12 @@ impl<C: GuestCpu> Engine<C> {
                     return Ok(unsafe { p0.add(off as usize).read() });
                 }
                 let back = pc.wrapping_sub(a);
-                if back <= pc & !PAGE_MASK && back != 0 {
-                    let head = *below.get_or_insert_with(|| {
-                        let lead = (pc & !PAGE_MASK) as usize;
-                        mem.ram_ptr(phys & PAGE_MASK)
-                            .filter(|&(p, left)| left as usize >= lead && p.wrapping_add(lead) == p0)
-                            .map(|(p, _)| p as *const u8)
-                    });
-                    let Some(h) = head else { return Err(access_fault(a)) };
-                    // SAFETY: `h` is RAM through `p0` (checked above) and `a` lies in
-                    // [page start, pc).
-                    return Ok(unsafe { h.add((a & !PAGE_MASK) as usize).read() });
+                if back != 0 && back <= pc & !PAGE_MASK {
+                    if back > *below.get_or_insert_with(|| ram_before(mem, pc, phys, p0)) {
+                        return Err(access_fault(a));
+                    }
+                    // SAFETY: `ram_before` found `back` bytes below `p0` in the same mapping.
+                    return Ok(unsafe { p0.sub(back as usize).read() });
                 }
                 let off1 = a.wrapping_sub(page1);
                 if off1 >= PAGE_SIZE {

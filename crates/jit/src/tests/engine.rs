@@ -461,6 +461,37 @@ fn two_vcpus(
     (e, cpus)
 }
 
+/// A frontend may read code before a block's pc in the same page, both when the block is
+/// first translated and when it is translated again from guest RAM for its loop region
+/// and its Cranelift compile: the block must come out the same each time, and get promoted.
+#[test]
+fn a_frontend_reads_code_before_the_block_on_every_translation() {
+    // 0: li r4, 300   a: r6 += 1; r5 = the word at 0; j b   b: r5 = the word at 0;
+    // bne r6, r4, a   exit with r5. Both loop blocks read before their own pc, so whichever
+    // heads the region, its member reads back too, and both are compiled again.
+    let head = insn(1, 4, 0, 300);
+    let prog = [
+        head,
+        insn(2, 6, 6, 1),
+        insn(0x0f, 5, 0, 8),
+        insn(6, 0, 0, 1),
+        insn(0x0f, 5, 0, 16),
+        insn(5, 6, 4, -4),
+        insn(2, 1, 5, 0),
+        insn(7, 0, 0, 0),
+    ];
+    for regions in [false, true] {
+        let opts = JitOptions { background: false, thresh: 4, regions, ..JitOptions::default() };
+        let (code, s) = run(Tier::Tiered, opts, &prog, &|_, _| {});
+        assert_eq!(code, ExitCode::Exit(head as i32), "regions {regions}");
+        if regions {
+            assert!(s.regions == 1 && s.region_blocks == 1, "a region of both loop blocks: {s:?}");
+        } else {
+            assert!(s.tbs_promoted >= 2, "both loop blocks recompiled: {s:?}");
+        }
+    }
+}
+
 /// A yield with no other vCPU runnable is counted, and the vCPU goes on without a switch
 /// out and back in.
 #[test]

@@ -199,6 +199,23 @@ unsafe impl GuestCpu for MockCpu {
                     b.st_state(v, reg(rd));
                     done = false;
                 }
+                0x0f => {
+                    // rd = the code word `imm` bytes before this instruction, read through
+                    // `fetch` as a frontend that looks back does (RISC-V's spin-wait
+                    // detection); a fetch the accelerator refuses raises.
+                    let a = cur.wrapping_sub(imm);
+                    match (fetch(a), fetch(a.wrapping_add(2))) {
+                        (Ok(lo), Ok(hi)) => {
+                            let v = b.const64(lo as u64 | (hi as u64) << 16);
+                            b.st_state(v, reg(rd));
+                            done = false;
+                        }
+                        _ => {
+                            let t = b.const64(a);
+                            b.exit(Exit::Raise { cause: 12, tval: t });
+                        }
+                    }
+                }
                 0x0d => {
                     // yield: ask the scheduler to run another vCPU (like RISC-V `pause`).
                     let cur = b.ld_state(Ty::I32, offsets::FLUSH_REQUEST);

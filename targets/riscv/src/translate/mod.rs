@@ -141,6 +141,15 @@ pub(crate) fn translate_op(ctx: &mut Ctx, op: &Op) -> Flow {
     }
 }
 
+/// The instruction at `pc` and its length: one 16-bit parcel, or two for a 32-bit one.
+pub(super) fn fetch_insn(fetch: &mut dyn FnMut(u64) -> Result<u16, Fault>, pc: u64) -> Result<(u32, u64), Fault> {
+    let lo = fetch(pc)?;
+    if lo & 3 != 3 {
+        return Ok((lo as u32, 2));
+    }
+    fetch(pc.wrapping_add(2)).map(|hi| (lo as u32 | (hi as u32) << 16, 4))
+}
+
 /// Translate the block at `pc` (see `GuestCpu::translate_block`).
 pub fn translate_block(
     pc: u64,
@@ -160,12 +169,7 @@ pub fn translate_block(
         // Fetch. A failing fetch of the first instruction raises its fault
         // (tval = the missing parcel); later in the block, stop before the
         // instruction so it starts the next block.
-        let fetched = match fetch(cur) {
-            Ok(lo) if lo & 3 != 3 => Ok((lo as u32, 2u64)),
-            Ok(lo) => fetch(cur.wrapping_add(2)).map(|hi| (lo as u32 | (hi as u32) << 16, 4)),
-            Err(f) => Err(f),
-        };
-        let (insn, len) = match fetched {
+        let (insn, len) = match fetch_insn(fetch, cur) {
             Ok(v) => v,
             Err(f) if n == 0 => {
                 b.insn_start(cur);

@@ -21,8 +21,9 @@
 //! ticket lock: `lw; fence; j head` with `head: and; beq done`).
 
 use kite_core::Fault;
-use kite_ir::state::PAGE_MASK;
+use kite_ir::state::{PAGE_MASK, PAGE_SIZE};
 
+use super::fetch_insn;
 use crate::decode::{decode, Op};
 
 /// Instructions looked at past the block's final jump.
@@ -100,21 +101,13 @@ impl Scan {
     /// instruction: does it branch back to `start` with the pass still a spin?
     fn peek(mut self, start: u64, mut at: u64, fetch: &mut dyn FnMut(u64) -> Result<u16, Fault>) -> bool {
         for _ in 0..PEEK {
-            if at & PAGE_MASK != start & PAGE_MASK {
+            // Never into the next page, not even for the second parcel of an instruction at
+            // the page's end: asking for it makes the accelerator look the page up (and
+            // translate the block again) for a mere hint.
+            if at & PAGE_MASK != start & PAGE_MASK || at & !PAGE_MASK > PAGE_SIZE - 4 {
                 return false;
             }
-            let Ok(lo) = fetch(at) else { return false };
-            let (insn, len) = if lo & 3 != 3 {
-                (lo as u32, 2)
-            } else {
-                // Never into the next page: asking for it makes the accelerator look the
-                // page up (and translate the block again) for a mere hint.
-                if at.wrapping_add(2) & PAGE_MASK != start & PAGE_MASK {
-                    return false;
-                }
-                let Ok(hi) = fetch(at.wrapping_add(2)) else { return false };
-                (lo as u32 | (hi as u32) << 16, 4)
-            };
+            let Ok((insn, len)) = fetch_insn(fetch, at) else { return false };
             let (op, _) = decode(insn);
             self.add(&op);
             if !self.pure {
