@@ -182,3 +182,40 @@ fn smp_round_robin_hot() {
 fn smp_threads_hot() {
     check_smp("tcg,thread=multi,thresh=2");
 }
+
+/// `tests/guest/tlb_sizing.c`: a working set ten times the smallest softmmu TLB, read
+/// back right while the TLB grows, then ASID switches and page and full fences on the
+/// grown TLB. `-d stats` must show the growth, or the program tested nothing new.
+fn tlb_sizing(tier: Tier) {
+    if tier != Tier::Default && common::is_external() {
+        return;
+    }
+    let elf = common::guest("tlb_sizing").to_string_lossy().into_owned();
+    let mut args: Vec<&str> = common::VIRT_ARGS.to_vec();
+    args.push(&elf);
+    if let Some(a) = tier.accel() {
+        args.extend(["-accel", a]);
+    }
+    if !common::is_external() {
+        args.extend(["-d", "stats"]);
+    }
+    let out = common::run_kite(&args, TIMEOUT);
+    assert_passed("tlb_sizing", &out);
+    if !common::is_external() {
+        let grows =
+            out.stderr.lines().find_map(|l| l.trim().strip_prefix("tlb_grows: ")).map(|n| n.trim_end_matches(','));
+        // 1024 -> 2048 -> 4096 -> 8192 -> 16384.
+        assert_eq!(grows, Some("4"), "{tier:?}: the TLB did not grow as expected:\n{}", out.dump());
+    }
+}
+
+#[test]
+fn tlb_sizing_default() {
+    tlb_sizing(Tier::Default);
+    tlb_sizing(Tier::Jit);
+}
+
+#[test]
+fn tlb_sizing_interp() {
+    tlb_sizing(Tier::Interp);
+}

@@ -7,11 +7,13 @@
 
 use std::sync::atomic::AtomicU32;
 
-/// Number of softmmu TLB entries per MMU mode (direct mapped). 256 refilled ~180,000
-/// times in a Linux boot (conflict misses), 1024 ~110,000 (~4% of the boot); larger
-/// sizes gain less and make every full flush and the CPU struct bigger (QEMU resizes its
-/// TLBs by use instead).
-pub const TLB_ENTRIES: usize = 1024;
+/// Softmmu TLB size per MMU mode, in entries (direct mapped, a power of two). Each mode's
+/// TLB is resized by use, as QEMU does (see [`SoftTlb`]): it starts at, and never shrinks
+/// below, 1024 entries (256 refilled ~180,000 times in a Linux boot, 1024 ~110,000), and
+/// grows up to 65536 (2 MiB, 256 MiB of address space) for a guest whose working set
+/// keeps evicting entries (a random walk over 64 MiB: 94% misses at 1024 entries).
+pub const TLB_MIN_ENTRIES: usize = 1 << 10;
+pub const TLB_MAX_ENTRIES: usize = 1 << 16;
 /// Number of MMU modes (TLBs) a target may use; the mode is part of the TB key.
 pub const MMU_MODES: usize = 4;
 /// Guest page size the softmmu works in.
@@ -48,10 +50,10 @@ pub mod tlb_flags {
     pub const WATCH: u64 = 1 << 8;
 }
 
-/// One softmmu TLB entry (32 bytes). A tag is the virtual page address for the
+/// One softmmu TLB entry (32 bytes, 32-byte aligned: one cache line). A tag is the virtual page address for the
 /// access type, or a value with a flag bit set. `addend` turns a virtual
 /// address on the page into a host pointer: `host = vaddr + addend`.
-#[repr(C)]
+#[repr(C, align(32))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TlbEntry {
     pub addr_read: u64,
@@ -104,12 +106,14 @@ pub mod flush {
     /// space switch (RISC-V satp write that keeps the mode, `sfence.vma x0, asid`). The
     /// kernel's TLB entries, jump-cache entries and chain links survive it.
     pub const TLB_NONGLOBAL: u32 = 1 << 4;
+    /// A softmmu slow path found a TLB too small for the guest's working set
+    /// ([`super::CpuHeader::tlb_fill_entry`]): resize it ([`super::CpuHeader::tlb_resize`])
+    /// while no block runs, since generated code may keep a TLB's address for a whole block.
+    pub const TLB_RESIZE: u32 = 1 << 5;
 }
 
 /// The common head of every target's CPU state.
-// 32-byte aligned so that every 32-byte TLB entry sits in one cache line (a miss on a
-// cold entry is one line, not two).
-#[repr(C, align(32))]
+#[repr(C)]
 #[derive(Debug)]
 pub struct CpuHeader {
     /// Guest PC. Up to date only at block exits and before helpers that may
@@ -141,16 +145,143 @@ pub struct CpuHeader {
     /// registers at every TLB-miss site, and the register allocator spilled loop values
     /// that lived in those registers for the whole loop.
     pub slow_args: [u64; 5],
-    /// The softmmu TLBs, one per MMU mode.
-    pub tlb: [[TlbEntry; TLB_ENTRIES]; MMU_MODES],
-    /// Per mode, a bit per TLB entry that holds a non-global translation: the entries
+    /// Per MMU mode: the byte mask of a TLB index, `(entries - 1) * 32`. Generated code
+    /// finds the entry for `vaddr` at `tlb_table[m] + ((vaddr >> 7) & tlb_mask[m])`
+    /// (QEMU's `CPUTLBDescFast`). Both fields change only in [`CpuHeader::tlb_resize`]
+    /// and at flushes, which run between blocks, so a block may load them once.
+    pub tlb_mask: [u64; MMU_MODES],
+    /// Per MMU mode: the host address of TLB entry 0 (owned by `tlbs`).
+    pub tlb_table: [u64; MMU_MODES],
+    /// The TLBs and their sizing state. Generated code never reads this.
+    pub tlbs: Box<[SoftTlb; MMU_MODES]>,
+}
+
+/// One MMU mode's softmmu TLB, sized by use.
+///
+/// Growing: a fill that evicts another page's translation counts; once a TLB has
+/// evicted as many translations as it has entries since it was last emptied or
+/// resized, the working set does not fit and the TLB doubles (keeping its entries).
+/// QEMU grows only at flushes, by the share of entries in use, so there a guest that
+/// never flushes (a compute kernel walking a big array) keeps its smallest TLB; Kite
+/// also grows at a flush that finds 70% of the entries in use, as QEMU does.
+///
+/// Shrinking: a full flush costs a pass over every entry (Linux flushes at address-space
+/// switches), so at a flush that ends a window of [`TLB_WINDOW_INSNS`] guest instructions
+/// in which no flush found even a quarter of the entries in use, the TLB shrinks to twice
+/// that peak. The window is counted in guest instructions, not host time, so a run's
+/// TLB sizes (and whatever a guest could observe through stale translations) do not
+/// depend on host speed.
+#[derive(Debug)]
+pub struct SoftTlb {
+    entries: Vec<TlbEntry>,
+    /// A bit per entry that holds a non-global translation: the entries
     /// [`CpuHeader::tlb_flush_nonglobal`] empties.
-    pub tlb_local: [[u64; TLB_ENTRIES / 64]; MMU_MODES],
+    local: Vec<u64>,
+    /// Entries that hold a translation.
+    used: usize,
+    /// Fills that replaced another page's translation since the TLB was last emptied or
+    /// resized.
+    evictions: usize,
+    /// The most entries in use at a flush in the current window, and the guest
+    /// instruction count at which the window began.
+    window_max: usize,
+    window_start: u64,
+    /// A grow was asked for ([`flush::TLB_RESIZE`]) and not done yet.
+    grow: bool,
+}
+
+/// Guest instructions in a TLB-shrinking window (some 50-100 ms of guest time).
+pub const TLB_WINDOW_INSNS: u64 = 50_000_000;
+
+impl SoftTlb {
+    fn new(n: usize) -> SoftTlb {
+        SoftTlb {
+            entries: vec![TlbEntry::EMPTY; n],
+            local: vec![0; n.div_ceil(64)],
+            used: 0,
+            evictions: 0,
+            window_max: 0,
+            window_start: 0,
+            grow: false,
+        }
+    }
+
+    pub fn entries(&self) -> &[TlbEntry] {
+        &self.entries
+    }
+
+    pub fn entries_mut(&mut self) -> &mut [TlbEntry] {
+        &mut self.entries
+    }
+
+    fn index(&self, vaddr: u64) -> usize {
+        (vaddr >> PAGE_BITS) as usize & (self.entries.len() - 1)
+    }
+
+    fn empty_all(&mut self) {
+        self.entries.fill(TlbEntry::EMPTY);
+        self.local.fill(0);
+        self.used = 0;
+        self.evictions = 0;
+    }
+
+    /// Move to `n` entries, keeping the translations that still have a place.
+    fn resize(&mut self, n: usize) {
+        let old = std::mem::replace(self, SoftTlb::new(n));
+        self.window_max = old.window_max;
+        self.window_start = old.window_start;
+        for (i, e) in old.entries.iter().enumerate() {
+            let tags = [e.addr_read, e.addr_write, e.addr_code];
+            let Some(page) = tags.into_iter().find(|t| t & tlb_flags::INVALID == 0) else {
+                continue;
+            };
+            let j = self.index(page);
+            if self.entries[j] == TlbEntry::EMPTY {
+                self.used += 1;
+            }
+            self.entries[j] = *e;
+            self.set_global(j, old.local[i / 64] & (1 << (i % 64)) == 0);
+        }
+    }
+
+    fn set_global(&mut self, idx: usize, global: bool) {
+        let m = 1u64 << (idx % 64);
+        if let Some(w) = self.local.get_mut(idx / 64) {
+            if global {
+                *w &= !m;
+            } else {
+                *w |= m;
+            }
+        }
+    }
+
+    /// At a flush: account the use it ends and size the TLB for what comes next (a
+    /// resized TLB comes back empty).
+    fn flush_resize(&mut self, icount: u64) {
+        let n = self.entries.len();
+        self.window_max = self.window_max.max(self.used);
+        let size = if self.used * 10 >= n * 7 && n < TLB_MAX_ENTRIES {
+            n * 2
+        } else if icount.wrapping_sub(self.window_start) >= TLB_WINDOW_INSNS {
+            let peak = std::mem::take(&mut self.window_max);
+            self.window_start = icount;
+            if peak * 4 < n {
+                (peak.next_power_of_two() * 2).clamp(TLB_MIN_ENTRIES, n)
+            } else {
+                n
+            }
+        } else {
+            n
+        };
+        if size != n {
+            *self = SoftTlb { window_start: icount, ..SoftTlb::new(size) };
+        }
+    }
 }
 
 impl Default for CpuHeader {
     fn default() -> Self {
-        CpuHeader {
+        let mut h = CpuHeader {
             pc: 0,
             exit_request: AtomicU32::new(0),
             status: status::NONE,
@@ -161,43 +292,110 @@ impl Default for CpuHeader {
             flush_request: 0,
             slow_ret: 0,
             slow_args: [0; 5],
-            tlb: [[TlbEntry::EMPTY; TLB_ENTRIES]; MMU_MODES],
-            tlb_local: [[0; TLB_ENTRIES / 64]; MMU_MODES],
-        }
+            tlb_mask: [0; MMU_MODES],
+            tlb_table: [0; MMU_MODES],
+            tlbs: Box::new(std::array::from_fn(|_| SoftTlb::new(TLB_MIN_ENTRIES))),
+        };
+        h.tlb_publish();
+        h
     }
 }
 
 impl CpuHeader {
-    /// Empty every TLB entry of every mode.
-    pub fn tlb_flush_all(&mut self) {
-        for mode in self.tlb.iter_mut() {
-            mode.fill(TlbEntry::EMPTY);
+    /// Point generated code at the TLBs (after they were made or resized).
+    fn tlb_publish(&mut self) {
+        for (m, t) in self.tlbs.iter_mut().enumerate() {
+            self.tlb_mask[m] = ((t.entries.len() - 1) * std::mem::size_of::<TlbEntry>()) as u64;
+            self.tlb_table[m] = t.entries.as_mut_ptr() as u64;
         }
-        self.tlb_local = [[0; TLB_ENTRIES / 64]; MMU_MODES];
+    }
+
+    /// Mode `mmu`'s TLB entries (none for a mode out of range).
+    pub fn tlb_entries(&self, mmu: usize) -> &[TlbEntry] {
+        self.tlbs.get(mmu).map_or(&[], |t| t.entries())
+    }
+
+    pub fn tlb_entries_mut(&mut self, mmu: usize) -> &mut [TlbEntry] {
+        self.tlbs.get_mut(mmu).map_or(&mut [], |t| t.entries_mut())
+    }
+
+    /// The entry for `vaddr` in mode `mmu`.
+    pub fn tlb_entry(&self, mmu: usize, vaddr: u64) -> Option<&TlbEntry> {
+        let t = self.tlbs.get(mmu)?;
+        t.entries.get(t.index(vaddr))
+    }
+
+    /// The entry a fill of `vaddr`'s page in mode `mmu` writes (and its index), emptied
+    /// unless it already maps that page at `addend`. Accounts the fill for sizing, and
+    /// asks for a resize ([`flush::TLB_RESIZE`], with an exit request so that the block in
+    /// flight ends) when the TLB keeps evicting.
+    pub fn tlb_fill_entry(&mut self, mmu: usize, vaddr: u64, addend: u64) -> Option<(&mut TlbEntry, usize)> {
+        let page = vaddr & PAGE_MASK;
+        let t = self.tlbs.get_mut(mmu)?;
+        let idx = t.index(vaddr);
+        let e = t.entries[idx];
+        let tags = [e.addr_read, e.addr_write, e.addr_code];
+        let live = |t: u64| t & tlb_flags::INVALID == 0;
+        if !(e.addend == addend && tags.iter().any(|&t| live(t) && t & PAGE_MASK == page)) {
+            if !tags.into_iter().any(live) {
+                t.used += 1;
+            } else {
+                t.evictions += 1;
+                if t.evictions >= t.entries.len() && t.entries.len() < TLB_MAX_ENTRIES && !t.grow {
+                    t.grow = true;
+                    self.flush_request |= flush::TLB_RESIZE;
+                    self.exit_request.fetch_or(1, std::sync::atomic::Ordering::Release);
+                }
+            }
+            t.entries[idx] = TlbEntry { addend, ..TlbEntry::EMPTY };
+        }
+        Some((&mut t.entries[idx], idx))
+    }
+
+    /// Do the grows [`CpuHeader::tlb_fill_entry`] asked for. Only while no block runs:
+    /// the tables move.
+    pub fn tlb_resize(&mut self) {
+        for t in self.tlbs.iter_mut().filter(|t| t.grow) {
+            t.grow = false;
+            let n = (t.entries.len() * 2).min(TLB_MAX_ENTRIES);
+            t.resize(n);
+        }
+        self.tlb_publish();
+    }
+
+    /// Empty every TLB entry of every mode (and size each TLB by the use this ends).
+    pub fn tlb_flush_all(&mut self) {
+        let icount = self.icount;
+        for t in self.tlbs.iter_mut() {
+            t.flush_resize(icount);
+            t.empty_all();
+        }
+        self.tlb_publish();
     }
 
     /// Empty the entries that hold non-global translations (see [`flush::TLB_NONGLOBAL`]).
     pub fn tlb_flush_nonglobal(&mut self) {
-        for (mode, local) in self.tlb.iter_mut().zip(self.tlb_local.iter_mut()) {
+        let icount = self.icount;
+        for t in self.tlbs.iter_mut() {
+            t.flush_resize(icount);
+            t.evictions = 0;
+            let SoftTlb { entries, local, used, .. } = t;
             for (w, bits) in local.iter_mut().enumerate() {
                 let mut b = std::mem::take(bits);
+                *used = used.saturating_sub(b.count_ones() as usize);
                 while b != 0 {
-                    mode[w * 64 + b.trailing_zeros() as usize] = TlbEntry::EMPTY;
+                    entries[w * 64 + b.trailing_zeros() as usize] = TlbEntry::EMPTY;
                     b &= b - 1;
                 }
             }
         }
+        self.tlb_publish();
     }
 
     /// Record whether TLB entry `idx` of mode `mmu` holds a global translation.
     pub fn tlb_set_global(&mut self, mmu: usize, idx: usize, global: bool) {
-        if let Some(local) = self.tlb_local.get_mut(mmu) {
-            let (w, m) = (idx / 64 % (TLB_ENTRIES / 64), 1u64 << (idx % 64));
-            if global {
-                local[w] &= !m;
-            } else {
-                local[w] |= m;
-            }
+        if let Some(t) = self.tlbs.get_mut(mmu) {
+            t.set_global(idx, global);
         }
     }
 
@@ -209,7 +407,7 @@ impl CpuHeader {
 
     /// [`CpuHeader::tlb_mark_code`] for several pages at once (`host_pages` sorted).
     pub fn tlb_mark_code_pages(&mut self, host_pages: &[u64]) {
-        for e in self.tlb.iter_mut().flatten() {
+        for e in self.tlbs.iter_mut().flat_map(|t| t.entries.iter_mut()) {
             let w = e.addr_write;
             if w & tlb_flags::INVALID == 0 && host_pages.binary_search(&(w & PAGE_MASK).wrapping_add(e.addend)).is_ok()
             {
@@ -220,12 +418,15 @@ impl CpuHeader {
 
     /// Empty the entries that map the page of `vaddr` in every mode.
     pub fn tlb_flush_page(&mut self, vaddr: u64) {
-        let idx = ((vaddr >> PAGE_BITS) as usize) & (TLB_ENTRIES - 1);
         let page = vaddr & PAGE_MASK;
-        for mode in self.tlb.iter_mut() {
-            let e = &mut mode[idx];
-            if [e.addr_read, e.addr_write, e.addr_code].iter().any(|t| t & PAGE_MASK == page) {
+        for t in self.tlbs.iter_mut() {
+            let idx = t.index(vaddr);
+            let e = &mut t.entries[idx];
+            let tags = [e.addr_read, e.addr_write, e.addr_code];
+            if tags.iter().any(|&t| t & tlb_flags::INVALID == 0 && t & PAGE_MASK == page) {
                 *e = TlbEntry::EMPTY;
+                t.used = t.used.saturating_sub(1);
+                t.set_global(idx, true);
             }
         }
     }
@@ -243,20 +444,18 @@ pub mod offsets {
     pub const FLUSH_REQUEST: u32 = 44;
     pub const SLOW_RET: u32 = 48;
     pub const SLOW_ARGS: u32 = 56;
-    /// 32-byte aligned (as the header is): no TLB entry straddles two cache lines.
-    pub const TLB: u32 = 96;
-    /// Size of one TLB entry and of one mode's TLB, in bytes.
+    /// Per-mode TLB index masks and tables (`CpuHeader::tlb_mask`, `tlb_table`).
+    pub const TLB_MASK: u32 = 96;
+    pub const TLB_TABLE: u32 = 128;
+    /// Size of one TLB entry, in bytes.
     pub const TLB_ENTRY_SIZE: u32 = 32;
-    pub const TLB_MODE_SIZE: u32 = TLB_ENTRY_SIZE * super::TLB_ENTRIES as u32;
     /// Offsets inside a TLB entry.
     pub const TLB_ADDR_READ: u32 = 0;
     pub const TLB_ADDR_WRITE: u32 = 8;
     pub const TLB_ADDR_CODE: u32 = 16;
     pub const TLB_ADDEND: u32 = 24;
-    /// The non-global entry bitmaps (`CpuHeader::tlb_local`).
-    pub const TLB_LOCAL: u32 = TLB + TLB_MODE_SIZE * super::MMU_MODES as u32;
     /// First byte after the header: where a target's own state may begin.
-    pub const HEADER_END: u32 = TLB_LOCAL + (super::TLB_ENTRIES / 8 * super::MMU_MODES) as u32;
+    pub const HEADER_END: u32 = 168;
 }
 
 #[cfg(test)]
@@ -296,12 +495,30 @@ mod tests {
         assert_eq!(offset_of!(CpuHeader, flush_request) as u32, offsets::FLUSH_REQUEST);
         assert_eq!(offset_of!(CpuHeader, slow_ret) as u32, offsets::SLOW_RET);
         assert_eq!(offset_of!(CpuHeader, slow_args) as u32, offsets::SLOW_ARGS);
-        assert_eq!(std::mem::align_of::<CpuHeader>() as u32 % offsets::TLB_ENTRY_SIZE, 0);
-        assert_eq!(offsets::TLB % offsets::TLB_ENTRY_SIZE, 0);
-        assert_eq!(offset_of!(CpuHeader, tlb) as u32, offsets::TLB);
+        assert_eq!(offset_of!(CpuHeader, tlb_mask) as u32, offsets::TLB_MASK);
+        assert_eq!(offset_of!(CpuHeader, tlb_table) as u32, offsets::TLB_TABLE);
         assert_eq!(size_of::<TlbEntry>() as u32, offsets::TLB_ENTRY_SIZE);
-        assert_eq!(offset_of!(CpuHeader, tlb_local) as u32, offsets::TLB_LOCAL);
+        assert_eq!(std::mem::align_of::<TlbEntry>() as u32, offsets::TLB_ENTRY_SIZE, "an entry is one cache line");
         assert_eq!(size_of::<CpuHeader>() as u32, offsets::HEADER_END);
+        let h = CpuHeader::default();
+        for m in 0..MMU_MODES {
+            let t = h.tlb_entries(m);
+            assert_eq!((h.tlb_table[m], h.tlb_mask[m]), (t.as_ptr() as u64, (t.len() as u64 - 1) * 32));
+            assert_eq!(h.tlb_table[m] % 32, 0);
+        }
+    }
+
+    /// A translation of `va` (all three access types) to host address `host`.
+    fn map(va: u64, host: u64) -> TlbEntry {
+        TlbEntry { addr_read: va, addr_write: va, addr_code: va, addend: host.wrapping_sub(va) }
+    }
+
+    /// Fill mode `mmu`'s entry for `va` the way the softmmu does.
+    fn fill(h: &mut CpuHeader, mmu: usize, va: u64, global: bool) {
+        let e = map(va, 0x7f00_0000_0000 + va);
+        let (slot, idx) = h.tlb_fill_entry(mmu, va, e.addend).unwrap();
+        *slot = e;
+        h.tlb_set_global(mmu, idx, global);
     }
 
     #[test]
@@ -309,52 +526,115 @@ mod tests {
         let mut h = CpuHeader::default();
         let host = 0x7f00_0000_0000u64;
         // Two virtual aliases of the host page, in two modes, and another page.
-        let alias = |va: u64| TlbEntry { addr_read: va, addr_write: va, addr_code: va, addend: host.wrapping_sub(va) };
-        h.tlb[0][1] = alias(0x1000);
-        h.tlb[2][5] = alias(0xffff_ffc0_0000_5000);
-        h.tlb[0][2] = TlbEntry { addend: host.wrapping_sub(0x2000) + 0x1000, ..alias(0x2000) };
+        h.tlb_entries_mut(0)[1] = map(0x1000, host);
+        h.tlb_entries_mut(2)[5] = map(0xffff_ffc0_0000_5000, host);
+        h.tlb_entries_mut(0)[2] = map(0x2000, host + 0x1000);
         h.tlb_mark_code(host);
-        assert_eq!(h.tlb[0][1].addr_write, 0x1000 | tlb_flags::CODE);
-        assert_eq!(h.tlb[2][5].addr_write, 0xffff_ffc0_0000_5000 | tlb_flags::CODE);
-        assert_eq!(h.tlb[0][1].addr_read, 0x1000, "reads stay fast");
-        assert_eq!(h.tlb[0][2].addr_write, 0x2000, "another page");
-        assert_eq!(h.tlb[1][0], TlbEntry::EMPTY);
+        assert_eq!(h.tlb_entries(0)[1].addr_write, 0x1000 | tlb_flags::CODE);
+        assert_eq!(h.tlb_entries(2)[5].addr_write, 0xffff_ffc0_0000_5000 | tlb_flags::CODE);
+        assert_eq!(h.tlb_entries(0)[1].addr_read, 0x1000, "reads stay fast");
+        assert_eq!(h.tlb_entries(0)[2].addr_write, 0x2000, "another page");
+        assert_eq!(h.tlb_entries(1)[0], TlbEntry::EMPTY);
         // Several pages in one pass.
         let mut h = CpuHeader::default();
         for (i, va) in [0x1000u64, 0x2000, 0x3000].into_iter().enumerate() {
-            h.tlb[1][i] = TlbEntry { addend: host + 0x1000 * i as u64 - va, ..alias(va) };
+            h.tlb_entries_mut(1)[i] = map(va, host + 0x1000 * i as u64);
         }
         h.tlb_mark_code_pages(&[host, host + 0x2000]);
-        let w: Vec<u64> = (0..3).map(|i| h.tlb[1][i].addr_write & tlb_flags::CODE).collect();
+        let w: Vec<u64> = (0..3).map(|i| h.tlb_entries(1)[i].addr_write & tlb_flags::CODE).collect();
         assert_eq!(w, [tlb_flags::CODE, 0, tlb_flags::CODE]);
     }
 
     #[test]
     fn flush_page_only_hits_that_page() {
         let mut h = CpuHeader::default();
-        let e = TlbEntry { addr_read: 0x8000_0000, addr_write: 0x8000_0000, addr_code: 0x8000_0000, addend: 1 };
-        h.tlb[0][0] = e;
-        h.tlb[1][1] = TlbEntry { addr_read: 0x8000_1000, ..e };
+        fill(&mut h, 0, 0x8000_0000, true);
+        fill(&mut h, 1, 0x8000_1000, true);
         h.tlb_flush_page(0x8000_0123);
-        assert_eq!(h.tlb[0][0], TlbEntry::EMPTY);
-        assert_eq!(h.tlb[1][1].addend, 1);
+        assert_eq!(h.tlb_entry(0, 0x8000_0000), Some(&TlbEntry::EMPTY));
+        assert_eq!(h.tlb_entry(1, 0x8000_1000).unwrap().addr_read, 0x8000_1000);
+        assert_eq!((h.tlbs[0].used, h.tlbs[1].used), (0, 1));
+        // An empty entry is not page 0's.
+        h.tlb_flush_page(0);
+        assert_eq!(h.tlbs[1].used, 1);
     }
 
     #[test]
     fn a_nonglobal_flush_keeps_global_entries_only() {
         let mut h = CpuHeader::default();
-        let e = TlbEntry { addr_read: 0x8000_0000, addr_write: 0x8000_0000, addr_code: 0x8000_0000, addend: 1 };
-        for (mmu, idx, global) in [(0, 3, true), (0, 70, false), (1, 200, false), (3, 255, true)] {
-            h.tlb[mmu][idx] = e;
-            h.tlb_set_global(mmu, idx, global);
+        for (mmu, va, global) in [(0, 0x3000, true), (0, 0x46000, false), (1, 0xc8000, false), (3, 0xff000, true)] {
+            fill(&mut h, mmu, va, global);
         }
         // An entry refilled with a global translation loses its mark.
-        h.tlb[2][9] = e;
-        h.tlb_set_global(2, 9, false);
-        h.tlb_set_global(2, 9, true);
+        fill(&mut h, 2, 0x9000, false);
+        fill(&mut h, 2, 0x9000, true);
         h.tlb_flush_nonglobal();
-        assert_eq!((h.tlb[0][3], h.tlb[3][255], h.tlb[2][9]), (e, e, e));
-        assert_eq!((h.tlb[0][70], h.tlb[1][200]), (TlbEntry::EMPTY, TlbEntry::EMPTY));
-        assert_eq!(h.tlb_local, [[0; TLB_ENTRIES / 64]; MMU_MODES]);
+        let at = |h: &CpuHeader, m: usize, va: u64| h.tlb_entry(m, va).unwrap().addr_read;
+        assert_eq!([at(&h, 0, 0x3000), at(&h, 3, 0xff000), at(&h, 2, 0x9000)], [0x3000, 0xff000, 0x9000]);
+        assert_eq!(
+            (h.tlb_entry(0, 0x46000), h.tlb_entry(1, 0xc8000)),
+            (Some(&TlbEntry::EMPTY), Some(&TlbEntry::EMPTY))
+        );
+        assert!(h.tlbs.iter().all(|t| t.local.iter().all(|&w| w == 0)));
+        assert_eq!(h.tlbs.iter().map(|t| t.used).collect::<Vec<_>>(), [1, 0, 1, 1]);
+    }
+
+    #[test]
+    fn a_tlb_that_keeps_evicting_grows_and_keeps_its_entries() {
+        let mut h = CpuHeader::default();
+        let n = TLB_MIN_ENTRIES as u64;
+        // A working set of twice the TLB: the first half fills it, the second evicts it.
+        for i in 0..2 * n - 1 {
+            fill(&mut h, 1, 0x4000_0000 + i * 0x1000, i % 3 == 0);
+        }
+        assert_eq!((h.flush_request, h.exit_request.load(std::sync::atomic::Ordering::Relaxed)), (0, 0));
+        fill(&mut h, 1, 0x4000_0000 + (2 * n - 1) * 0x1000, false);
+        assert_eq!(h.flush_request, flush::TLB_RESIZE, "the {n}th eviction asks for a bigger TLB");
+        assert_ne!(h.exit_request.load(std::sync::atomic::Ordering::Relaxed), 0, "and ends the block in flight");
+        let old = h.tlb_table[1];
+        h.tlb_resize();
+        assert_eq!(h.tlb_entries(1).len(), 2 * n as usize);
+        assert_ne!(h.tlb_table[1], old);
+        assert_eq!(h.tlb_mask[1], (2 * n - 1) * 32);
+        assert_eq!(h.tlb_entries(0).len(), n as usize, "other modes keep their size");
+        // The resident half kept its translations, and their global marks.
+        for i in n..2 * n {
+            let va = 0x4000_0000 + i * 0x1000;
+            assert_eq!(h.tlb_entry(1, va).unwrap().addr_read, va);
+        }
+        assert_eq!(h.tlbs[1].used, n as usize);
+        h.tlb_flush_nonglobal();
+        assert_eq!(h.tlbs[1].used as u64, (n..2 * n).filter(|i| i % 3 == 0).count() as u64);
+        // Now the whole working set fits: no more evictions, no more growth.
+        h.flush_request = 0;
+        for _ in 0..3 {
+            for i in 0..2 * n {
+                fill(&mut h, 1, 0x4000_0000 + i * 0x1000, true);
+            }
+        }
+        assert_eq!(h.flush_request, 0);
+    }
+
+    #[test]
+    fn flushes_grow_a_full_tlb_and_shrink_an_idle_one() {
+        let mut h = CpuHeader::default();
+        let n = TLB_MIN_ENTRIES as u64;
+        // 70% in use at a flush: double.
+        for i in 0..n * 7 / 10 + 1 {
+            fill(&mut h, 0, i * 0x1000, true);
+        }
+        h.tlb_flush_all();
+        assert_eq!(h.tlb_entries(0).len(), 2 * n as usize);
+        assert_eq!(h.tlb_entries(1).len(), n as usize);
+        assert_eq!(h.tlb_entry(0, 0), Some(&TlbEntry::EMPTY));
+        assert_eq!(h.tlb_table[0], h.tlb_entries(0).as_ptr() as u64);
+        // Lightly used for a whole window: back to the smallest size, never below it.
+        for k in 1..=3 {
+            fill(&mut h, 0, 0x1000, true);
+            h.icount = k * TLB_WINDOW_INSNS;
+            h.tlb_flush_all();
+        }
+        assert_eq!(h.tlb_entries(0).len(), n as usize);
+        assert_eq!(h.tlb_mask[0], (n - 1) * 32);
     }
 }

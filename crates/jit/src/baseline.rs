@@ -41,7 +41,7 @@
 
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
-use kite_ir::state::{offsets, status, PAGE_BITS, PAGE_MASK, TLB_ENTRIES};
+use kite_ir::state::{offsets, status, PAGE_BITS, PAGE_MASK};
 use kite_ir::{Access, BinOp, Cond, Exit, FpOp, Helper, Inst, MemOp, MemSize, RmwOp, Temp, Ty, UnOp};
 
 use crate::codegen::{ret, TbSpec};
@@ -951,18 +951,19 @@ impl Emit<'_, '_> {
     /// The inline TLB check of an access at `rax` (see `kite_ir::state::tlb_cmp_key`);
     /// on a hit `rax` is the host address, else it jumps to `miss` with `rax` intact.
     fn tlb_probe(&mut self, mop: MemOp, perm: Access, miss: DynamicLabel) {
-        let tlb = offsets::TLB as i32 + (self.spec.mmu as i32 & 3) * offsets::TLB_MODE_SIZE as i32;
-        let tag = tlb + if perm == Access::Write { offsets::TLB_ADDR_WRITE } else { offsets::TLB_ADDR_READ } as i32;
-        let addend = tlb + offsets::TLB_ADDEND as i32;
+        let m = (self.spec.mmu as i32 & 3) * 8;
+        let (mask, table) = (offsets::TLB_MASK as i32 + m, offsets::TLB_TABLE as i32 + m);
+        let tag = if perm == Access::Write { offsets::TLB_ADDR_WRITE } else { offsets::TLB_ADDR_READ } as i32;
+        let addend = offsets::TLB_ADDEND as i32;
         let last = mop.size.bytes() as i32 - 1;
-        let (shift, idx_mask, esz) =
-            (PAGE_BITS as i8, (TLB_ENTRIES - 1) as i32, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i8);
+        let shift = (PAGE_BITS - offsets::TLB_ENTRY_SIZE.trailing_zeros()) as i8;
+        // rcx = the entry: table + ((addr >> 7) & mask) (see `CpuHeader::tlb_mask`).
         dynasm!(self.ops
             ; .arch x64
             ; mov rcx, rax
             ; shr rcx, shift
-            ; and ecx, idx_mask
-            ; shl ecx, esz
+            ; and rcx, QWORD [rbx + mask]
+            ; add rcx, QWORD [rbx + table]
         );
         if mop.aligned || last == 0 {
             let mask = (PAGE_MASK | last as u64) as i64 as i32;
@@ -972,9 +973,9 @@ impl Emit<'_, '_> {
         }
         dynasm!(self.ops
             ; .arch x64
-            ; cmp rdx, QWORD [rbx + rcx + tag]
+            ; cmp rdx, QWORD [rcx + tag]
             ; jne =>miss
-            ; add rax, QWORD [rbx + rcx + addend]
+            ; add rax, QWORD [rcx + addend]
         );
     }
 

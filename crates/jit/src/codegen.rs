@@ -1218,25 +1218,23 @@ impl<'b> Emit<'_, 'b> {
         (self.b.ins().icmp(IntCC::Equal, m, tag), ent)
     }
 
-    /// The address of the TLB entry for the page of `addr` (less the mode's TLB offset:
-    /// see `tlb_field`).
+    /// The address of the TLB entry for the page of `addr` in this TB's MMU mode. The
+    /// mode's mask and table only change between blocks (see `CpuHeader::tlb_mask`): their
+    /// loads are free to be shared and hoisted out of loops.
     fn tlb_entry(&mut self, addr: Value) -> Value {
-        let idx = self.b.ins().ushr_imm_s(addr, kite_ir::state::PAGE_BITS as i64);
-        let idx = self.b.ins().band_imm_s(idx, (kite_ir::state::TLB_ENTRIES - 1) as i64);
-        let idx = self.b.ins().ishl_imm_s(idx, offsets::TLB_ENTRY_SIZE.trailing_zeros() as i64);
-        self.b.ins().iadd(self.cpu, idx)
+        let m = (self.spec.mmu as u32 & 3) * 8;
+        let fixed = MemFlagsData::new().with_notrap().with_readonly().with_can_move();
+        let shift = kite_ir::state::PAGE_BITS - offsets::TLB_ENTRY_SIZE.trailing_zeros();
+        let idx = self.b.ins().ushr_imm_s(addr, shift as i64);
+        let mask = self.b.ins().load(types::I64, fixed, self.cpu, (offsets::TLB_MASK + m) as i32);
+        let idx = self.b.ins().band(idx, mask);
+        let table = self.b.ins().load(types::I64, fixed, self.cpu, (offsets::TLB_TABLE + m) as i32);
+        self.b.ins().iadd(table, idx)
     }
 
-    /// Load field `off` (`offsets::TLB_ADDR_*`, `TLB_ADDEND`) of entry `ent` in this TB's
-    /// MMU mode.
+    /// Load field `off` (`offsets::TLB_ADDR_*`, `TLB_ADDEND`) of TLB entry `ent`.
     fn tlb_field(&mut self, ent: Value, off: u32) -> Value {
-        let at = (self.tlb_off() + off as i64) as i32;
-        self.b.ins().load(types::I64, state_flags(), ent, at)
-    }
-
-    /// Offset of this TB's MMU mode's TLB in the header.
-    fn tlb_off(&self) -> i64 {
-        offsets::TLB as i64 + (self.spec.mmu as i64 & 3) * offsets::TLB_MODE_SIZE as i64
+        self.b.ins().load(types::I64, state_flags(), ent, off as i32)
     }
 
     /// For a member of an access group (`memgroup`): the group's host base (0 if the shared

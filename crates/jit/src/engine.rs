@@ -622,6 +622,10 @@ impl<C: GuestCpu> Engine<C> {
     /// Act on the target's flush requests; returns whether it asked to yield.
     fn handle_flush(&mut self, cpu: &mut C) -> bool {
         let fr = std::mem::take(&mut cpu.header_mut().flush_request);
+        if fr & flush::TLB_RESIZE != 0 {
+            cpu.header_mut().tlb_resize();
+            self.ctx().stats.tlb_grows += 1;
+        }
         if fr & flush::TLB_ALL != 0 {
             cpu.header_mut().tlb_flush_all();
             self.ctx().tbs.on_tlb_flush();

@@ -186,6 +186,9 @@ pub struct Stats {
     pub tlb_slow_path: u64,
     /// TLB entries filled by the slow path.
     pub tlb_fills: u64,
+    /// Times a TLB doubled because the guest's working set kept evicting its entries
+    /// (see `kite_ir::state::SoftTlb`; growth and shrinking at flushes are not counted).
+    pub tlb_grows: u64,
     /// TBs invalidated by stores to code pages.
     pub tbs_invalidated: u64,
     /// Whole-cache flushes because the code cache was full.
@@ -227,6 +230,7 @@ impl Stats {
             jump_cache_misses,
             tlb_slow_path,
             tlb_fills,
+            tlb_grows,
             tbs_invalidated,
             full_flushes,
             idle_ns,
@@ -257,6 +261,7 @@ impl Stats {
             (jump_cache_misses, o.jump_cache_misses),
             (tlb_slow_path, o.tlb_slow_path),
             (tlb_fills, o.tlb_fills),
+            (tlb_grows, o.tlb_grows),
             (tbs_invalidated, o.tbs_invalidated),
             (full_flushes, o.full_flushes),
             (idle_ns, o.idle_ns),

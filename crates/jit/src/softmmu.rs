@@ -23,7 +23,7 @@
 use kite_core::guest::FaultKind;
 use kite_core::{Fault, GuestCpu};
 use kite_ir::interp::{extend_load, Env};
-use kite_ir::state::{status, tlb_cmp_key, tlb_flags, CpuHeader, TlbEntry, PAGE_MASK, PAGE_SIZE, TLB_ENTRIES};
+use kite_ir::state::{status, tlb_cmp_key, tlb_flags, CpuHeader, PAGE_MASK, PAGE_SIZE};
 use kite_ir::{Access, MemOp, RmwOp, Ty};
 use kite_memory::{Hit, PhysMap};
 
@@ -420,10 +420,6 @@ fn mask(n: u64) -> u64 {
     }
 }
 
-fn tag_page(t: u64) -> Option<u64> {
-    (t & tlb_flags::INVALID == 0).then_some(t & PAGE_MASK)
-}
-
 /// Record the translation of `vaddr`'s page for `kind` in TLB `mmu` (`global`: see
 /// `GuestCpu::tlb_global`). An entry that maps the same page the same way keeps its other
 /// tags; anything else is replaced.
@@ -440,16 +436,9 @@ fn fill(
 ) {
     let vpage = vaddr & PAGE_MASK;
     let addend = host_page.wrapping_sub(vpage);
-    let idx = ((vaddr >> kite_ir::state::PAGE_BITS) as usize) & (TLB_ENTRIES - 1);
-    let Some(e) = h.tlb.get_mut(mmu).map(|t| &mut t[idx]) else {
+    let Some((e, idx)) = h.tlb_fill_entry(mmu, vaddr, addend) else {
         return;
     };
-    let same =
-        e.addend == addend && [e.addr_read, e.addr_write, e.addr_code].iter().any(|&t| tag_page(t) == Some(vpage));
-    if !same {
-        *e = TlbEntry::EMPTY;
-        e.addend = addend;
-    }
     let w = if watch { tlb_flags::WATCH } else { 0 };
     match kind {
         Access::Read => e.addr_read = vpage | w,
@@ -462,8 +451,7 @@ fn fill(
 
 /// Inline-TLB probe in Rust (the interpreter tier's fast path; same test as generated code).
 fn probe(h: &CpuHeader, mmu: usize, vaddr: u64, n: u64, aligned: bool, kind: Access) -> Option<*mut u8> {
-    let idx = ((vaddr >> kite_ir::state::PAGE_BITS) as usize) & (TLB_ENTRIES - 1);
-    let e = h.tlb.get(mmu)?.get(idx)?;
+    let e = h.tlb_entry(mmu, vaddr)?;
     let tag = if kind == Access::Write { e.addr_write } else { e.addr_read };
     (tlb_cmp_key(vaddr, n, aligned) == tag).then(|| vaddr.wrapping_add(e.addend) as *mut u8)
 }

@@ -64,8 +64,8 @@ fn run_tier(tier: Tier, reference: bool, block: &Block, setup: &dyn Fn(&mut Mock
     // TLB addends hold host addresses, which differ between the two machines: compare
     // them relative to where each machine's RAM is mapped.
     let host_ram = mem.ram_ptr(RAM_BASE).unwrap().0 as u64;
-    for mode in cpu.h.tlb.iter_mut() {
-        for e in mode.iter_mut().filter(|e| **e != kite_ir::state::TlbEntry::EMPTY) {
+    for m in 0..kite_ir::state::MMU_MODES {
+        for e in cpu.h.tlb_entries_mut(m).iter_mut().filter(|e| **e != kite_ir::state::TlbEntry::EMPTY) {
             e.addend = e.addend.wrapping_sub(host_ram.wrapping_sub(RAM_BASE));
         }
     }

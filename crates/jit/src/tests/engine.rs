@@ -912,6 +912,7 @@ fn stats_of_several_engines_add_up_field_by_field() {
         jump_cache_misses: 14,
         tlb_slow_path: 15,
         tlb_fills: 16,
+        tlb_grows: 34,
         tbs_invalidated: 17,
         full_flushes: 18,
         idle_ns: 31,

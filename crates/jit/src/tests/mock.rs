@@ -78,9 +78,21 @@ impl MockCpu {
         })
     }
 
+    /// The compared state, then every TLB entry. The TLB tables' addresses (and their
+    /// owner's) differ between machines, so they read as zero; their contents count.
     pub fn state_bytes(&self) -> Vec<u8> {
-        // SAFETY: MockCpu is repr(C) and its first STATE_BYTES bytes are plain integers.
-        unsafe { std::slice::from_raw_parts(self as *const MockCpu as *const u8, STATE_BYTES) }.to_vec()
+        // SAFETY: MockCpu is repr(C) and its first STATE_BYTES bytes are initialised
+        // integers and pointers (no padding: `kite_ir::state` checks the header layout).
+        let mut v = unsafe { std::slice::from_raw_parts(self as *const MockCpu as *const u8, STATE_BYTES) }.to_vec();
+        v[offsets::TLB_TABLE as usize..offsets::HEADER_END as usize].fill(0);
+        for m in 0..kite_ir::state::MMU_MODES {
+            for e in self.h.tlb_entries(m) {
+                for w in [e.addr_read, e.addr_write, e.addr_code, e.addend] {
+                    v.extend(w.to_le_bytes());
+                }
+            }
+        }
+        v
     }
 }
 
