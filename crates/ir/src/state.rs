@@ -50,9 +50,10 @@ pub mod tlb_flags {
     pub const WATCH: u64 = 1 << 8;
 }
 
-/// One softmmu TLB entry (32 bytes, 32-byte aligned: one cache line). A tag is the virtual page address for the
-/// access type, or a value with a flag bit set. `addend` turns a virtual
-/// address on the page into a host pointer: `host = vaddr + addend`.
+/// One softmmu TLB entry (32 bytes, 32-byte aligned: a miss on a cold entry is one cache
+/// line, not two). A tag is the virtual page address for the access type, or a value with
+/// a flag bit set. `addend` turns a virtual address on the page into a host pointer:
+/// `host = vaddr + addend`.
 #[repr(C, align(32))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TlbEntry {

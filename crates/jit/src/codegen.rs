@@ -1219,8 +1219,10 @@ impl<'b> Emit<'_, 'b> {
     }
 
     /// The address of the TLB entry for the page of `addr` in this TB's MMU mode. The
-    /// mode's mask and table only change between blocks (see `CpuHeader::tlb_mask`): their
-    /// loads are free to be shared and hoisted out of loops.
+    /// mode's mask and table only change between blocks (see `CpuHeader::tlb_mask`), so
+    /// their loads are `readonly` and `can_move`. At the optimisation level used, Cranelift
+    /// still loads them at each access (two L1 hits); loading them once per function cost
+    /// more in spills than it saved (`docs/performance.md`, sixteenth round).
     fn tlb_entry(&mut self, addr: Value) -> Value {
         let m = (self.spec.mmu as u32 & 3) * 8;
         let fixed = MemFlagsData::new().with_notrap().with_readonly().with_can_move();
