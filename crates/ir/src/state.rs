@@ -70,6 +70,14 @@ impl TlbEntry {
         addr_code: tlb_flags::INVALID,
         addend: 0,
     };
+
+    /// The virtual page this entry translates, if any of its tags is in use.
+    pub fn page(&self) -> Option<u64> {
+        [self.addr_read, self.addr_write, self.addr_code]
+            .into_iter()
+            .find(|t| t & tlb_flags::INVALID == 0)
+            .map(|t| t & PAGE_MASK)
+    }
 }
 
 /// Why a block (or a helper) hands control back to the dispatcher.
@@ -232,8 +240,7 @@ impl SoftTlb {
         self.window_max = old.window_max;
         self.window_start = old.window_start;
         for (i, e) in old.entries.iter().enumerate() {
-            let tags = [e.addr_read, e.addr_write, e.addr_code];
-            let Some(page) = tags.into_iter().find(|t| t & tlb_flags::INVALID == 0) else {
+            let Some(page) = e.page() else {
                 continue;
             };
             let j = self.index(page);
@@ -256,9 +263,9 @@ impl SoftTlb {
         }
     }
 
-    /// At a flush: account the use it ends and size the TLB for what comes next (a
-    /// resized TLB comes back empty).
-    fn flush_resize(&mut self, icount: u64) {
+    /// At a flush: account the use it ends and size the TLB for what comes next. Returns
+    /// whether it resized (a resized TLB comes back empty).
+    fn flush_resize(&mut self, icount: u64) -> bool {
         let n = self.entries.len();
         self.window_max = self.window_max.max(self.used);
         let size = if self.used * 10 >= n * 7 && n < TLB_MAX_ENTRIES {
@@ -277,6 +284,7 @@ impl SoftTlb {
         if size != n {
             *self = SoftTlb { window_start: icount, ..SoftTlb::new(size) };
         }
+        size != n
     }
 }
 
@@ -335,10 +343,9 @@ impl CpuHeader {
         let t = self.tlbs.get_mut(mmu)?;
         let idx = t.index(vaddr);
         let e = t.entries[idx];
-        let tags = [e.addr_read, e.addr_write, e.addr_code];
-        let live = |t: u64| t & tlb_flags::INVALID == 0;
-        if !(e.addend == addend && tags.iter().any(|&t| live(t) && t & PAGE_MASK == page)) {
-            if !tags.into_iter().any(live) {
+        // Live tags all name one page (a fill for another page empties the entry first).
+        if !(e.addend == addend && e.page() == Some(page)) {
+            if e.page().is_none() {
                 t.used += 1;
             } else {
                 t.evictions += 1;
@@ -368,8 +375,9 @@ impl CpuHeader {
     pub fn tlb_flush_all(&mut self) {
         let icount = self.icount;
         for t in self.tlbs.iter_mut() {
-            t.flush_resize(icount);
-            t.empty_all();
+            if !t.flush_resize(icount) {
+                t.empty_all();
+            }
         }
         self.tlb_publish();
     }
@@ -378,7 +386,9 @@ impl CpuHeader {
     pub fn tlb_flush_nonglobal(&mut self) {
         let icount = self.icount;
         for t in self.tlbs.iter_mut() {
-            t.flush_resize(icount);
+            if t.flush_resize(icount) {
+                continue;
+            }
             t.evictions = 0;
             let SoftTlb { entries, local, used, .. } = t;
             for (w, bits) in local.iter_mut().enumerate() {
@@ -423,8 +433,7 @@ impl CpuHeader {
         for t in self.tlbs.iter_mut() {
             let idx = t.index(vaddr);
             let e = &mut t.entries[idx];
-            let tags = [e.addr_read, e.addr_write, e.addr_code];
-            if tags.iter().any(|&t| t & tlb_flags::INVALID == 0 && t & PAGE_MASK == page) {
+            if e.page() == Some(page) {
                 *e = TlbEntry::EMPTY;
                 t.used = t.used.saturating_sub(1);
                 t.set_global(idx, true);

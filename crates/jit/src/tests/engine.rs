@@ -9,6 +9,17 @@ use kite_ir::testing::Rng;
 use super::mock::*;
 use crate::{Engine, JitOptions, Stats, Tier};
 
+/// A program made of pieces of code at word offsets (the words between are zero): vCPU B's
+/// code at word 16 (`RAM_BASE + 0x40`), a far target past a page, ...
+fn layout(pieces: &[(usize, &[u32])]) -> Vec<u32> {
+    let len = pieces.iter().map(|(at, code)| at + code.len()).max().unwrap_or(0);
+    let mut prog = vec![0u32; len];
+    for (at, code) in pieces {
+        prog[*at..at + code.len()].copy_from_slice(code);
+    }
+    prog
+}
+
 fn load_program(mem: &kite_memory::PhysMap, at: u64, prog: &[u32]) {
     let bytes: Vec<u8> = prog.iter().flat_map(|w| w.to_le_bytes()).collect();
     assert!(mem.write_ram(at, &bytes));
@@ -498,16 +509,20 @@ fn a_frontend_reads_code_before_the_block_on_every_translation() {
 fn a_yield_with_nobody_else_to_run_keeps_the_vcpu_in() {
     // A: count in r6 to 50 with a yield in the loop, exit with the count. B: `wfi` with
     // no interrupt ever coming, so from its first turn on only A is runnable.
-    let mut prog = vec![0u32; 18];
-    prog[..6].copy_from_slice(&[
-        insn(1, 4, 0, 50),
-        insn(2, 6, 6, 1),
-        insn(0x0d, 0, 0, 0),
-        insn(5, 6, 4, -2),
-        insn(2, 1, 6, 0),
-        insn(7, 0, 0, 0),
+    let prog = layout(&[
+        (
+            0,
+            &[
+                insn(1, 4, 0, 50),
+                insn(2, 6, 6, 1),
+                insn(0x0d, 0, 0, 0),
+                insn(5, 6, 4, -2),
+                insn(2, 1, 6, 0),
+                insn(7, 0, 0, 0),
+            ],
+        ),
+        (16, &[insn(9, 0, 0, 0), insn(6, 0, 0, -1)]),
     ]);
-    prog[16..18].copy_from_slice(&[insn(9, 0, 0, 0), insn(6, 0, 0, -1)]);
     for tier in TIERS {
         let vm = watched_vm();
         let (mut e, mut cpus) = two_vcpus(&prog, tier, machine().0, &vm);
@@ -533,10 +548,7 @@ fn spin_on_b(before: Option<u32>, inside: Option<u32>) -> Vec<u32> {
     a.push(insn(0x0b, 3, 7, 0x100));
     let back = top - a.len() as i16;
     a.extend([insn(5, 3, 2, back), insn(2, 1, 6, 0), insn(7, 0, 0, 0)]);
-    let mut prog = vec![0u32; 19];
-    prog[..a.len()].copy_from_slice(&a);
-    prog[16..19].copy_from_slice(&[insn(1, 2, 0, 1), insn(0x0a, 2, 7, 0x100), insn(9, 0, 0, 0)]);
-    prog
+    layout(&[(0, &a), (16, &[insn(1, 2, 0, 1), insn(0x0a, 2, 7, 0x100), insn(9, 0, 0, 0)])])
 }
 
 /// Run `prog` on two vCPUs in turns, A at `RAM_BASE` and B at `RAM_BASE + 0x40` (r7 =
@@ -561,15 +573,13 @@ fn a_spins_briefly_until_b_runs(
 /// Chains linked while vCPU A runs a loop through two pages (yielding to B, which only
 /// yields back, once per iteration) with A and B in translation regimes `a` and `b`.
 fn links_made_while_taking_turns(a: Option<u64>, b: Option<u64>) -> u64 {
-    let mut prog = vec![0u32; 0x1000 / 4 + 5];
-    prog[0] = insn(6, 0, 0, 0x400);
-    prog[16..18].copy_from_slice(&[insn(0x0d, 0, 0, 0), insn(6, 0, 0, -1)]);
-    prog[0x1000 / 4..].copy_from_slice(&[
-        insn(2, 6, 6, 1),
-        insn(0x0d, 0, 0, 0),
-        insn(5, 6, 14, -(0x1008 / 4)),
-        insn(2, 1, 6, 0),
-        insn(7, 0, 0, 0),
+    let prog = layout(&[
+        (0, &[insn(6, 0, 0, 0x400)]),
+        (16, &[insn(0x0d, 0, 0, 0), insn(6, 0, 0, -1)]),
+        (
+            0x1000 / 4,
+            &[insn(2, 6, 6, 1), insn(0x0d, 0, 0, 0), insn(5, 6, 14, -(0x1008 / 4)), insn(2, 1, 6, 0), insn(7, 0, 0, 0)],
+        ),
     ]);
     let (mem, _dev) = machine();
     load_program(&mem, RAM_BASE, &prog);
@@ -598,23 +608,30 @@ fn a_vcpu_switched_out_while_its_tlb_maps_a_new_code_page_invalidates_on_store()
     // learnt that P holds code, or the store would miss the invalidation and B would
     // exit with 5.
     let p = RAM_BASE + 0x2000;
-    let mut prog = vec![0u32; 0x2000 / 4 + 7];
-    prog[..6].copy_from_slice(&[
-        insn(0x0a, 11, 9, 0x800),
-        insn(0x0d, 0, 0, 0),
-        insn(0x0a, 12, 9, 0),
-        insn(0x0d, 0, 0, 0),
-        insn(9, 0, 0, 0),
-        insn(6, 0, 0, -1),
-    ]);
-    prog[0x2000 / 4..].copy_from_slice(&[
-        insn(1, 1, 0, 5),
-        insn(0x0d, 0, 0, 0),
-        insn(2, 6, 6, 1),
-        insn(5, 1, 13, 2),
-        insn(7, 0, 0, 0),
-        insn(5, 6, 14, -5),
-        insn(7, 0, 0, 0),
+    let prog = layout(&[
+        (
+            0,
+            &[
+                insn(0x0a, 11, 9, 0x800),
+                insn(0x0d, 0, 0, 0),
+                insn(0x0a, 12, 9, 0),
+                insn(0x0d, 0, 0, 0),
+                insn(9, 0, 0, 0),
+                insn(6, 0, 0, -1),
+            ],
+        ),
+        (
+            0x2000 / 4,
+            &[
+                insn(1, 1, 0, 5),
+                insn(0x0d, 0, 0, 0),
+                insn(2, 6, 6, 1),
+                insn(5, 1, 13, 2),
+                insn(7, 0, 0, 0),
+                insn(5, 6, 14, -5),
+                insn(7, 0, 0, 0),
+            ],
+        ),
     ]);
     let new = insn(1, 1, 0, 9) as u64 | (insn(0x0d, 0, 0, 0) as u64) << 32;
     for tier in TIERS {
@@ -713,24 +730,22 @@ fn vcpus_take_turns_and_halted_ones_are_skipped() {
     // vCPU A spins (a chained loop) until vCPU B sets a flag, so it only finishes if the
     // scheduler preempts it; B then halts in `wfi` for good: were it resumed without a
     // wake-up it would exit with 7 instead of A's 42.
-    let mut prog = vec![0u32; 25];
-    prog[..5].copy_from_slice(&[
-        insn(1, 2, 0, 1),
-        insn(0x0b, 3, 7, 0x100),
-        insn(5, 3, 2, -1),
-        insn(1, 1, 0, 42),
-        insn(7, 0, 0, 0),
-    ]);
-    prog[16..].copy_from_slice(&[
-        insn(1, 2, 0, 1),
-        insn(1, 4, 0, 0),
-        insn(1, 5, 0, 2000),
-        insn(2, 4, 4, 1),
-        insn(5, 4, 5, -1),
-        insn(0x0a, 2, 7, 0x100),
-        insn(9, 0, 0, 0),
-        insn(1, 1, 0, 7),
-        insn(7, 0, 0, 0),
+    let prog = layout(&[
+        (0, &[insn(1, 2, 0, 1), insn(0x0b, 3, 7, 0x100), insn(5, 3, 2, -1), insn(1, 1, 0, 42), insn(7, 0, 0, 0)]),
+        (
+            16,
+            &[
+                insn(1, 2, 0, 1),
+                insn(1, 4, 0, 0),
+                insn(1, 5, 0, 2000),
+                insn(2, 4, 4, 1),
+                insn(5, 4, 5, -1),
+                insn(0x0a, 2, 7, 0x100),
+                insn(9, 0, 0, 0),
+                insn(1, 1, 0, 7),
+                insn(7, 0, 0, 0),
+            ],
+        ),
     ]);
     for tier in TIERS {
         let vm = watched_vm();
@@ -753,9 +768,10 @@ fn vcpus_take_turns_and_halted_ones_are_skipped() {
 #[test]
 fn all_halted_vcpus_sleep_until_an_interrupt() {
     // Both vCPUs: wfi; then exit with their r1 (A: 5, B: 6). Only B gets an interrupt.
-    let mut prog = vec![0u32; 20];
-    prog[..3].copy_from_slice(&[insn(1, 1, 0, 5), insn(9, 0, 0, 0), insn(7, 0, 0, 0)]);
-    prog[16..19].copy_from_slice(&[insn(1, 1, 0, 6), insn(9, 0, 0, 0), insn(7, 0, 0, 0)]);
+    let prog = layout(&[
+        (0, &[insn(1, 1, 0, 5), insn(9, 0, 0, 0), insn(7, 0, 0, 0)]),
+        (16, &[insn(1, 1, 0, 6), insn(9, 0, 0, 0), insn(7, 0, 0, 0)]),
+    ]);
     let (mem, _dev) = machine();
     load_program(&mem, RAM_BASE, &prog);
     let vm = watched_vm();
