@@ -181,10 +181,15 @@ impl Gen<'_> {
                 // addw and friends: any op on truncated operands, which may be the result
                 // of an earlier one (`trunc(sext32(x))`) or an immediate such as 0
                 // (`sext.w` is `addiw rd, rs, 0`); the result may be extended twice.
-                let a = if self.r.chance(50) { self.temp(Ty::I64) } else { self.b.ld_state(Ty::I64, rs) };
-                let b = match self.r.below(3) {
+                let a = match self.r.below(3) {
+                    0 => self.temp(Ty::I64),
+                    1 => self.b.ld_state(Ty::I64, rs),
+                    _ => self.narrow(rs),
+                };
+                let b = match self.r.below(4) {
                     0 => self.b.ld_state(Ty::I64, rd),
-                    1 => self.b.const64(self.r.pick(&[0, 1, u64::MAX, imm])),
+                    1 => self.b.const64(self.r.pick(&[0, 1, u64::MAX, imm, 0x3fff_ffff, 0xffff_ffff_c000_0000])),
+                    2 => self.narrow(rd),
                     _ => self.temp(Ty::I64),
                 };
                 let a = self.b.ext(UnOp::Trunc, Ty::I32, a);
@@ -215,6 +220,61 @@ impl Gen<'_> {
                 let v = self.b.bin(BinOp::Add, t, k);
                 self.b.st_state(v, rd);
             }
+        }
+    }
+    /// A 64-bit value with known sign bits (for the pass that drops extensions), often
+    /// stored to `off` and loaded back: a masked value, an extended one, a flag, a
+    /// negated flag, or a shifted one.
+    fn narrow(&mut self, off: u32) -> Temp {
+        let x = self.temp(Ty::I64);
+        let v = match self.r.below(7) {
+            0 => {
+                let m = self.b.const64(self.r.pick(&[1, 0xff, 0x3fff_ffff, 0x7fff_ffff, 0xffff_ffff]));
+                self.b.bin(BinOp::And, x, m)
+            }
+            6 => {
+                // A sum that needs one bit more than its operands.
+                let m = self.b.const64(self.r.pick(&[0x3fff_ffff, 0x1fff_ffff]));
+                let p = self.b.bin(BinOp::And, x, m);
+                let y = self.temp(Ty::I64);
+                let q = self.b.bin(BinOp::And, y, m);
+                let op = self.r.pick(&[BinOp::Add, BinOp::Sub]);
+                self.b.bin(op, p, q)
+            }
+            1 => {
+                let op = self.r.pick(&[UnOp::Sext8, UnOp::Sext16, UnOp::Sext32, UnOp::Zext16, UnOp::Zext32]);
+                self.b.ext(op, Ty::I64, x)
+            }
+            2 => {
+                let y = self.temp(Ty::I64);
+                let dst = self.b.temp(Ty::I64);
+                self.b.push(Inst::Setcond { cond: self.r.pick(&CONDS), dst, a: x, b: y });
+                dst
+            }
+            3 => {
+                let one = self.b.const64(1);
+                let bit = self.b.bin(BinOp::And, x, one);
+                let zero = self.b.const64(0);
+                self.b.bin(BinOp::Sub, zero, bit)
+            }
+            4 => {
+                let n = self.b.const64(self.r.pick(&[1, 31, 32, 33, 34, 40, 63]));
+                let op = self.r.pick(&[BinOp::Shr, BinOp::Sar, BinOp::Shl]);
+                self.b.bin(op, x, n)
+            }
+            _ => {
+                let t32 = self.b.ext(UnOp::Trunc, Ty::I32, x);
+                let n = self.b.const_(Ty::I32, self.r.pick(&[0, 1, 7, 31, 32]));
+                let op = self.r.pick(&[BinOp::Shr, BinOp::And, BinOp::Sar]);
+                let r = self.b.bin(op, t32, n);
+                self.b.ext(UnOp::Sext32, Ty::I64, r)
+            }
+        };
+        if self.r.chance(50) {
+            self.b.st_state(v, off);
+            self.b.ld_state(Ty::I64, off)
+        } else {
+            v
         }
     }
     /// Store a temp before its only definition, then load the slot back.

@@ -12,9 +12,18 @@
 //! `sext32` of the same temp. RV64 code is full of them (`sext.w` is `addiw rd, rs, 0`),
 //! and each one was a host instruction on a dependency chain: the CRC loop of the `int`
 //! benchmark ran `lea ecx, [r8]; movsxd rbx, ecx` for its `sext.w`.
+//!
+//! It also counts the known sign bits of 64-bit temps (as LLVM's `ComputeNumSignBits`
+//! does), looking through a `ld_state` of a slot stored earlier in the stretch, to drop
+//! extensions that cannot change anything: a W-op whose 64-bit operands are already
+//! sign-extended 32-bit values with room to spare (`negw` of a 0/1 flag, `addw` of two
+//! sign-extended bytes) is done at 64 bits, and `sext32` of a value whose bit 31 is known
+//! clear (`srliw`, `andi` with a small mask) becomes a zero-extension, which the x86-64
+//! backends get for free from any 32-bit instruction.
 
 use crate::interp::{eval_bin, eval_un};
-use crate::{BinOp, Inst, Temp, Ty, UnOp};
+use crate::state::offsets;
+use crate::{BinOp, Inst, MemSize, Temp, Ty, UnOp};
 
 /// Replace pure operations whose operands are all constants by constants, and reads of
 /// a value that equals an earlier temp by reads of that temp.
@@ -30,18 +39,48 @@ pub fn fold_constants(block: &mut crate::Block) {
     // The pass runs on every translated block: its table is kept per thread, so a block
     // costs no allocation once the table has grown.
     thread_local! {
-        static FACTS: std::cell::RefCell<Vec<Facts>> = const { std::cell::RefCell::new(Vec::new()) };
+        static FACTS: std::cell::RefCell<(Vec<Facts>, Vec<Stored>)> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
     }
     FACTS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut f) => fold_with(block, &mut f),
+        Ok(mut f) => {
+            let (facts, stored) = &mut *f;
+            fold_with(block, facts, stored)
+        }
         // Only re-entered if a caller folds from inside a fold, which nothing does.
-        Err(_) => fold_with(block, &mut Vec::new()),
+        Err(_) => fold_with(block, &mut Vec::new(), &mut Vec::new()),
     });
 }
 
-fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>) {
+/// A 64-bit state slot written earlier in the current stretch: `ld_state` of it reads
+/// `temp` back (until a call, which may write state, or an overlapping store), so it has
+/// the same known sign bits. Kept in a table indexed by the slot's 8-byte granule (a clash
+/// just forgets the older store); an entry counts only in the generation it was made in.
+#[derive(Clone, Copy)]
+struct Stored {
+    off: u32,
+    temp: Temp,
+    generation: u32,
+}
+
+const STORED_SLOTS: usize = 64;
+
+fn stored_slot(off: u32) -> usize {
+    (off >> 3) as usize % STORED_SLOTS
+}
+
+/// Sign bits of a 64-bit constant: how many of its top bits equal bit 63 (1..=64).
+fn const_sign_bits(v: u64) -> u8 {
+    let x = v as i64;
+    (x ^ (x >> 63)).leading_zeros() as u8
+}
+
+fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stored>) {
     f.clear();
     f.resize(block.temps.len(), Facts::default());
+    stored.clear();
+    stored.resize(STORED_SLOTS, Stored { off: 0, temp: Temp(0), generation: 0 });
+    let mut generation = 1u32;
     for inst in &block.insts {
         if let Some(d) = inst.def() {
             let c = &mut f[d.0 as usize].defs;
@@ -51,9 +90,66 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>) {
     let mut stretch = 0u32;
     let temps = &block.temps;
     for inst in block.insts.iter_mut() {
-        if let Inst::SetLabel(_) = inst {
-            stretch += 1;
-            continue;
+        // The commonest instructions first, each with one match (the pass runs on every
+        // translated block: ~1 M instructions in a Linux boot).
+        match inst {
+            Inst::InsnStart { .. } => continue,
+            Inst::SetLabel(_) => {
+                stretch += 1;
+                generation += 1;
+                continue;
+            }
+            Inst::StState { src, off } => {
+                if let Some(r) = f[src.0 as usize].same(stretch) {
+                    *src = r;
+                }
+                let (src, off) = (*src, *off);
+                let ty = temps[src.0 as usize];
+                for g in off >> 3..=(off + ty.bits() / 8 - 1) >> 3 {
+                    stored[stored_slot(g << 3)].generation = 0;
+                }
+                let fs = f[src.0 as usize];
+                // Header fields (pc, status, ...) may change under the block's feet: a
+                // slow-path access writes some. Guest registers change only through IR
+                // and helpers.
+                if ty == Ty::I64 && off % 8 == 0 && fs.defs == 1 && fs.seen && off >= offsets::HEADER_END {
+                    stored[stored_slot(off)] = Stored { off, temp: src, generation };
+                }
+                continue;
+            }
+            Inst::LdState { dst, off } => {
+                let fd = &f[dst.0 as usize];
+                if fd.defs != 1 {
+                    continue;
+                }
+                let mut n = 1;
+                if temps[dst.0 as usize] == Ty::I64 {
+                    let s = stored[stored_slot(*off)];
+                    if s.generation == generation && s.off == *off {
+                        n = f[s.temp.0 as usize].sign_bits(stretch);
+                    }
+                }
+                let fd = &mut f[dst.0 as usize];
+                fd.seen = true;
+                fd.def_at = stretch;
+                fd.sign_bits = n;
+                continue;
+            }
+            Inst::Const { dst, val } => {
+                let ty = temps[dst.0 as usize];
+                *val = ty.mask(*val);
+                let fd = &mut f[dst.0 as usize];
+                if fd.defs == 1 {
+                    fd.seen = true;
+                    fd.def_at = stretch;
+                    fd.val = Some(*val);
+                    fd.sign_bits = if ty == Ty::I64 { const_sign_bits(*val) } else { 0 };
+                }
+                continue;
+            }
+            // Any helper may write guest state.
+            Inst::Call { .. } => generation += 1,
+            _ => {}
         }
         inst.for_each_use_mut(|t| {
             if let Some(r) = f[t.0 as usize].same(stretch) {
@@ -68,8 +164,26 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>) {
         }
         f[dst.0 as usize].seen = true;
         f[dst.0 as usize].def_at = stretch;
-        let k = |t: Temp| f[t.0 as usize].known(stretch);
         let ty = |t: Temp| temps[t.0 as usize];
+        let once = |f: &[Facts], t: Temp| f[t.0 as usize].defs == 1 && f[t.0 as usize].seen;
+        // What the rewrites below need to know of a 32-bit temp, recorded before it may
+        // fold into a constant: the 64-bit temp it truncates, or the W-op it is.
+        if ty(dst) == Ty::I32 {
+            let fd = Facts {
+                wide: match *inst {
+                    Inst::Un { op: UnOp::Trunc, src, .. } if ty(src) == Ty::I64 && once(f, src) => Some(src),
+                    _ => None,
+                },
+                w_op: match *inst {
+                    Inst::Bin { op, a, b, .. } if once(f, a) && once(f, b) => Some((op, a, b)),
+                    _ => None,
+                },
+                bit31_clear: bit31_clear(inst, &|t| f[t.0 as usize].known(stretch)),
+                ..f[dst.0 as usize]
+            };
+            f[dst.0 as usize] = fd;
+        }
+        let k = |t: Temp| f[t.0 as usize].known(stretch);
         let val = match *inst {
             Inst::Const { val, .. } => Some(val),
             Inst::Un { op, src, .. } => match op {
@@ -95,10 +209,10 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>) {
         if let Some(v) = val {
             let v = ty(dst).mask(v);
             f[dst.0 as usize].val = Some(v);
+            f[dst.0 as usize].sign_bits = if ty(dst) == Ty::I64 { const_sign_bits(v) } else { 0 };
             *inst = Inst::Const { dst, val: v };
             continue;
         }
-        let once = |f: &[Facts], t: Temp| f[t.0 as usize].defs == 1 && f[t.0 as usize].seen;
         let fwd = match *inst {
             Inst::Bin { op, a, b, .. } => identity(op, ty(dst), k(a), k(b)).map(|first| if first { a } else { b }),
             Inst::Un { op: UnOp::Trunc, src, .. } if ty(dst) == Ty::I32 && ty(src) == Ty::I64 => {
@@ -109,6 +223,9 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>) {
                 if earlier.is_none() {
                     f[src.0 as usize].sext_of = Some((stretch, dst));
                     f[dst.0 as usize].sext_src = Some(src);
+                    if let Some(wide) = widen(f, stretch, dst, src) {
+                        *inst = wide;
+                    }
                 }
                 earlier
             }
@@ -117,6 +234,98 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>) {
         if let Some(r) = fwd.filter(|&r| once(f, r) && ty(r) == ty(dst)) {
             f[dst.0 as usize].same = Some(r);
         }
+        if ty(dst) == Ty::I64 {
+            let sb = |t: Temp| f[t.0 as usize].sign_bits(stretch);
+            let n = sign_bits(inst, &sb, &|t| f[t.0 as usize].known(stretch), &ty);
+            f[dst.0 as usize].sign_bits = n;
+        }
+    }
+}
+
+/// `sext32(src)` for a 32-bit `src` without the extension, if it needs none: the W-op
+/// `src` done on its 64-bit operands when they leave no room for a carry out of 32 bits
+/// (the result then equals its own sign extension), or a zero-extension when bit 31 of
+/// `src` is clear.
+fn widen(f: &[Facts], stretch: u32, dst: Temp, src: Temp) -> Option<Inst> {
+    let fs = &f[src.0 as usize];
+    if fs.def_at != stretch {
+        return None;
+    }
+    if let Some((op, a, b)) = fs.w_op {
+        let (wa, wb) = (f[a.0 as usize].wide_in(stretch), f[b.0 as usize].wide_in(stretch));
+        if let (Some(wa), Some(wb)) = (wa, wb) {
+            let (na, nb) = (f[wa.0 as usize].sign_bits(stretch), f[wb.0 as usize].sign_bits(stretch));
+            // Both operands fit in 33 bits (32 for add/sub, whose result takes one more):
+            // the 64-bit result then fits in 32 and the W-op's low half is all of it.
+            let need = match op {
+                BinOp::And | BinOp::Or | BinOp::Xor => 33,
+                BinOp::Add | BinOp::Sub => 34,
+                _ => 65,
+            };
+            if na.min(nb) >= need {
+                return Some(Inst::Bin { op, dst, a: wa, b: wb });
+            }
+        }
+    }
+    fs.bit31_clear.then_some(Inst::Un { op: UnOp::Zext32, dst, src })
+}
+
+/// Whether a 32-bit result has bit 31 clear whatever its operands: a logical shift right
+/// by 1 to 31, an `and` with a constant below 2^31, a zero-extended byte or half.
+fn bit31_clear(inst: &Inst, k: &dyn Fn(Temp) -> Option<u64>) -> bool {
+    match *inst {
+        Inst::Bin { op: BinOp::Shr, b, .. } => k(b).is_some_and(|n| n & 31 != 0),
+        Inst::Bin { op: BinOp::And, a, b, .. } => [a, b].iter().any(|&t| k(t).is_some_and(|v| v & 0x8000_0000 == 0)),
+        Inst::Un { op: UnOp::Zext8 | UnOp::Zext16, .. } | Inst::Setcond { .. } => true,
+        Inst::Load { mop, .. } => !mop.signed && matches!(mop.size, MemSize::B1 | MemSize::B2),
+        _ => false,
+    }
+}
+
+/// Known sign bits (1..=64) of the 64-bit result of `inst`, given those of its operands.
+fn sign_bits(inst: &Inst, sb: &dyn Fn(Temp) -> u8, k: &dyn Fn(Temp) -> Option<u64>, ty: &dyn Fn(Temp) -> Ty) -> u8 {
+    let shift = |b: Temp| k(b).map(|n| (n & 63) as u8);
+    match *inst {
+        Inst::Const { val, .. } => const_sign_bits(val),
+        Inst::Un { op, src, .. } => match (op, ty(src)) {
+            (UnOp::Sext8, _) => 57,
+            (UnOp::Sext16, _) => 49,
+            (UnOp::Sext32, _) => 33,
+            (UnOp::Zext8, _) => 56,
+            (UnOp::Zext16, _) => 48,
+            (UnOp::Zext32, _) | (UnOp::Trunc, Ty::I32) => 32,
+            (UnOp::Not, Ty::I64) => sb(src),
+            (UnOp::Neg, Ty::I64) => sb(src).saturating_sub(1).max(1),
+            _ => 1,
+        },
+        Inst::Bin { op, a, b, .. } => {
+            let (na, nb) = (sb(a), sb(b));
+            match op {
+                // A non-negative constant mask bounds the result whatever the other side.
+                BinOp::And => {
+                    let mask = |t: Temp| k(t).filter(|v| (*v as i64) >= 0).map_or(0, const_sign_bits);
+                    na.min(nb).max(mask(a)).max(mask(b))
+                }
+                BinOp::Or | BinOp::Xor => na.min(nb),
+                BinOp::Add | BinOp::Sub => na.min(nb).saturating_sub(1).max(1),
+                BinOp::Shr => shift(b).map_or(1, |n| n.max(1)),
+                BinOp::Sar => shift(b).map_or(na, |n| (na + n).min(64)),
+                BinOp::Shl => shift(b).map_or(1, |n| na.saturating_sub(n).max(1)),
+                _ => 1,
+            }
+        }
+        Inst::Setcond { .. } => 63,
+        Inst::Select { a, b, .. } => sb(a).min(sb(b)),
+        Inst::Load { mop, .. } => match (mop.size, mop.signed) {
+            (MemSize::B1, true) => 57,
+            (MemSize::B1, false) => 56,
+            (MemSize::B2, true) => 49,
+            (MemSize::B2, false) => 48,
+            (MemSize::B4, true) => 33,
+            (MemSize::B4, false) => 32,
+            (MemSize::B8, _) => 1,
+        },
+        _ => 1,
     }
 }
 
@@ -133,6 +342,14 @@ struct Facts {
     sext_src: Option<Temp>,
     /// The temp holding `sext32` of this one, and the stretch that was found in.
     sext_of: Option<(u32, Temp)>,
+    /// (64-bit temps) How many of its top bits are known to equal bit 63; 0 or 1: nothing.
+    sign_bits: u8,
+    /// (32-bit temps) The 64-bit temp it truncates.
+    wide: Option<Temp>,
+    /// (32-bit temps) The op and operands it is the result of.
+    w_op: Option<(BinOp, Temp, Temp)>,
+    /// (32-bit temps) Bit 31 is known clear.
+    bit31_clear: bool,
     /// The stretch of its definition.
     def_at: u32,
     /// Definitions (saturating).
@@ -152,6 +369,18 @@ impl Facts {
 
     fn sext_src(&self, stretch: u32) -> Option<Temp> {
         self.sext_src.filter(|_| self.def_at == stretch)
+    }
+
+    fn sign_bits(&self, stretch: u32) -> u8 {
+        if self.def_at == stretch && self.defs == 1 && self.seen {
+            self.sign_bits
+        } else {
+            1
+        }
+    }
+
+    fn wide_in(&self, stretch: u32) -> Option<Temp> {
+        self.wide.filter(|_| self.def_at == stretch)
     }
 
     fn sext_of(&self, stretch: u32) -> Option<Temp> {
@@ -307,6 +536,79 @@ mod tests {
         let blk = finish(b);
         assert_eq!(stored(&blk, 0x108), u);
         assert_eq!(stored(&blk, 0x110), w);
+    }
+
+    extern "C" fn nop(_: *mut u8, _: u64, _: u64, _: u64, _: u64) -> u64 {
+        0
+    }
+    static NOP: crate::Helper =
+        crate::Helper { name: "nop", func: nop, nargs: 1, ret: None, effects: crate::Effects::ALL };
+
+    /// The instruction that defines `t`.
+    fn def_of(blk: &crate::Block, t: Temp) -> Inst {
+        blk.insts.iter().find(|i| i.def() == Some(t)).cloned().unwrap()
+    }
+
+    /// `op(trunc(a), trunc(b))` extended to 64 bits, as a frontend emits a W-op.
+    fn w_op(b: &mut Builder, op: BinOp, x: Temp, y: Temp) -> Temp {
+        let (x, y) = (b.ext(UnOp::Trunc, Ty::I32, x), b.ext(UnOp::Trunc, Ty::I32, y));
+        let r = b.bin(op, x, y);
+        b.ext(UnOp::Sext32, Ty::I64, r)
+    }
+
+    #[test]
+    fn drops_extensions_that_change_nothing() {
+        let mut b = Builder::new(0);
+        b.insn_start(0);
+        // negw of a 0/1 flag that went through a register: a 64-bit negation.
+        let x = b.ld_state(Ty::I64, 0x100);
+        let one = b.const64(1);
+        let bit = b.bin(BinOp::And, x, one);
+        b.st_state(bit, 0x108);
+        let flag = b.ld_state(Ty::I64, 0x108);
+        let zero = b.const64(0);
+        let neg = w_op(&mut b, BinOp::Sub, zero, flag);
+        b.st_state(neg, 0x108);
+        // srliw: bit 31 of the result is clear, so sign- and zero-extension agree.
+        let w = b.ld_state(Ty::I64, 0x110);
+        let w32 = b.ext(UnOp::Trunc, Ty::I32, w);
+        let k = b.const_(Ty::I32, 1);
+        let sh = b.bin(BinOp::Shr, w32, k);
+        let shx = b.ext(UnOp::Sext32, Ty::I64, sh);
+        b.st_state(shx, 0x110);
+        // A sum of two 30-bit values needs 32 bits: adding another may carry into bit
+        // 31, so that addw keeps its extension.
+        let m = b.const64(0x3fff_ffff);
+        let (p, q) = (b.ld_state(Ty::I64, 0x118), b.ld_state(Ty::I64, 0x120));
+        let (p, q) = (b.bin(BinOp::And, p, m), b.bin(BinOp::And, q, m));
+        let sum = b.bin(BinOp::Add, p, q);
+        let wide_sum = w_op(&mut b, BinOp::Add, sum, m);
+        b.st_state(wide_sum, 0x118);
+        // ... while two 30-bit values themselves add at 64 bits.
+        let narrow_sum = w_op(&mut b, BinOp::Add, p, q);
+        b.st_state(narrow_sum, 0x120);
+        // Facts about a stored slot end at a call (a helper may write state) and at a
+        // label (another path may have written it).
+        b.st_state(bit, 0x128);
+        b.call(&NOP, &[x]);
+        let after_call = b.ld_state(Ty::I64, 0x128);
+        let zero2 = b.const64(0);
+        let neg2 = w_op(&mut b, BinOp::Sub, zero2, after_call);
+        b.st_state(bit, 0x130);
+        let l = b.label();
+        b.set_label(l);
+        let after_label = b.ld_state(Ty::I64, 0x130);
+        let zero3 = b.const64(0);
+        let neg3 = w_op(&mut b, BinOp::Sub, zero3, after_label);
+        b.st_state(neg2, 0x128);
+        b.st_state(neg3, 0x130);
+        let blk = finish(b);
+        assert_eq!(def_of(&blk, neg), Inst::Bin { op: BinOp::Sub, dst: neg, a: zero, b: flag });
+        assert_eq!(def_of(&blk, shx), Inst::Un { op: UnOp::Zext32, dst: shx, src: sh });
+        assert!(matches!(def_of(&blk, wide_sum), Inst::Un { op: UnOp::Sext32, .. }), "{blk}");
+        assert_eq!(def_of(&blk, narrow_sum), Inst::Bin { op: BinOp::Add, dst: narrow_sum, a: p, b: q });
+        assert!(matches!(def_of(&blk, neg2), Inst::Un { op: UnOp::Sext32, .. }), "{blk}");
+        assert!(matches!(def_of(&blk, neg3), Inst::Un { op: UnOp::Sext32, .. }), "{blk}");
     }
 
     #[test]

@@ -877,17 +877,22 @@ impl<'b> Emit<'_, 'b> {
                 if let Some(&(_, dst, n)) = self.entries.iter().find(|e| e.0 == t) {
                     // To our own start or a region member without leaving: keep state in
                     // registers, count the block entered, and check for an exit request
-                    // as its prologue would. On every such goto, not only on those that
-                    // close a cycle: a CSR write that unmasks an interrupt relies on the
-                    // next block's check, and a later one may mask it again.
-                    let er = self.hdr_load(types::I32, offsets::EXIT_REQUEST);
-                    let (again, out) = (self.b.create_block(), self.b.create_block());
-                    self.b.ins().brif(er, out, &[], again, &[]);
-                    self.b.set_cold_block(out);
-                    // Leave exactly as the prologue of the next block would have.
-                    self.b.switch_to_block(out);
-                    self.leave(t, status::EXIT_REQUEST as u64);
-                    self.b.switch_to_block(again);
+                    // as its prologue would. A goto to a later pc from a block without
+                    // helper calls skips the check: every cycle in the region has a goto
+                    // to the same or an earlier pc, so a request still waits at most one
+                    // pass through the region's blocks. A block that calls a helper keeps
+                    // it: a CSR write that unmasks an interrupt relies on the next block's
+                    // check, and a later one may mask it again.
+                    if t <= self.cur.pc || self.cur.insts.iter().any(|i| matches!(i, Inst::Call { .. })) {
+                        let er = self.hdr_load(types::I32, offsets::EXIT_REQUEST);
+                        let (again, out) = (self.b.create_block(), self.b.create_block());
+                        self.b.ins().brif(er, out, &[], again, &[]);
+                        self.b.set_cold_block(out);
+                        // Leave exactly as the prologue of the next block would have.
+                        self.b.switch_to_block(out);
+                        self.leave(t, status::EXIT_REQUEST as u64);
+                        self.b.switch_to_block(again);
+                    }
                     let icv = self.promo(offsets::ICOUNT, Ty::I64).expect("loop blocks promote icount");
                     let ic = self.b.use_var(icv);
                     let ic = self.b.ins().iadd_imm_s(ic, n as i64);
