@@ -320,6 +320,32 @@ fn exit_request_stops_a_block_jumping_to_itself() {
 }
 
 #[test]
+fn exit_request_stops_a_region_whose_forward_goto_skips_the_check() {
+    // A: r1 += 1; j B        (a goto to a later pc: no exit-request check in a region)
+    // B: r2 += 1; j A        (the back edge: checks)
+    let prog = [insn(2, 1, 1, 1), insn(6, 0, 0, 2), insn(7, 0, 0, 0), insn(2, 2, 2, 1), insn(6, 0, 0, -4)];
+    let (mem, _dev) = machine();
+    load_program(&mem, RAM_BASE, &prog);
+    let vm = watched_vm();
+    let opts = JitOptions { tier: Tier::Tiered, thresh: 10, background: false, ..JitOptions::default() };
+    let mut e = Engine::<MockCpu>::new(mem, vm.clone(), opts).unwrap();
+    let mut cpu = MockCpu::new(vm.clone());
+    cpu.h.pc = RAM_BASE;
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        vm.request_exit(ExitCode::Exit(7));
+    });
+    let t0 = Instant::now();
+    assert_eq!(e.run(&mut cpu), ExitCode::Exit(7));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    t.join().unwrap();
+    let st = e.stats();
+    assert!(st.regions > 0, "the loop must run as a region: {st:?}");
+    assert!(st.insns > 100_000 && st.dispatches < 100, "{st:?}");
+    assert_eq!(st.exits.exit_request, 1, "{st:?}");
+}
+
+#[test]
 fn full_code_cache_flushes_and_keeps_running() {
     // 3000 single-instruction TBs (single-step) in a 64 KiB cache: several full flushes.
     let mut prog: Vec<u32> = (0..3000).map(|_| insn(2, 1, 1, 1)).collect();
