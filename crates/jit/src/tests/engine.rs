@@ -293,25 +293,31 @@ fn tlb_fast_path_serves_repeated_accesses() {
     assert!(st.tlb_fills >= 2, "{st:?}");
 }
 
+/// Run `prog`, which never ends by itself, until another thread's exit request (after
+/// 100 ms) stops it; it must stop within seconds.
+fn run_until_exit_request(prog: &[u32], opts: JitOptions) -> crate::Stats {
+    let (mem, _dev) = machine();
+    load_program(&mem, RAM_BASE, prog);
+    let vm = watched_vm();
+    let mut e = Engine::<MockCpu>::new(mem, vm.clone(), opts).unwrap();
+    let mut cpu = MockCpu::new(vm.clone());
+    cpu.h.pc = RAM_BASE;
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        vm.request_exit(ExitCode::Exit(7));
+    });
+    let t0 = Instant::now();
+    assert_eq!(e.run(&mut cpu), ExitCode::Exit(7));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    t.join().unwrap();
+    e.stats()
+}
+
 #[test]
 fn exit_request_stops_a_block_jumping_to_itself() {
     let prog = [insn(6, 0, 0, 0)];
     for tier in TIERS {
-        let (mem, _dev) = machine();
-        load_program(&mem, RAM_BASE, &prog);
-        let vm = watched_vm();
-        let mut e = Engine::<MockCpu>::new(mem, vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
-        let mut cpu = MockCpu::new(vm.clone());
-        cpu.h.pc = RAM_BASE;
-        let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
-            vm.request_exit(ExitCode::Exit(7));
-        });
-        let t0 = Instant::now();
-        assert_eq!(e.run(&mut cpu), ExitCode::Exit(7));
-        assert!(t0.elapsed() < Duration::from_secs(5));
-        t.join().unwrap();
-        let st = e.stats();
+        let st = run_until_exit_request(&prog, JitOptions { tier, ..JitOptions::default() });
         assert!(st.insns > 1000, "{st:?}");
         if tier == Tier::Jit {
             assert_eq!(st.exits.exit_request, 1, "{st:?}");
@@ -324,22 +330,8 @@ fn exit_request_stops_a_region_whose_forward_goto_skips_the_check() {
     // A: r1 += 1; j B        (a goto to a later pc: no exit-request check in a region)
     // B: r2 += 1; j A        (the back edge: checks)
     let prog = [insn(2, 1, 1, 1), insn(6, 0, 0, 2), insn(7, 0, 0, 0), insn(2, 2, 2, 1), insn(6, 0, 0, -4)];
-    let (mem, _dev) = machine();
-    load_program(&mem, RAM_BASE, &prog);
-    let vm = watched_vm();
     let opts = JitOptions { tier: Tier::Tiered, thresh: 10, background: false, ..JitOptions::default() };
-    let mut e = Engine::<MockCpu>::new(mem, vm.clone(), opts).unwrap();
-    let mut cpu = MockCpu::new(vm.clone());
-    cpu.h.pc = RAM_BASE;
-    let t = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
-        vm.request_exit(ExitCode::Exit(7));
-    });
-    let t0 = Instant::now();
-    assert_eq!(e.run(&mut cpu), ExitCode::Exit(7));
-    assert!(t0.elapsed() < Duration::from_secs(5));
-    t.join().unwrap();
-    let st = e.stats();
+    let st = run_until_exit_request(&prog, opts);
     assert!(st.regions > 0, "the loop must run as a region: {st:?}");
     assert!(st.insns > 100_000 && st.dispatches < 100, "{st:?}");
     assert_eq!(st.exits.exit_request, 1, "{st:?}");
