@@ -121,7 +121,7 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
                 p.fwd(src);
                 let (src, off) = (*src, *off);
                 let ty = p.ty(src);
-                for g in off >> 3..=(off + ty.bits() / 8 - 1) >> 3 {
+                for g in off >> 3..=off.saturating_add(ty.bits() / 8 - 1) >> 3 {
                     stored[stored_slot(g << 3)].generation = 0;
                 }
                 // Header fields (pc, status, ...) may change under the block's feet: a

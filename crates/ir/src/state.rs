@@ -345,14 +345,18 @@ impl CpuHeader {
         let e = t.entries[idx];
         // Live tags all name one page (a fill for another page empties the entry first).
         if !(e.addend == addend && e.page() == Some(page)) {
-            if e.page().is_none() {
-                t.used += 1;
-            } else {
-                t.evictions += 1;
-                if t.evictions >= t.entries.len() && t.entries.len() < TLB_MAX_ENTRIES && !t.grow {
-                    t.grow = true;
-                    self.flush_request |= flush::TLB_RESIZE;
-                    self.exit_request.fetch_or(1, std::sync::atomic::Ordering::Release);
+            match e.page() {
+                None => t.used += 1,
+                // The same page mapped elsewhere now (a remap): no other page lost its
+                // place, so the working set says nothing new.
+                Some(p) if p == page => {}
+                Some(_) => {
+                    t.evictions += 1;
+                    if t.evictions >= t.entries.len() && t.entries.len() < TLB_MAX_ENTRIES && !t.grow {
+                        t.grow = true;
+                        self.flush_request |= flush::TLB_RESIZE;
+                        self.exit_request.fetch_or(1, std::sync::atomic::Ordering::Release);
+                    }
                 }
             }
             t.entries[idx] = TlbEntry { addend, ..TlbEntry::EMPTY };
@@ -623,6 +627,18 @@ mod tests {
             }
         }
         assert_eq!(h.flush_request, 0);
+    }
+
+    #[test]
+    fn remapping_a_page_is_not_an_eviction() {
+        let mut h = CpuHeader::default();
+        let n = TLB_MIN_ENTRIES as u64;
+        // One page remapped to a new host page over and over: the TLB keeps its size.
+        for i in 0..4 * n {
+            let (slot, _) = h.tlb_fill_entry(0, 0x5000, 0x7f00_0000_0000 + i * 0x1000).unwrap();
+            slot.addr_read = 0x5000;
+        }
+        assert_eq!((h.flush_request, h.tlbs[0].evictions, h.tlbs[0].used), (0, 0, 1));
     }
 
     #[test]
