@@ -715,18 +715,26 @@ fn slice_ends_until_switched_out(masked: bool) -> u32 {
     let cpu_ptr: *mut MockCpu = &mut *cpu;
     std::thread::scope(|s| {
         let kicker = s.spawn(|| {
-            let mut kicks = 0;
+            // Counts the slice ends the run loop took (cleared the flag), not the ones
+            // given: the last one given may find `run_loop` already returning.
+            let mut taken = 0;
+            // SAFETY: the CPU outlives this scoped thread; the word is atomic.
+            let word = unsafe { &*(word as *const AtomicU32) };
             while !done.load(Ordering::Acquire) {
-                kicks += 1;
                 vm.kick_all();
                 preempt.store(true, Ordering::Release);
-                // SAFETY: the CPU outlives this scoped thread; the word is atomic.
-                unsafe { &*(word as *const AtomicU32) }.store(1, Ordering::Release);
-                while preempt.load(Ordering::Acquire) && !done.load(Ordering::Acquire) {
+                word.store(1, Ordering::Release);
+                // Give the next one only once both were seen.
+                while (preempt.load(Ordering::Acquire) || word.load(Ordering::Acquire) != 0)
+                    && !done.load(Ordering::Acquire)
+                {
                     std::thread::yield_now();
                 }
+                if !preempt.load(Ordering::Acquire) {
+                    taken += 1;
+                }
             }
-            kicks
+            taken
         });
         let stop = e.run_loop(cpu_ptr, Some(&preempt));
         done.store(true, Ordering::Release);
