@@ -2,7 +2,7 @@
 //! tier from identical state and memory; outcome, state bytes and memory must match.
 
 use super::*;
-use crate::interp::{self, FlatMemory};
+use crate::interp::{self, FlatMemory, Outcome};
 use crate::{Builder, Effects, Helper, Label, MemSize};
 
 const REGS: u32 = offsets::HEADER_END;
@@ -751,7 +751,14 @@ fn constant_folding_keeps_random_blocks_equivalent() {
         let (mut sa, mut sb, mut eb) = (st0.clone(), st0, env0);
         for run in 0..2 {
             let oa = interp::run(&block, &mut sa, &mut ea);
-            let ob = interp::run(&folded, &mut sb, &mut eb);
+            let mut ob = interp::run(&folded, &mut sb, &mut eb);
+            // An indirect jump to a known address may become a direct one (chainable: the
+            // generator's blocks call no helper that could change the TB flags).
+            if let (Outcome::Indirect { pc }, Outcome::Goto { pc: to, chain: true }) = (oa, ob) {
+                if pc == to {
+                    ob = oa;
+                }
+            }
             assert_eq!(oa, ob, "outcome differs (run {run}) for\n{block}\nfolded:\n{folded}");
             assert!(sa == sb, "state differs (run {run}) for\n{block}\nfolded:\n{folded}");
             assert!(ea.mem.bytes == eb.mem.bytes, "memory differs (run {run}) for\n{block}");

@@ -23,7 +23,7 @@
 
 use crate::interp::{eval_bin, eval_un};
 use crate::state::offsets;
-use crate::{BinOp, Inst, MemSize, Temp, Ty, UnOp};
+use crate::{BinOp, Exit, Inst, MemSize, Temp, Ty, UnOp};
 
 /// Replace pure operations whose operands are all constants by constants, and reads of
 /// a value that equals an earlier temp by reads of that temp.
@@ -88,12 +88,18 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
     }
     let mut p = Pass { f, temps: &block.temps, stretch: 0 };
     let mut generation = 1u32;
+    // No helper that may write the header, and no store to it, so far.
+    let mut flags_fixed = true;
+    // No store, atomic or call since the last instruction started: a `Goto` is where such
+    // an access resumes when it invalidates its own block (`codegen::next_pc`), and the
+    // target of a jump is not the next instruction.
+    let mut quiet_insn = true;
     // One match per instruction: the pass runs on every translated block (~1.4 M
     // instructions in a Linux boot), and each dispatch on the kind is a hard-to-predict
     // branch.
     for inst in block.insts.iter_mut() {
         match inst {
-            Inst::InsnStart { .. } => {}
+            Inst::InsnStart { .. } => quiet_insn = true,
             Inst::SetLabel(_) => {
                 p.stretch += 1;
                 generation += 1;
@@ -113,6 +119,14 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
                     // with a stack slot.
                     let s = stored[stored_slot(*off)];
                     if s.generation == generation && s.off == *off {
+                        // A constant, though, is no temp: `auipc`/`lui` then `addi`, `ld`
+                        // or `jalr` on the register fold to one constant.
+                        if let Some(v) = p.known(s.temp) {
+                            let dst = *dst;
+                            p.set_const(dst, v);
+                            *inst = Inst::Const { dst, val: v };
+                            continue;
+                        }
                         p.f[dst.0 as usize].sign_bits = p.sign_bits(s.temp);
                     }
                 }
@@ -129,6 +143,18 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
                 // and helpers.
                 if ty == Ty::I64 && off % 8 == 0 && p.once(src) && off >= offsets::HEADER_END {
                     stored[stored_slot(off)] = Stored { off, temp: src, generation };
+                }
+                // The TB flags live in the header (an FP op marking the FP state dirty).
+                flags_fixed &= off >= offsets::HEADER_END;
+            }
+            Inst::Exit(Exit::Indirect(t)) => {
+                p.fwd(t);
+                // A jump to a known address (`auipc` + `jalr`: far calls, tail calls) is a
+                // direct one, chainable like `jal`'s, as long as nothing in the block may
+                // have changed the TB flags in a way its translation cannot predict (the
+                // jump cache checks them; a chained jump does not).
+                if let Some(pc) = p.known(*t).filter(|_| flags_fixed && quiet_insn) {
+                    *inst = Inst::Exit(Exit::Goto(pc));
                 }
             }
             Inst::Bin { op, dst, a, b } => {
@@ -279,6 +305,13 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
                     p.f[dst.0 as usize].sign_bits = p.sign_bits(a).min(p.sign_bits(b));
                 }
             }
+            Inst::Store { .. } | Inst::Atomic { .. } => {
+                quiet_insn = false;
+                inst.for_each_use_mut(|t| p.fwd(t));
+                if let Some(dst) = inst.def() {
+                    p.define(dst);
+                }
+            }
             Inst::Load { dst, addr, mop } => {
                 p.fwd(addr);
                 let (dst, mop) = (*dst, *mop);
@@ -301,9 +334,11 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
                 }
             }
             _ => {
-                if let Inst::Call { .. } = inst {
+                if let Inst::Call { helper, .. } = inst {
                     // Any helper may write guest state.
                     generation += 1;
+                    quiet_insn = false;
+                    flags_fixed &= !helper.effects.writes_state;
                 }
                 inst.for_each_use_mut(|t| p.fwd(t));
                 if let Some(dst) = inst.def() {
@@ -482,7 +517,7 @@ fn identity(op: BinOp, ty: Ty, a: Option<u64>, b: Option<u64>) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BinOp, Builder, Cond, Exit, Ty};
+    use crate::{BinOp, Builder, Cond, Exit, MemOp, Ty};
 
     #[test]
     fn folds_truncated_constants_and_ops_on_them() {
@@ -707,6 +742,79 @@ mod tests {
         assert_eq!(def_of(&blk, narrow_sum), Inst::Bin { op: BinOp::Add, dst: narrow_sum, a: p, b: q });
         assert!(matches!(def_of(&blk, neg2), Inst::Un { op: UnOp::Sext32, .. }), "{blk}");
         assert!(matches!(def_of(&blk, neg3), Inst::Un { op: UnOp::Sext32, .. }), "{blk}");
+    }
+
+    /// `b`'s block, ended by the caller, folded.
+    fn folded(mut b: Builder) -> crate::Block {
+        b.set_extent(2, 8);
+        let mut blk = b.finish();
+        fold_constants(&mut blk);
+        blk.validate().unwrap();
+        blk
+    }
+
+    /// `auipc t1, hi` then `jalr lo(t1)` (after `extra`, in the `auipc`'s instruction), as the
+    /// RISC-V frontend emits them; the folded block's exit.
+    fn far_jump(extra: impl FnOnce(&mut Builder)) -> Exit {
+        let mut b = Builder::new(0x1000);
+        b.insn_start(0x1000);
+        extra(&mut b);
+        let hi = b.const64(0x8020_0000);
+        b.st_state(hi, 0x130);
+        b.insn_start(0x1004);
+        let t1 = b.ld_state(Ty::I64, 0x130);
+        let lo = b.const64(0x123);
+        let sum = b.bin(BinOp::Add, t1, lo);
+        let mask = b.const64(!1);
+        let target = b.bin(BinOp::And, sum, mask);
+        b.exit(Exit::Indirect(target));
+        let blk = folded(b);
+        let Some(Inst::Exit(e)) = blk.insts.last() else { panic!("no exit:\n{blk}") };
+        if let Exit::Goto(_) = e {
+            // The register read became the constant it was just given.
+            assert_eq!(def_of(&blk, t1), Inst::Const { dst: t1, val: 0x8020_0000 });
+        }
+        *e
+    }
+
+    #[test]
+    fn indirect_jumps_to_known_addresses_become_direct() {
+        assert_eq!(far_jump(|_| {}), Exit::Goto(0x8020_0122));
+        // A store in an earlier instruction changes nothing ...
+        assert_eq!(
+            far_jump(|b| {
+                let (v, a) = (b.const64(1), b.const64(0x9000));
+                b.store(v, a, MemOp::new(MemSize::B8, false));
+            }),
+            Exit::Goto(0x8020_0122)
+        );
+        // ... but one in the jump's own instruction resumes at the `Goto`'s pc when it
+        // invalidates the block, which is no next instruction.
+        let mut b = Builder::new(0x1000);
+        b.insn_start(0x1000);
+        let hi = b.const64(0x8020_0000);
+        b.st_state(hi, 0x130);
+        let t1 = b.ld_state(Ty::I64, 0x130);
+        b.store(hi, t1, MemOp::new(MemSize::B8, false));
+        b.exit(Exit::Indirect(t1));
+        let blk = folded(b);
+        assert!(matches!(blk.insts.last(), Some(Inst::Exit(Exit::Indirect(_)))), "{blk}");
+        // A helper that may write state may have changed the TB flags, which a chained
+        // jump would not look at again; so may a store into the header.
+        assert!(matches!(
+            far_jump(|b| {
+                let a = b.const64(0);
+                b.call(&NOP, &[a]);
+            }),
+            Exit::Indirect(_)
+        ));
+        assert!(matches!(
+            far_jump(|b| {
+                let f = b.const_(Ty::I32, 1);
+                b.st_state(f, offsets::FLAGS);
+            }),
+            Exit::Indirect(_)
+        ));
     }
 
     #[test]
