@@ -218,6 +218,7 @@ impl Codegen {
             status_exit: None,
             groups: MemGroups::default(),
             group_vals: Vec::new(),
+            memos: Vec::new(),
         };
         e.start_member(spec.block);
         e.prologue();
@@ -342,6 +343,9 @@ struct Emit<'a, 'b> {
     /// each group whose first member was emitted: its host base (0: the check failed).
     groups: MemGroups,
     group_vals: Vec<Option<Value>>,
+    /// Loop functions: the accesses that step through memory (see [`stride_sites`]) and the
+    /// page each last found in the TLB, as (block, instruction, key, addend) variables.
+    memos: Vec<(&'b Block, usize, Variable, Variable)>,
 }
 
 /// A guest state slot promoted to a Cranelift variable for the whole function (loop
@@ -413,6 +417,57 @@ const PROMO_MAX: usize = 24;
 /// temporaries and TLB probes) and float slots (16 XMM registers).
 const PROMO_INT_MAX: usize = 10;
 const PROMO_FLOAT_MAX: usize = 12;
+
+/// Most accesses per loop function that keep a page memo (two variables each).
+const MEMO_MAX: usize = 4;
+
+/// The loads and stores of `block` that step through memory: their address is a guest
+/// register (plus a constant) that the block itself moves by a small constant, as an
+/// array walk does (`lw a4, 0(a5); addi a5, a5, 4`). In a loop they stay on one page for
+/// many iterations, so they remember the last page they found in the TLB instead of
+/// probing it each time. A heuristic only: a memo is exact whatever the address does.
+fn stride_sites(block: &Block) -> Vec<usize> {
+    let def = |t: Temp| block.insts.iter().find(|i| i.def() == Some(t));
+    let konst = |t: Temp| match def(t) {
+        Some(&Inst::Const { val, .. }) => Some(val as i64),
+        _ => None,
+    };
+    // The register an address is, directly or plus a constant of at most 2 KiB.
+    let reg_plus = |t: Temp| match *def(t)? {
+        Inst::LdState { off, dst } if block.ty(dst) == Ty::I64 => Some(off),
+        Inst::Bin { op: BinOp::Add, a, b, .. } => match (def(a)?, konst(b)) {
+            (&Inst::LdState { off, dst }, Some(c)) if block.ty(dst) == Ty::I64 && c.abs() <= 2048 => Some(off),
+            _ => None,
+        },
+        _ => None,
+    };
+    // The registers the block moves: `r = r + c`, 0 < |c| <= 64.
+    let stepped: Vec<u32> = block
+        .insts
+        .iter()
+        .filter_map(|i| match *i {
+            Inst::StState { src, off } => match *def(src)? {
+                Inst::Bin { op: BinOp::Add, a, b, .. } => match (def(a)?, konst(b)) {
+                    (&Inst::LdState { off: o, .. }, Some(c)) if o == off && c != 0 && c.abs() <= 64 => Some(off),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    block
+        .insts
+        .iter()
+        .enumerate()
+        .filter_map(|(n, i)| match *i {
+            Inst::Load { addr, .. } | Inst::Store { addr, .. } => {
+                reg_plus(addr).filter(|o| stepped.contains(o)).map(|_| n)
+            }
+            _ => None,
+        })
+        .collect()
+}
 
 /// The guest state slots a loop block (or region) may keep in variables: every
 /// (offset, type) its blocks load or store outside the header, unless another access
@@ -574,10 +629,28 @@ impl<'b> Emit<'_, 'b> {
             self.b.def_var(p.var, v);
             self.promos.push(p);
         }
+        if !calls_writers {
+            let sites: Vec<(&'b Block, usize)> =
+                all().flat_map(|b| stride_sites(b).into_iter().map(move |i| (b, i))).take(MEMO_MAX).collect();
+            for (blk, i) in sites {
+                let (key, add) = (self.b.declare_var(types::I64), self.b.declare_var(types::I64));
+                // No key matches this one: keys have bits 3..=11 clear.
+                let none = self.k64(kite_ir::state::PAGE_SIZE >> 1);
+                let zero = self.k64(0);
+                self.b.def_var(key, none);
+                self.b.def_var(add, zero);
+                self.memos.push((blk, i, key, add));
+            }
+        }
         let hdr = self.b.create_block();
         self.b.ins().jump(hdr, &[]);
         self.b.switch_to_block(hdr);
         self.entries.push((self.spec.block.pc, hdr, self.spec.block.ninsns));
+    }
+
+    /// The page memo of access `i` of the current block, if it has one.
+    fn memo_at(&self, i: usize) -> Option<(Variable, Variable)> {
+        self.memos.iter().find(|m| std::ptr::eq(m.0, self.cur) && m.1 == i).map(|m| (m.2, m.3))
     }
 
     fn promo(&self, off: u32, ty: Ty) -> Option<Variable> {
@@ -810,7 +883,8 @@ impl<'b> Emit<'_, 'b> {
                 let a = self.var(*addr);
                 let ty = self.ty(*dst);
                 let g = self.group_at(i);
-                let v = self.mem(a, *mop, Access::Read, None, ty, 0, g);
+                let m = if g.is_none() { self.memo_at(i) } else { None };
+                let v = self.mem(a, *mop, Access::Read, None, ty, 0, g, m);
                 self.def(*dst, v);
             }
             Inst::Store { src, addr, mop } => {
@@ -819,7 +893,8 @@ impl<'b> Emit<'_, 'b> {
                 let ty = self.ty(*src);
                 let next = self.next_pc(i);
                 let g = self.group_at(i);
-                self.mem(a, *mop, Access::Write, Some(s), ty, next, g);
+                let m = if g.is_none() { self.memo_at(i) } else { None };
+                self.mem(a, *mop, Access::Write, Some(s), ty, next, g, m);
             }
             Inst::Atomic { op, dst, addr, src, expected, mop } => {
                 let v = self.atomic(i, *op, *addr, *src, *expected, *mop);
@@ -1213,14 +1288,21 @@ impl<'b> Emit<'_, 'b> {
         let tag_off = if perm == Access::Write { offsets::TLB_ADDR_WRITE } else { offsets::TLB_ADDR_READ };
         let ent = self.tlb_entry(addr);
         let tag = self.tlb_field(ent, tag_off);
+        let m = self.tlb_key(addr, mop);
+        (self.b.ins().icmp(IntCC::Equal, m, tag), ent)
+    }
+
+    /// What a TLB tag must equal for an access of `mop` at `addr` to hit: the page of its
+    /// last byte, plus the alignment bits of an access that must be aligned
+    /// (`kite_ir::state::tlb_cmp_key`).
+    fn tlb_key(&mut self, addr: Value, mop: MemOp) -> Value {
         let last = mop.size.bytes() as i64 - 1;
-        let m = if mop.aligned || last == 0 {
+        if mop.aligned || last == 0 {
             self.b.ins().band_imm_s(addr, (PAGE_MASK | last as u64) as i64)
         } else {
             let end = self.b.ins().iadd_imm_s(addr, last);
             self.b.ins().band_imm_s(end, PAGE_MASK as i64)
-        };
-        (self.b.ins().icmp(IntCC::Equal, m, tag), ent)
+        }
     }
 
     /// The address of the TLB entry for the page of `addr` in this TB's MMU mode. The
@@ -1335,15 +1417,59 @@ impl<'b> Emit<'_, 'b> {
         ty: Ty,
         next_pc: u64,
         group: Option<(Value, Value)>,
+        memo: Option<(Variable, Variable)>,
     ) -> Value {
-        let (slow, merge, out) = match group {
-            None => {
+        let (slow, merge, out) = match (group, memo) {
+            (None, Some((kv, av))) => {
+                // The page this access found in the TLB the last time, if it is on it
+                // again: within one run of the function nothing can change what a page
+                // maps to (see `memgroup`: a TLB flush needs a helper that writes state,
+                // and a function with one has no memos), and only a hit, on a tag without
+                // flag bits, is remembered. The key asks for natural alignment even where
+                // the access need not be aligned: an aligned access cannot straddle two
+                // pages, while a misaligned one whose last byte is on the remembered page
+                // may start on the page before it. Those take the probe, which sees it.
+                let last_byte = mop.size.bytes() as u64 - 1;
+                let key = self.b.ins().band_imm_s(addr, (PAGE_MASK | last_byte) as i64);
+                let last = self.b.use_var(kv);
+                let same = self.b.ins().icmp(IntCC::Equal, key, last);
+                let (fast, probe, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+                let out = self.b.append_block_param(merge, clty(ty));
+                self.b.ins().brif(same, fast, &[], probe, &[]);
+                // Same page: no probe, and the access falls through from the check.
+                self.b.switch_to_block(fast);
+                let add = self.b.use_var(av);
+                let host = self.b.ins().iadd(addr, add);
+                let v = self.access(host, mop, src, ty);
+                self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+                // Another page (once per page in an array walk): the probe, out of line,
+                // which remembers the page on a hit.
+                self.b.set_cold_block(probe);
+                self.b.switch_to_block(probe);
+                let (hit, ent) = self.tlb_probe(addr, mop, mop.perm(kind));
+                let (found, slow) = (self.b.create_block(), self.b.create_block());
+                self.b.ins().brif(hit, found, &[], slow, &[]);
+                self.b.set_cold_block(found);
+                self.b.set_cold_block(slow);
+                self.b.switch_to_block(found);
+                let add = self.tlb_field(ent, offsets::TLB_ADDEND);
+                // A hit means the whole access is on the entry's page (entries of
+                // neighbouring pages have different indices).
+                let page = self.b.ins().band_imm_s(addr, PAGE_MASK as i64);
+                self.b.def_var(kv, page);
+                self.b.def_var(av, add);
+                let host = self.b.ins().iadd(addr, add);
+                let v = self.access(host, mop, src, ty);
+                self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+                (slow, merge, out)
+            }
+            (None, None) => {
                 let (host, slow, merge, out) = self.tlb_split(addr, mop, mop.perm(kind), ty);
                 let v = self.access(host, mop, src, ty);
                 self.b.ins().jump(merge, &[BlockArg::Value(v)]);
                 (slow, merge, out)
             }
-            Some((ok, ghost)) => {
+            (Some((ok, ghost)), _) => {
                 let (fast, probe) = (self.b.create_block(), self.b.create_block());
                 self.b.ins().brif(ok, fast, &[], probe, &[]);
                 // Only when the range crossed a page or the TLB lacked it: all out of line.
@@ -1623,5 +1749,49 @@ impl<'b> Emit<'_, 'b> {
             UnOp::Popcnt => self.b.ins().popcnt(v),
             UnOp::Bswap => self.b.ins().bswap(v),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kite_ir::{Builder, MemSize};
+
+    #[test]
+    fn stride_sites_are_accesses_through_a_register_the_block_steps() {
+        let (r, q) = (0x200, 0x208);
+        let mut b = Builder::new(0x1000);
+        b.insn_start(0x1000);
+        // lw a4, 8(r); lw a4, 0(q); sw a4, -4(r)
+        let base = b.ld_state(Ty::I64, r);
+        let k = b.const64(8);
+        let a = b.bin(BinOp::Add, base, k);
+        let v = b.load(Ty::I64, a, MemOp::new(MemSize::B4, true));
+        let other = b.ld_state(Ty::I64, q);
+        b.load(Ty::I64, other, MemOp::new(MemSize::B4, true));
+        let base2 = b.ld_state(Ty::I64, r);
+        let k2 = b.const64(-4i64 as u64);
+        let a2 = b.bin(BinOp::Add, base2, k2);
+        b.store(v, a2, MemOp::new(MemSize::B4, false));
+        // r += 4; q = q + 0 (no step), then a far offset off r: no site.
+        let base3 = b.ld_state(Ty::I64, r);
+        let four = b.const64(4);
+        let stepped = b.bin(BinOp::Add, base3, four);
+        b.st_state(stepped, r);
+        let q0 = b.ld_state(Ty::I64, q);
+        let zero = b.const64(0);
+        let same = b.bin(BinOp::Add, q0, zero);
+        b.st_state(same, q);
+        let base4 = b.ld_state(Ty::I64, r);
+        let far = b.const64(4096);
+        let a4 = b.bin(BinOp::Add, base4, far);
+        b.load(Ty::I64, a4, MemOp::new(MemSize::B8, false));
+        b.exit(Exit::Goto(0x1000));
+        b.set_extent(1, 4);
+        let blk = b.finish();
+        let sites: Vec<Inst> = stride_sites(&blk).into_iter().map(|i| blk.insts[i].clone()).collect();
+        assert_eq!(sites.len(), 2, "{blk}");
+        assert!(matches!(sites[0], Inst::Load { addr, .. } if addr == a));
+        assert!(matches!(sites[1], Inst::Store { addr, .. } if addr == a2));
     }
 }

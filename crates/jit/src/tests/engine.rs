@@ -293,6 +293,73 @@ fn tlb_fast_path_serves_repeated_accesses() {
     assert!(st.tlb_fills >= 2, "{st:?}");
 }
 
+/// A loop walking two arrays (load from one, store a running sum to the other) from
+/// `src` and `dst`, `n` steps of `step` bytes: the loads and stores keep a page memo in
+/// Cranelift code (`codegen::stride_sites`). Returns the exit code, the registers and RAM.
+fn walk(tier: Tier, src: u64, dst: u64, n: u64, step: i16) -> (ExitCode, [u64; 8], Vec<u8>) {
+    // r4 = 0; loop: ld r3, 0(r1); r4 += r3; sd r4, 0(r2); r1 += step; r2 += 8; r5 -= 1;
+    // bne r5, r6, loop; r1 = r4; ecall.
+    let prog = [
+        insn(1, 4, 0, 0),
+        insn(0x0b, 3, 1, 0),
+        insn(0x0c, 4, 3, 0),
+        insn(0x0a, 4, 2, 0),
+        insn(2, 1, 1, step),
+        insn(2, 2, 2, 8),
+        insn(2, 5, 5, -1),
+        insn(5, 5, 6, -6),
+        insn(2, 1, 4, 0),
+        insn(7, 0, 0, 0),
+    ];
+    let (mem, _dev) = machine();
+    load_program(&mem, RAM_BASE, &prog);
+    let vm = watched_vm();
+    let mut e = Engine::<MockCpu>::new(mem.clone(), vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
+    let mut cpu = MockCpu::new(vm);
+    cpu.h.pc = RAM_BASE;
+    (cpu.regs[1], cpu.regs[2], cpu.regs[5], cpu.regs[6]) = (src, dst, n, 0);
+    let code = e.run(&mut cpu);
+    let mut regs = [0; 8];
+    regs.copy_from_slice(&cpu.regs[..8]);
+    (code, regs, ram_bytes(&mem))
+}
+
+#[test]
+fn array_walks_that_remember_their_page_match_the_interpreter() {
+    let ram_end = RAM_BASE + RAM_SIZE;
+    let cases = [
+        // Across two page boundaries, aligned and misaligned (an access that straddles
+        // the boundary takes the slow path, then the next page is remembered).
+        (RAM_BASE + 0x1ff8, RAM_BASE + 0x8000, 700),
+        (RAM_BASE + 0x1ffc, RAM_BASE + 0x8004, 700),
+        // From RAM into MMIO never: the whole walk on the device (tags with flag bits are
+        // never remembered), and a walk that runs off the end of RAM (a fault mid-loop).
+        (MMIO_BASE, RAM_BASE + 0x8000, 300),
+        (ram_end - 0x100, RAM_BASE + 0x8000, 64),
+        (RAM_BASE + 0x4000, ram_end - 0x100, 64),
+        // Stores into the page that holds the loop (the slow path, which checks for code
+        // there), then out of it.
+        (RAM_BASE + 0x4000, RAM_BASE + 0x100, 128),
+        (RAM_BASE + 0x4000, RAM_BASE + 0xf00, 64),
+    ];
+    let down = [
+        // Downwards, misaligned, from the first page of RAM into the hole before it: the
+        // last load straddles the two, so its last byte's page is the remembered one.
+        (RAM_BASE + 0x3c, RAM_BASE + 0x8000, 12),
+        (RAM_BASE + 0x2004, RAM_BASE + 0x8000, 40),
+    ];
+    for (src, dst, n, step) in
+        cases.iter().map(|&(s, d, n)| (s, d, n, 8)).chain(down.iter().map(|&(s, d, n)| (s, d, n, -8)))
+    {
+        let want = walk(Tier::Interp, src, dst, n, step);
+        for tier in [Tier::Jit, Tier::Tiered] {
+            let got = walk(tier, src, dst, n, step);
+            assert_eq!((got.0, got.1), (want.0, want.1), "{tier:?}: walk from {src:#x} to {dst:#x}");
+            assert!(got.2 == want.2, "{tier:?}: RAM differs after the walk from {src:#x} to {dst:#x}");
+        }
+    }
+}
+
 /// Run `prog`, which never ends by itself, until another thread's exit request (after
 /// 100 ms) stops it; it must stop within seconds.
 fn run_until_exit_request(prog: &[u32], opts: JitOptions) -> crate::Stats {
