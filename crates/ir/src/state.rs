@@ -161,6 +161,10 @@ pub struct CpuHeader {
     pub tlb_mask: [u64; MMU_MODES],
     /// Per MMU mode: the host address of TLB entry 0 (owned by `tlbs`).
     pub tlb_table: [u64; MMU_MODES],
+    /// The host address of this vCPU's jump-cache entries, for the inline probe of
+    /// generated code at an indirect exit (0: none yet). The accelerator sets it before it
+    /// runs the vCPU's code, so one block's code serves every vCPU that runs it.
+    pub jc_base: u64,
     /// The TLBs and their sizing state. Generated code never reads this.
     pub tlbs: Box<[SoftTlb; MMU_MODES]>,
 }
@@ -303,6 +307,7 @@ impl Default for CpuHeader {
             slow_args: [0; 5],
             tlb_mask: [0; MMU_MODES],
             tlb_table: [0; MMU_MODES],
+            jc_base: 0,
             tlbs: Box::new(std::array::from_fn(|_| SoftTlb::new(TLB_MIN_ENTRIES))),
         };
         h.tlb_publish();
@@ -461,6 +466,8 @@ pub mod offsets {
     /// Per-mode TLB index masks and tables (`CpuHeader::tlb_mask`, `tlb_table`).
     pub const TLB_MASK: u32 = 96;
     pub const TLB_TABLE: u32 = 128;
+    /// The jump-cache base (`CpuHeader::jc_base`).
+    pub const JC_BASE: u32 = 160;
     /// Size of one TLB entry, in bytes.
     pub const TLB_ENTRY_SIZE: u32 = 32;
     /// Offsets inside a TLB entry.
@@ -469,7 +476,7 @@ pub mod offsets {
     pub const TLB_ADDR_CODE: u32 = 16;
     pub const TLB_ADDEND: u32 = 24;
     /// First byte after the header: where a target's own state may begin.
-    pub const HEADER_END: u32 = 168;
+    pub const HEADER_END: u32 = 176;
 }
 
 #[cfg(test)]
@@ -511,6 +518,7 @@ mod tests {
         assert_eq!(offset_of!(CpuHeader, slow_args) as u32, offsets::SLOW_ARGS);
         assert_eq!(offset_of!(CpuHeader, tlb_mask) as u32, offsets::TLB_MASK);
         assert_eq!(offset_of!(CpuHeader, tlb_table) as u32, offsets::TLB_TABLE);
+        assert_eq!(offset_of!(CpuHeader, jc_base) as u32, offsets::JC_BASE);
         assert_eq!(size_of::<TlbEntry>() as u32, offsets::TLB_ENTRY_SIZE);
         assert_eq!(std::mem::align_of::<TlbEntry>() as u32, offsets::TLB_ENTRY_SIZE, "an entry is one cache line");
         assert_eq!(size_of::<CpuHeader>() as u32, offsets::HEADER_END);

@@ -1217,8 +1217,8 @@ impl Emit<'_, '_> {
                 let pco = offsets::PC as i32;
                 self.ld(RAX, t);
                 dynasm!(self.ops ; .arch x64 ; mov QWORD [rbx + pco], rax);
-                if let Some(jc) = self.spec.jc_base {
-                    self.jc_probe(jc);
+                if self.spec.jump_cache {
+                    self.jc_probe();
                 }
                 self.mov_imm(RAX, ret::INDIRECT);
                 let epi = self.epilogue;
@@ -1242,7 +1242,7 @@ impl Emit<'_, '_> {
 
     /// Inline jump-cache probe for an indirect exit to the pc in `rax` (already stored):
     /// tail-jump to the cached block on a hit, fall through otherwise.
-    fn jc_probe(&mut self, jc_base: u64) {
+    fn jc_probe(&mut self) {
         use crate::tb::{JC_CODE, JC_FLAGS, JC_PC, JC_SHIFT_A, JC_SHIFT_B, JC_SIZE};
         let (sa, sb, m) = (JC_SHIFT_A as i8, JC_SHIFT_B as i8, (JC_SIZE - 1) as i32);
         let fl = offsets::FLAGS as i32;
@@ -1259,10 +1259,10 @@ impl Emit<'_, '_> {
         );
         // Entries are 24 bytes: index * 3 * 8.
         debug_assert_eq!(crate::tb::JC_ENTRY_SIZE, 24);
-        self.mov_imm(RDX, jc_base);
+        let jcb = offsets::JC_BASE as i32;
         dynasm!(self.ops
             ; .arch x64
-            ; mov rdx, QWORD [rdx]
+            ; mov rdx, QWORD [rbx + jcb]
             ; lea rcx, [rdx + rcx * 8]
             ; cmp rax, QWORD [rcx + JC_PC]
             ; jne =>miss

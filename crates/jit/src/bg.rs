@@ -43,7 +43,7 @@ pub(crate) struct Job {
     pub ctx: u64,
     pub slow: u64,
     pub slow_keep: u64,
-    pub jc_base: Option<u64>,
+    pub jump_cache: bool,
 }
 
 /// The worker's answer: machine code bytes or the reason compilation failed.
@@ -118,7 +118,7 @@ impl Bg {
                         ctx: job.ctx,
                         slow: job.slow,
                         slow_keep: job.slow_keep,
-                        jc_base: job.jc_base,
+                        jump_cache: job.jump_cache,
                     };
                     // A Cranelift panic is a Kite bug: contain it, the block stays interpreted.
                     let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -219,7 +219,7 @@ mod tests {
             ctx: 0,
             slow: 0,
             slow_keep: 0,
-            jc_base: None,
+            jump_cache: false,
         };
         (job, slots)
     }

@@ -18,7 +18,8 @@
 //!   miss, storing the instruction's pc first (precise exceptions) and checking the
 //!   header status afterwards;
 //! - on an indirect exit probes the current vCPU's jump cache inline (when
-//!   [`TbSpec::jc_base`] is given): an entry with the same pc, the same *current* header
+//!   [`TbSpec::jump_cache`] is set; its entries are at `CpuHeader::jc_base`, so the code
+//!   serves any vCPU): an entry with the same pc, the same *current* header
 //!   flags (a helper before the exit may have changed them) and native code is
 //!   tail-called; anything else returns to the dispatcher. The target's own prologue
 //!   checks `exit_request` and counts instructions, as for a chained `goto`.
@@ -79,11 +80,10 @@ pub(crate) struct TbSpec<'a> {
     /// The same slow path behind [`crate::stub::keep_regs_entry`] (Cranelift code uses
     /// that one).
     pub slow_keep: u64,
-    /// Address of the word holding the current jump cache's entry array
-    /// ([`TbCache::jc_base`](crate::tb::TbCache)), or `None` to always return to the
-    /// dispatcher on indirect exits (single-step mode, which also turns off in-block
-    /// loops: every block run must return).
-    pub jc_base: Option<u64>,
+    /// Probe the running vCPU's jump cache (`CpuHeader::jc_base`) on indirect exits;
+    /// `false` always returns to the dispatcher there (single-step mode, which also turns
+    /// off in-block loops: every block run must return).
+    pub jump_cache: bool,
 }
 
 /// Tests: compile as for a host without FMA (the call path). Other tests that run
@@ -226,8 +226,8 @@ impl Codegen {
         let self_loop = spec.block.goto_targets().any(|t| t == pc0);
         // Members only make sense with a loop header to jump to; single-step mode (no
         // jump cache) has neither.
-        let members = if spec.jc_base.is_some() && spec.block.ninsns > 0 { spec.members } else { &[] };
-        if spec.jc_base.is_some() && spec.block.ninsns > 0 && (self_loop || !members.is_empty()) {
+        let members = if spec.jump_cache && spec.block.ninsns > 0 { spec.members } else { &[] };
+        if spec.jump_cache && spec.block.ninsns > 0 && (self_loop || !members.is_empty()) {
             e.enter_loop(members);
         }
         for m in members {
@@ -1004,8 +1004,8 @@ impl<'b> Emit<'_, 'b> {
                 self.sync_promos();
                 let v = self.var(t);
                 self.hdr_store(v, offsets::PC);
-                if let Some(jc) = self.spec.jc_base {
-                    self.jc_probe(jc, v);
+                if self.spec.jump_cache {
+                    self.jc_probe(v);
                 }
                 let r = self.k64(ret::INDIRECT);
                 self.b.ins().return_(&[r]);
@@ -1030,10 +1030,9 @@ impl<'b> Emit<'_, 'b> {
 
     /// Inline jump-cache probe for an indirect exit to `pc` (already stored): tail-call
     /// the cached TB on a hit, fall through otherwise.
-    fn jc_probe(&mut self, jc_base: u64, pc: Value) {
+    fn jc_probe(&mut self, pc: Value) {
         use crate::tb::{JC_CODE, JC_ENTRY_SIZE, JC_FLAGS, JC_PC, JC_SHIFT_A, JC_SHIFT_B, JC_SIZE};
-        let ba = self.k64(jc_base);
-        let base = self.b.ins().load(types::I64, state_flags(), ba, 0);
+        let base = self.hdr_load(types::I64, offsets::JC_BASE);
         let a = self.b.ins().ushr_imm_s(pc, JC_SHIFT_A);
         let c = self.b.ins().ushr_imm_s(pc, JC_SHIFT_B);
         let h = self.b.ins().bxor(a, c);

@@ -937,9 +937,9 @@ impl<C: GuestCpu> Engine<C> {
     /// Send `block` (TB `id`) and its region `members` to the background compiler;
     /// `false` if it is gone.
     fn submit_bg(&mut self, block: Arc<Block>, members: Vec<Arc<Block>>, id: TbId, mmu: usize) -> bool {
-        let (ctx, slow, slow_keep, jc_base) = self.spec_consts();
+        let (ctx, slow, slow_keep, jump_cache) = self.spec_consts();
         let (slots, addrs) = chain_slots(&block, &members, id);
-        let job = Job { seq: 0, block, members, id, mmu, slots: addrs, ctx, slow, slow_keep, jc_base };
+        let job = Job { seq: 0, block, members, id, mmu, slots: addrs, ctx, slow, slow_keep, jump_cache };
         match self.bg.as_mut() {
             Some(bg) => bg.submit(job, slots),
             None => false,
@@ -993,14 +993,10 @@ impl<C: GuestCpu> Engine<C> {
     }
 
     /// Engine constants baked into generated code: context, slow path (SystemV and
-    /// registers-preserving), jump-cache word.
-    fn spec_consts(&self) -> (u64, u64, u64, Option<u64>) {
-        let ctx_ptr = self.ctx.as_ptr();
-        // SAFETY: the context is boxed and outlives the engine's code; only the address
-        // of the field is taken here.
-        let jc_base = unsafe { std::ptr::addr_of!((*ctx_ptr).tbs.jc_base) } as u64;
+    /// registers-preserving), whether indirect exits probe the jump cache.
+    fn spec_consts(&self) -> (u64, u64, u64, bool) {
         let keep = self.native.as_ref().map_or(0, |n| n.slow_keep);
-        (ctx_ptr as u64, slow_fn::<C>(), keep, if self.opts.single_step { None } else { Some(jc_base) })
+        (self.ctx.as_ptr() as u64, slow_fn::<C>(), keep, !self.opts.single_step)
     }
 
     /// The physical address of instruction fetch `va` (through the fetch TLB, filling it
@@ -1249,12 +1245,12 @@ impl<C: GuestCpu> Engine<C> {
         mmu: usize,
     ) -> Result<Option<Compiled>, ()> {
         let t0 = self.clock();
-        let (ctx, slow, slow_keep, jc_base) = self.spec_consts();
+        let (ctx, slow, slow_keep, jump_cache) = self.spec_consts();
         let Some(n) = self.native.as_mut() else {
             return Ok(None);
         };
         let (slots, addrs) = chain_slots(block, members, id);
-        let spec = TbSpec { block, members, mmu, tb: id, slots: &addrs, ctx, slow, slow_keep, jc_base };
+        let spec = TbSpec { block, members, mmu, tb: id, slots: &addrs, ctx, slow, slow_keep, jump_cache };
         // A Cranelift panic is a Kite bug, not the guest's: contain it and fall back
         // to the interpreter for this block.
         let cg = &mut n.cg;
@@ -1291,7 +1287,7 @@ impl<C: GuestCpu> Engine<C> {
         mmu: usize,
     ) -> Result<Option<(Compiled, BaselineTb)>, ()> {
         let t0 = self.clock();
-        let (ctx, slow, slow_keep, jc_base) = self.spec_consts();
+        let (ctx, slow, slow_keep, jump_cache) = self.spec_consts();
         let ctx_ptr = self.ctx.as_ptr();
         // SAFETY: only the address of the boxed context's field is taken.
         let hot = unsafe { std::ptr::addr_of!((*ctx_ptr).hot) } as u64;
@@ -1299,7 +1295,7 @@ impl<C: GuestCpu> Engine<C> {
             return Ok(None);
         };
         let (slots, addrs) = chain_slots(block, &[], id);
-        let spec = TbSpec { block, members: &[], mmu, tb: id, slots: &addrs, ctx, slow, slow_keep, jc_base };
+        let spec = TbSpec { block, members: &[], mmu, tb: id, slots: &addrs, ctx, slow, slow_keep, jump_cache };
         let counter = Box::new(std::sync::atomic::AtomicU32::new(self.opts.thresh));
         let heat = &*counter as *const std::sync::atomic::AtomicU32 as u64;
         let bl = &mut n.bl;
@@ -1509,6 +1505,7 @@ impl<C: GuestCpu> Engine<C> {
         ctx.stats.dispatches += 1;
         // No TB is running: interpreted blocks retired by invalidations can go.
         ctx.tbs.reap();
+        let jc_base = ctx.tbs.jc_base();
         let Some(tb) = ctx.tbs.get(id) else {
             return status::LOOKUP as u64;
         };
@@ -1538,6 +1535,8 @@ impl<C: GuestCpu> Engine<C> {
         }
         match (native, interp_block, self.native.as_ref()) {
             (Some(code), _, Some(n)) => {
+                // SAFETY: no TB is running; the reference ends before the call.
+                unsafe { &mut *cpu_ptr }.header_mut().jc_base = jc_base;
                 // SAFETY: `code` is a TB compiled by this engine for `C`; the CPU and context
                 // pointers are valid and no Rust reference to either is live during the call.
                 unsafe { (n.trampoline)(cpu_ptr as *mut u8, code) }

@@ -21,9 +21,10 @@
 //! - Invalidated TBs keep their chain slots (moved to `graveyard`) until a full flush,
 //!   because the generated code that references them may still be the one running.
 //! - Jump-cache entries carry the TB's host code address (0 for interpreted TBs) so
-//!   generated code can probe the cache inline on an indirect exit; the address of the
-//!   current vCPU's entry array is published in [`TbCache::jc_base`], a field at a fixed
-//!   address, and must be re-published whenever the array is swapped.
+//!   generated code can probe the cache inline on an indirect exit; the dispatcher gives
+//!   the running vCPU the address of its entry array ([`TbCache::jc_base`]) in
+//!   `CpuHeader::jc_base` before each run of generated code, so no code depends on which
+//!   vCPU's cache is current.
 //! - The per-vCPU fetch TLB ([`JumpCache::itlb`]) maps (virtual page, flags) to a
 //!   physical page so a jump-cache miss skips the page walk. It is keyed by the TB flags
 //!   (which hold the privilege level) rather than stored in the softmmu TLB's
@@ -367,9 +368,6 @@ pub(crate) struct TbCache {
     map: HashMap<(u64, u64, u32), TbId, FastHash>,
     pages: HashMap<u64, Vec<TbId>, FastHash>,
     jc: JumpCache,
-    /// Address of `jc.entries[0]`, read by generated code on indirect exits; kept at a
-    /// fixed address (the context is boxed) and updated whenever `jc` is swapped.
-    pub jc_base: u64,
     /// Bumped on every invalidation and full clear (see [`JumpCache`]).
     epoch: u64,
     /// (virtual pc, id) of the TBs invalidated at the last epochs (one per epoch, the
@@ -487,7 +485,6 @@ impl TbCache {
             free: Vec::new(),
             map: HashMap::with_capacity_and_hasher(TB_RESERVE / 2, FastHash::default()),
             pages: HashMap::with_capacity_and_hasher(TB_RESERVE / 8, FastHash::default()),
-            jc_base: jc.entries.as_ptr() as u64,
             jc,
             epoch: 0,
             promotions: 0,
@@ -660,12 +657,17 @@ impl TbCache {
         self.jc.set(JcEntry { pc, code, flags, tb }, global);
     }
 
+    /// The address of the current jump cache's entries, which the dispatcher gives the
+    /// running vCPU (`CpuHeader::jc_base`) for generated code's inline probe.
+    pub(crate) fn jc_base(&self) -> u64 {
+        self.jc.entries.as_ptr() as u64
+    }
+
     /// Exchange the current jump cache with `other` (another vCPU's); the incoming one
     /// drops the entries of TBs invalidated since it was current (all of them if it
     /// missed more than [`INVAL_LOG`]).
     pub(crate) fn swap_jump_cache(&mut self, other: &mut JumpCache) {
         std::mem::swap(&mut self.jc, other);
-        self.jc_base = self.jc.entries.as_ptr() as u64;
         if self.jc.epoch != self.epoch {
             // Only TB ids went stale; the fetch TLB depends on the mapping alone. Entries
             // are made only at a TB's own pc, so each invalidated TB is one index to check.
@@ -1243,18 +1245,18 @@ mod tests {
         t.exec = Exec::Interp(std::sync::Arc::new(kite_ir::Builder::new(0x1000).finish()), None);
         let (a, _) = c.insert(t);
         c.jc_set(0x1000, 0, a);
-        let base = c.jc_base as *const JcEntry;
+        let base = c.jc_base() as *const JcEntry;
         // SAFETY: `jc_base` points at the live entry array of JC_SIZE entries.
         let entry = |_: &TbCache| unsafe { *base.add(jc_index(0x1000)) }.code;
         assert_eq!(entry(&c), 0, "interpreted: generated code must miss");
         c.promote(a, 0x5000 as *const u8, TbCache::new_slots(a, 1));
         assert_eq!(entry(&c), 0x5000);
         assert!(matches!(c.get(a).unwrap().exec, Exec::Native(_)));
-        // Swapping jump caches re-publishes the base address.
+        // Swapping jump caches gives the other vCPU's entries.
         let mut other = JumpCache::new();
         c.swap_jump_cache(&mut other);
-        assert_eq!(c.jc_base, c.jc.entries.as_ptr() as u64);
-        assert_ne!(c.jc_base, base as u64);
+        assert_eq!(c.jc_base(), c.jc.entries.as_ptr() as u64);
+        assert_ne!(c.jc_base(), base as u64);
     }
 
     #[test]
