@@ -31,6 +31,17 @@ fn run(
     prog: &[u32],
     setup: &dyn Fn(&mut MockCpu, &kite_memory::PhysMap),
 ) -> (ExitCode, Stats) {
+    let (code, stats, _, _) = run_on(tier, opts, prog, setup);
+    (code, stats)
+}
+
+/// [`run`], also returning the vCPU and the machine's memory as the run left them.
+fn run_on(
+    tier: Tier,
+    opts: JitOptions,
+    prog: &[u32],
+    setup: &dyn Fn(&mut MockCpu, &kite_memory::PhysMap),
+) -> (ExitCode, Stats, Box<MockCpu>, std::sync::Arc<kite_memory::PhysMap>) {
     let (mem, _dev) = machine();
     load_program(&mem, RAM_BASE, prog);
     let vm = watched_vm();
@@ -40,7 +51,7 @@ fn run(
     cpu.regs[7] = RAM_BASE;
     setup(&mut cpu, &mem);
     let code = e.run(&mut cpu);
-    (code, e.stats())
+    (code, e.stats(), cpu, mem)
 }
 
 const TIERS: [Tier; 3] = [Tier::Interp, Tier::Jit, Tier::Tiered];
@@ -311,14 +322,10 @@ fn walk(tier: Tier, src: u64, dst: u64, n: u64, step: i16) -> (ExitCode, [u64; 8
         insn(2, 1, 4, 0),
         insn(7, 0, 0, 0),
     ];
-    let (mem, _dev) = machine();
-    load_program(&mem, RAM_BASE, &prog);
-    let vm = watched_vm();
-    let mut e = Engine::<MockCpu>::new(mem.clone(), vm.clone(), JitOptions { tier, ..JitOptions::default() }).unwrap();
-    let mut cpu = MockCpu::new(vm);
-    cpu.h.pc = RAM_BASE;
-    (cpu.regs[1], cpu.regs[2], cpu.regs[5], cpu.regs[6]) = (src, dst, n, 0);
-    let code = e.run(&mut cpu);
+    let setup = |cpu: &mut MockCpu, _: &kite_memory::PhysMap| {
+        (cpu.regs[1], cpu.regs[2], cpu.regs[5], cpu.regs[6]) = (src, dst, n, 0);
+    };
+    let (code, _, cpu, mem) = run_on(tier, JitOptions::default(), &prog, &setup);
     let mut regs = [0; 8];
     regs.copy_from_slice(&cpu.regs[..8]);
     (code, regs, ram_bytes(&mem))
