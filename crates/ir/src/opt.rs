@@ -19,7 +19,10 @@
 //! sign-extended 32-bit values with room to spare (`negw` of a 0/1 flag, `addw` of two
 //! sign-extended bytes) is done at 64 bits, and `sext32` of a value whose bit 31 is known
 //! clear (`srliw`, `andi` with a small mask) becomes a zero-extension, which the x86-64
-//! backends get for free from any 32-bit instruction.
+//! backends get for free from any 32-bit instruction. A `sext.w` of a 64-bit value that
+//! is sign-extended already reads that value. In one shape, a CRC or LFSR step
+//! (`(c >> 1) ^ (POLY & -(c & 1))` on a 32-bit `c`), the `sext.w` that ends the step moves
+//! onto the polynomial's register, off the loop-carried chain (`Pass::distribute`).
 
 use crate::interp::{eval_bin, eval_un};
 use crate::state::offsets;
@@ -97,7 +100,12 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
     // One match per instruction: the pass runs on every translated block (~1.4 M
     // instructions in a Linux boot), and each dispatch on the kind is a hard-to-predict
     // branch.
-    for inst in block.insts.iter_mut() {
+    // `sext32`s moved to an operand (`Pass::distribute`): the instructions to insert
+    // before the one at each index, and the types of the temps they define.
+    let mut inserts: Vec<(usize, [Inst; 3])> = Vec::new();
+    let mut new_temps: Vec<Ty> = Vec::new();
+    let ntemps = block.temps.len() as u32;
+    for (at, inst) in block.insts.iter_mut().enumerate() {
         match inst {
             Inst::InsnStart { .. } => quiet_insn = true,
             Inst::SetLabel(_) => {
@@ -127,7 +135,10 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
                             *inst = Inst::Const { dst, val: v };
                             continue;
                         }
-                        p.f[dst.0 as usize].sign_bits = p.sign_bits(s.temp);
+                        let sign_bits = p.sign_bits(s.temp);
+                        let fd = &mut p.f[dst.0 as usize];
+                        fd.sign_bits = sign_bits;
+                        fd.mirror = Some(s.temp);
                     }
                 }
             }
@@ -188,6 +199,10 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
                 } else {
                     let (na, nb) = (p.sign_bits(a), p.sign_bits(b));
                     let shift = kb.map(|n| (n & 63) as u8);
+                    if matches!(op, BinOp::And | BinOp::Or | BinOp::Xor) && p.once(a) && p.once(b) {
+                        // What `distribute` needs of a bitwise op.
+                        p.f[dst.0 as usize].w_op = Some((op, a, b));
+                    }
                     p.f[dst.0 as usize].sign_bits = match op {
                         // A non-negative constant mask bounds the result whatever the other side.
                         BinOp::And => {
@@ -242,6 +257,27 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
                                 p.f[dst.0 as usize].sext_src = Some(src);
                                 if let Some(wide) = widen(p.f, stretch, dst, src) {
                                     *inst = wide;
+                                } else if let Some(w) = p.f[src.0 as usize].wide_in(stretch) {
+                                    if p.sign_bits(w) >= 33 {
+                                        // sext32(trunc(x)) is x when x is a sign-extended
+                                        // 32-bit value already.
+                                        p.same(dst, w);
+                                    } else if let Some((op1, op2, c, d, y)) = p.distribute(w) {
+                                        // sext32 moved to the one operand that needs it
+                                        // (see `Pass::distribute`).
+                                        let n = ntemps + new_temps.len() as u32;
+                                        let (d32, dx, inner) = (Temp(n), Temp(n + 1), Temp(n + 2));
+                                        new_temps.extend([Ty::I32, Ty::I64, Ty::I64]);
+                                        inserts.push((
+                                            at,
+                                            [
+                                                Inst::Un { op: UnOp::Trunc, dst: d32, src: d },
+                                                Inst::Un { op: UnOp::Sext32, dst: dx, src: d32 },
+                                                Inst::Bin { op: op2, dst: inner, a: c, b: dx },
+                                            ],
+                                        ));
+                                        *inst = Inst::Bin { op: op1, dst, a: inner, b: y };
+                                    }
                                 }
                             }
                         }
@@ -262,6 +298,7 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
                             (UnOp::Sext32, _) => 33,
                             (UnOp::Zext8, _) => 56,
                             (UnOp::Zext16, _) => 48,
+                            (UnOp::Zext32, _) if p.bit31_clear(src) => 33,
                             (UnOp::Zext32, _) | (UnOp::Trunc, Ty::I32) => 32,
                             (UnOp::Not, Ty::I64) => ns,
                             (UnOp::Neg, Ty::I64) => ns.saturating_sub(1).max(1),
@@ -347,6 +384,18 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
             }
         }
     }
+    if !inserts.is_empty() {
+        block.temps.extend(new_temps);
+        let old = std::mem::take(&mut block.insts);
+        block.insts.reserve(old.len() + 3 * inserts.len());
+        let mut next = inserts.into_iter().peekable();
+        for (i, inst) in old.into_iter().enumerate() {
+            if let Some((_, before)) = next.next_if(|(at, _)| *at == i) {
+                block.insts.extend(before);
+            }
+            block.insts.push(inst);
+        }
+    }
 }
 
 /// The pass's view of the block: the facts, the temps' types, the current stretch.
@@ -389,6 +438,56 @@ impl Pass<'_> {
 
     fn sign_bits(&self, t: Temp) -> u8 {
         self.f[t.0 as usize].sign_bits(self.stretch)
+    }
+
+    /// (32-bit temps) Bit 31 of `t` is known clear.
+    fn bit31_clear(&self, t: Temp) -> bool {
+        let fd = &self.f[t.0 as usize];
+        fd.bit31_clear && fd.def_at == self.stretch && fd.is_once()
+    }
+
+    /// The bitwise op (and its operands) whose value the 64-bit `t` is, directly or
+    /// through a `ld_state` of the slot it was stored to.
+    fn bit_op(&self, t: Temp) -> Option<(BinOp, Temp, Temp)> {
+        let fd = &self.f[t.0 as usize];
+        if fd.def_at != self.stretch || !fd.is_once() {
+            return None;
+        }
+        let def = match fd.mirror {
+            Some(m) => &self.f[m.0 as usize],
+            None => fd,
+        };
+        def.w_op.filter(|_| def.def_at == self.stretch && def.is_once() && self.ty(t) == Ty::I64)
+    }
+
+    /// For `sext32(trunc(w))` where `w` is `op1(op2(c, d), y)` and `c`, `y` are already
+    /// sign-extended 32-bit values: `(op1, op2, c, d, y)`, for `op1(op2(c, sext32(trunc(d))), y)`,
+    /// which is equal (bitwise ops commute with the extension, which leaves `c` and `y` as
+    /// they are). Why: in `c = (c >> 1) ^ (POLY & -(c & 1))`, a CRC or LFSR step on a
+    /// 32-bit value, the extension then applies to the polynomial's register instead of
+    /// the loop-carried value, and leaves the loop's dependency chain (one host
+    /// instruction in five). Only this shape: moving the extension to an operand in
+    /// general adds instructions without knowing it shortens any chain.
+    fn distribute(&self, w: Temp) -> Option<(BinOp, BinOp, Temp, Temp, Temp)> {
+        let free = |t: Temp| self.sign_bits(t) >= 33;
+        let (op1, a, b) = self.bit_op(w)?;
+        let (x, y) = if free(b) {
+            (a, b)
+        } else if free(a) {
+            (b, a)
+        } else {
+            return None;
+        };
+        let (op2, p, q) = self.bit_op(x)?;
+        let (c, d) = if free(p) {
+            (p, q)
+        } else if free(q) {
+            (q, p)
+        } else {
+            return None;
+        };
+        let fd = &self.f[d.0 as usize];
+        (fd.def_at == self.stretch && fd.is_once() && self.ty(d) == Ty::I64).then_some((op1, op2, c, d, y))
     }
 
     fn set_const(&mut self, t: Temp, v: u64) {
@@ -452,8 +551,12 @@ struct Facts {
     sign_bits: u8,
     /// (32-bit temps) The 64-bit temp it truncates.
     wide: Option<Temp>,
-    /// (32-bit temps) The op and operands it is the result of.
+    /// The op and operands it is the result of: (32-bit temps) any; (64-bit temps) a
+    /// bitwise one.
     w_op: Option<(BinOp, Temp, Temp)>,
+    /// (64-bit `ld_state`) The temp stored to the slot earlier in the stretch, whose
+    /// value it reads.
+    mirror: Option<Temp>,
     /// (32-bit temps) Bit 31 is known clear.
     bit31_clear: bool,
     /// The stretch of its definition.
@@ -573,6 +676,17 @@ mod tests {
     fn finish(mut b: Builder) -> crate::Block {
         b.exit(Exit::Goto(4));
         folded(b)
+    }
+
+    /// `b`'s block, ended here, before and after folding.
+    fn before_after(mut b: Builder) -> (crate::Block, crate::Block) {
+        b.exit(Exit::Goto(4));
+        b.set_extent(1, 4);
+        let before = b.finish();
+        let mut after = before.clone();
+        fold_constants(&mut after);
+        after.validate().unwrap();
+        (before, after)
     }
 
     /// `b`'s block, ended by the caller, folded.
@@ -751,6 +865,79 @@ mod tests {
 
     /// `auipc t1, hi` then `jalr lo(t1)` (after `extra`, in the `auipc`'s instruction), as the
     /// RISC-V frontend emits them; the folded block's exit.
+    /// `sext32(trunc(x))` of an `x` that is sign-extended already reads `x`; the extension
+    /// moves to an operand only in a CRC step's shape (`Pass::distribute`), and only to a
+    /// temp defined in the same stretch.
+    #[test]
+    fn extensions_of_bitwise_results_go_only_where_they_are_free() {
+        // (flag & poly) ^ (x >>> 1): the CRC step, but with `poly` read before a label.
+        let crc = |label_before_poly: bool| {
+            let mut b = Builder::new(0);
+            b.insn_start(0);
+            let poly = b.ld_state(Ty::I64, 0x110);
+            if label_before_poly {
+                let l = b.label();
+                b.set_label(l);
+            }
+            let x = b.ld_state(Ty::I64, 0x100);
+            let one = b.const64(1);
+            let bit = b.bin(BinOp::And, x, one);
+            let zero = b.const64(0);
+            let flag = b.bin(BinOp::Sub, zero, bit);
+            let x32 = b.ext(UnOp::Trunc, Ty::I32, x);
+            let k = b.const_(Ty::I32, 1);
+            let sh32 = b.bin(BinOp::Shr, x32, k);
+            let sh = b.ext(UnOp::Zext32, Ty::I64, sh32);
+            let masked = b.bin(BinOp::And, flag, poly);
+            b.st_state(masked, 0x108);
+            let m = b.ld_state(Ty::I64, 0x108);
+            let v = b.bin(BinOp::Xor, m, sh);
+            let v32 = b.ext(UnOp::Trunc, Ty::I32, v);
+            let vx = b.ext(UnOp::Sext32, Ty::I64, v32);
+            b.st_state(vx, 0x100);
+            let (before, blk) = before_after(b);
+            (blk, before.insts.len(), vx, poly, flag, sh)
+        };
+        let (blk, n, vx, poly, flag, sh) = crc(false);
+        assert_eq!(blk.insts.len(), n + 3, "{blk}");
+        let Inst::Bin { op: BinOp::Xor, a: inner, b: y, .. } = def_of(&blk, vx) else { panic!("{blk}") };
+        assert_eq!(y, sh);
+        assert!(matches!(def_of(&blk, inner), Inst::Bin { op: BinOp::And, a, .. } if a == flag), "{blk}");
+        let Inst::Bin { b: dx, .. } = def_of(&blk, inner) else { unreachable!() };
+        let Inst::Un { op: UnOp::Sext32, src: d32, .. } = def_of(&blk, dx) else { panic!("{blk}") };
+        assert_eq!(def_of(&blk, d32), Inst::Un { op: UnOp::Trunc, dst: d32, src: poly });
+        // Across a label the polynomial's value is not known to be there: left alone.
+        let (blk, n, vx, ..) = crc(true);
+        assert_eq!(blk.insts.len(), n, "{blk}");
+        assert!(matches!(def_of(&blk, vx), Inst::Un { op: UnOp::Sext32, .. }), "{blk}");
+
+        let mut b = Builder::new(0);
+        b.insn_start(0);
+        // Neither operand of the xor is a sign-extended 32-bit value: the extension stays.
+        let (p, q) = (b.ld_state(Ty::I64, 0x100), b.ld_state(Ty::I64, 0x108));
+        let both = b.bin(BinOp::Xor, p, q);
+        let both32 = b.ext(UnOp::Trunc, Ty::I32, both);
+        let both_x = b.ext(UnOp::Sext32, Ty::I64, both32);
+        b.st_state(both_x, 0x100);
+        // Both are (a lw result and a zero-extended srliw): the xor needs no extension,
+        // and the store reads it directly.
+        let addr = b.ld_state(Ty::I64, 0x110);
+        let word = b.load(Ty::I64, addr, MemOp::new(MemSize::B4, true));
+        let r32 = b.ld_state(Ty::I32, 0x118);
+        let k = b.const_(Ty::I32, 3);
+        let sh32 = b.bin(BinOp::Shr, r32, k);
+        let sh = b.ext(UnOp::Zext32, Ty::I64, sh32);
+        let free = b.bin(BinOp::Xor, word, sh);
+        let free32 = b.ext(UnOp::Trunc, Ty::I32, free);
+        let free_x = b.ext(UnOp::Sext32, Ty::I64, free32);
+        b.st_state(free_x, 0x108);
+        let (before, blk) = before_after(b);
+        assert_eq!(blk.insts.len(), before.insts.len(), "{blk}");
+        assert!(matches!(def_of(&blk, both_x), Inst::Un { op: UnOp::Sext32, .. }), "{blk}");
+        assert_eq!(stored(&blk, 0x100), both_x);
+        assert_eq!(stored(&blk, 0x108), free);
+    }
+
     fn far_jump(extra: impl FnOnce(&mut Builder)) -> Exit {
         let mut b = Builder::new(0x1000);
         b.insn_start(0x1000);
