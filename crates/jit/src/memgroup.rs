@@ -156,6 +156,9 @@ pub(crate) fn analyze_into(block: &Block, mut g: MemGroups) -> MemGroups {
     joined.resize(block.insts.len(), None);
     for (i, inst) in block.insts.iter().enumerate() {
         let (addr, bytes, perm) = match *inst {
+            // One that must be naturally aligned (`lr`) faults where a group's shared check
+            // sees nothing wrong: it probes on its own (the TLB compare sees misalignment).
+            Inst::Load { mop, .. } | Inst::Store { mop, .. } if mop.aligned => continue,
             Inst::Load { addr, mop, .. } => (addr, mop.size.bytes() as i64, mop.perm(Access::Read)),
             Inst::Store { addr, mop, .. } => (addr, mop.size.bytes() as i64, mop.perm(Access::Write)),
             Inst::SetLabel(_) | Inst::Br(_) | Inst::Exit(_) => {
