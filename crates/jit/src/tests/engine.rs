@@ -1196,6 +1196,117 @@ fn random_loops_through_several_blocks_match_the_interpreter() {
     assert!(exit_requests > 20, "interrupts arrived while blocks ran ({exit_requests})");
 }
 
+/// A random program of `nblocks` blocks like [`random_looping_program`]'s, whose memory
+/// operands walk: base registers r7 and r8 step by a few bytes in some blocks, and every
+/// access has its own offset (misaligned ones too) and size, some of them must be
+/// naturally aligned. Runs of accesses off one base form groups (`memgroup`) and, in
+/// loops, accesses through a stepped base remember their page (`codegen::stride_sites`);
+/// the bases start where those shortcuts must give way: near a page's end, at the end of
+/// RAM, on MMIO, short of a faulting page.
+fn random_walking_program(rng: &mut Rng, nblocks: usize) -> Vec<u32> {
+    let data = [1u32, 2, 3, 4, 5, 6];
+    let mut blocks: Vec<Vec<u32>> = Vec::new();
+    for _ in 0..nblocks {
+        let mut b = Vec::new();
+        let base = rng.pick(&[7u32, 8]);
+        for _ in 0..2 + rng.below(8) {
+            let rd = rng.pick(&data);
+            // A frame's worth of offsets, a few of them misaligned (not those of the
+            // accesses that must be aligned: those become misaligned as their base walks,
+            // after their block was compiled).
+            let off = (rng.below(48) as i16 - 16) * 8;
+            let odd = if rng.chance(15) { rng.below(8) as i16 } else { 0 };
+            let base = if rng.chance(85) { base } else { 15 - base };
+            b.push(match rng.below(14) {
+                0 | 13 => insn(2, base, base, rng.pick(&[1i16, 2, 4, 8, 16, -4, -8])),
+                1 => insn(2, rd, rng.pick(&data), rng.next_u64() as i16),
+                2 | 3 => insn(rng.pick(&[0x03, 0x0a]), rd, base, off + odd),
+                4 | 5 => insn(rng.pick(&[0x04, 0x0b]), rd, base, off + odd),
+                6 => insn(rng.pick(&[0x10, 0x11]), rd, base, off + odd),
+                7 => insn(rng.pick(&[0x12, 0x13]), rd, base, off + odd),
+                8 | 9 => insn(rng.pick(&[0x14, 0x15]), rd, base, off),
+                _ => insn(0x0c, rd, rng.pick(&data), 0),
+            });
+        }
+        blocks.push(b);
+    }
+    let mut starts = Vec::new();
+    let mut at = 0usize;
+    for b in &blocks {
+        starts.push(at);
+        at += b.len() + 3;
+    }
+    let exit = at;
+    let mut prog = Vec::new();
+    for b in &blocks {
+        prog.extend_from_slice(b);
+        // Mostly back to itself: loops that walk.
+        let target = if rng.chance(60) { prog.len() - b.len() } else { starts[rng.below(nblocks as u64) as usize] };
+        prog.push(insn(2, 13, 13, -1));
+        let here = prog.len() as i64;
+        prog.push(insn(5, 13, 14, (target as i64 - here) as i16));
+        prog.push(insn(6, 0, 0, (exit as i64 - prog.len() as i64) as i16));
+    }
+    prog.push(insn(7, 0, 0, 0));
+    prog
+}
+
+/// Run `prog` (code at RAM_BASE) from scratch with bases r7, r8 and countdown `count`:
+/// the exit, the registers, all of RAM and the device's log of accesses.
+fn run_walk(
+    opts: JitOptions,
+    prog: &[u32],
+    bases: (u64, u64),
+    count: u64,
+) -> (ExitCode, [u64; 16], Vec<u8>, String, Stats) {
+    let (mem, dev) = machine();
+    load_program(&mem, RAM_BASE, prog);
+    let vm = watched_vm();
+    let mut e = Engine::<MockCpu>::new(mem.clone(), vm.clone(), opts).unwrap();
+    let mut cpu = MockCpu::new(vm);
+    cpu.h.pc = RAM_BASE;
+    (cpu.regs[7], cpu.regs[8], cpu.regs[13]) = (bases.0, bases.1, count);
+    let code = e.run(&mut cpu);
+    let log = format!("{:x?}", dev.log.lock().unwrap());
+    (code, cpu.regs, ram_bytes(&mem), log, e.stats())
+}
+
+#[test]
+fn random_memory_walks_match_the_interpreter() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let starts = [
+        RAM_BASE + 0x4000,
+        RAM_BASE + 0x4ff0,
+        RAM_BASE + 0x5ff8,
+        RAM_BASE + RAM_SIZE - 0x60,
+        RAM_BASE + RAM_SIZE - 0x180,
+        MMIO_BASE + 0x80,
+        FAULT_VA - 0x40,
+    ];
+    let (mut faults, mut mmio, mut compiled) = (0, 0, 0);
+    for _ in 0..400 {
+        let nblocks = 1 + rng.below(4) as usize;
+        let prog = random_walking_program(&mut rng, nblocks);
+        let bases = (rng.pick(&starts), rng.pick(&starts));
+        let count = 20 + rng.below(300);
+        let reference = run_walk(JitOptions { tier: Tier::Interp, ..JitOptions::default() }, &prog, bases, count);
+        for (thresh, background) in [(1, false), (4, true)] {
+            let opts = JitOptions { background, thresh, ..JitOptions::default() };
+            let got = run_walk(opts, &prog, bases, count);
+            let what = format!("thresh {thresh}, bases {bases:x?}, count {count}, program {prog:08x?}");
+            assert_eq!(got.0, reference.0, "exit: {what}");
+            assert_eq!(got.1, reference.1, "registers: {what}");
+            assert!(got.2 == reference.2, "RAM: {what}");
+            assert_eq!(got.3, reference.3, "device accesses: {what}");
+            compiled += got.4.tbs_compiled;
+        }
+        faults += matches!(reference.0, ExitCode::Exit(c) if c >= 200) as u32;
+        mmio += !reference.3.is_empty() as u32;
+    }
+    assert!(faults > 40 && mmio > 40, "walks must reach faults ({faults}) and MMIO ({mmio})");
+    assert!(compiled > 400, "the loops must run as Cranelift code ({compiled} compiles)");
+}
+
 #[test]
 fn a_loop_through_two_blocks_runs_as_one_region_and_sees_its_code_change() {
     // r1 = 0; r2 = 1000; r5 = 0 (phase)

@@ -183,6 +183,28 @@ unsafe impl GuestCpu for MockCpu {
                     }
                     done = false;
                 }
+                0x10..=0x15 => {
+                    // Narrow and must-be-aligned accesses: 0x10/0x11 store a byte/half,
+                    // 0x12/0x13 load a zero-extended byte/sign-extended half, 0x14/0x15
+                    // load a word/doubleword that must be naturally aligned (as `lr`).
+                    let base = b.ld_state(Ty::I64, reg(rs));
+                    let k = b.const64(imm);
+                    let a = b.bin(BinOp::Add, base, k);
+                    let mop = match op {
+                        0x10 | 0x12 => MemOp::new(MemSize::B1, false),
+                        0x11 | 0x13 => MemOp::new(MemSize::B2, true),
+                        0x14 => MemOp::new(MemSize::B4, true).aligned(),
+                        _ => MemOp::new(MemSize::B8, false).aligned(),
+                    };
+                    if op <= 0x11 {
+                        let v = b.ld_state(Ty::I64, reg(rd));
+                        b.store(v, a, mop);
+                    } else {
+                        let v = b.load(Ty::I64, a, mop);
+                        b.st_state(v, reg(rd));
+                    }
+                    done = false;
+                }
                 0x05 => {
                     let x = b.ld_state(Ty::I64, reg(rd));
                     let y = b.ld_state(Ty::I64, reg(rs));
