@@ -544,16 +544,17 @@ impl Emit<'_, '_> {
     }
 
     fn prologue(&mut self, heat: u64, hot: u64) -> Result<(), String> {
-        // Temps plus padding so that rsp is 16-byte aligned after `push rbp; push rbx`.
+        // Temps, rounded so that rsp is 16-byte aligned after `push rbx` (entered with a
+        // return address on the stack). No frame pointer: nothing here walks frames, and
+        // `push rbp; mov rbp, rsp ... pop rbp` was three of the ~45 host instructions a
+        // typical kernel block runs.
         let temps = self.spec.block.temps.len() as i64 * 8;
-        let frame = (temps + 15) / 16 * 16 + 8;
+        let frame = (temps + 15) / 16 * 16;
         self.frame = i32::try_from(frame).map_err(|_| "too many temps".to_string())?;
         let (frame, er, ic) = (self.frame, offsets::EXIT_REQUEST as i32, offsets::ICOUNT as i32);
         let (xr, hot_l) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
         dynasm!(self.ops
             ; .arch x64
-            ; push rbp
-            ; mov rbp, rsp
             ; push rbx
             ; sub rsp, frame
             ; mov rbx, rdi
@@ -591,7 +592,6 @@ impl Emit<'_, '_> {
             ; mov rdi, rbx
             ; add rsp, frame
             ; pop rbx
-            ; pop rbp
             ; jmp rax
         );
     }
@@ -1191,10 +1191,15 @@ impl Emit<'_, '_> {
                     // Tear the frame down, then `jmp rel32`, its displacement 4-byte aligned
                     // so that relinking is one atomic store that no fetch sees half done.
                     let (frame, entry) = (self.frame, self.ops.new_dynamic_label());
-                    dynasm!(self.ops ; .arch x64 ; mov rdi, rbx ; add rsp, frame ; pop rbx ; pop rbp);
-                    while (self.ops.offset().0 + 1) % 4 != 0 {
-                        dynasm!(self.ops ; .arch x64 ; nop);
+                    dynasm!(self.ops ; .arch x64 ; mov rdi, rbx ; add rsp, frame ; pop rbx);
+                    // One NOP of the padding's length: it runs at every chained exit.
+                    match (4 - (self.ops.offset().0 + 1) % 4) % 4 {
+                        1 => self.ops.push(0x90),
+                        2 => self.ops.extend([0x66, 0x90]),
+                        3 => self.ops.extend([0x0f, 0x1f, 0x00]),
+                        _ => {}
                     }
+                    debug_assert_eq!((self.ops.offset().0 + 1) % 4, 0);
                     // dynasm always encodes a jump to a dynamic label as `e9 rel32`.
                     dynasm!(self.ops ; .arch x64 ; jmp =>entry);
                     let rel = (self.ops.offset().0 - 4) as u32;
@@ -1386,7 +1391,6 @@ impl Emit<'_, '_> {
             ; =>epi
             ; add rsp, frame
             ; pop rbx
-            ; pop rbp
             ; ret
         );
     }
