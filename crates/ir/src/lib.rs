@@ -642,6 +642,11 @@ pub struct Block {
     pub temps: Vec<Ty>,
     pub nlabels: u32,
     pub insts: Vec<Inst>,
+    /// Its indirect exit is a plain jump (a `switch`'s dispatch through a jump table, a
+    /// computed goto), neither a call nor a return: set by the frontend, from the ISA's
+    /// own hints (RISC-V: `jalr x0` through a register other than `ra`/`t0`). A loop
+    /// region may then keep the jump's targets (`kite-jit`'s `Engine::region`).
+    pub dispatch: bool,
 }
 
 /// The temps `$inst` (an `&Inst` or `&mut Inst`) reads, each passed to `$f`: one match
@@ -953,6 +958,11 @@ impl Builder {
                 *inst = Inst::Exit(Exit::GotoNoChain(pc));
             }
         }
+    }
+
+    /// Mark the block's indirect exit a plain jump ([`Block::dispatch`]).
+    pub fn set_dispatch(&mut self, on: bool) {
+        self.block.dispatch = on;
     }
 
     /// Record that the block covers `ninsns` guest instructions in `size` bytes.

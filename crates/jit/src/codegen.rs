@@ -1001,6 +1001,9 @@ impl<'b> Emit<'_, 'b> {
             Exit::GotoNoChain(t) => self.leave(t, ret::NOCHAIN),
             Exit::Indirect(t) => {
                 self.writeback();
+                if self.cur.dispatch && self.entries.len() > 1 && self.spec.jump_cache && self.flags_fixed() {
+                    self.indirect_to_members(t);
+                }
                 self.sync_promos();
                 let v = self.var(t);
                 self.hdr_store(v, offsets::PC);
@@ -1025,6 +1028,49 @@ impl<'b> Emit<'_, 'b> {
                 self.leave(pc, status::EXCEPTION as u64);
             }
             Exit::Halt { next_pc } => self.leave(next_pc, status::HALT as u64),
+        }
+    }
+
+    /// Whether nothing in the current block may change the TB flags: no helper that writes
+    /// state, no store into the header. Only then is an indirect jump to a region member
+    /// (translated with the region's flags) the same as the jump cache's hit on it.
+    fn flags_fixed(&self) -> bool {
+        !self.cur.insts.iter().any(|i| match i {
+            Inst::Call { helper, .. } => helper.effects.writes_state,
+            Inst::StState { off, .. } => *off < offsets::HEADER_END,
+            _ => false,
+        })
+    }
+
+    /// An indirect jump in a region (a bytecode interpreter's dispatch): to a member's pc
+    /// it goes there without leaving, as a goto to it does, after an exit-request check
+    /// (a loop may pass through indirect jumps alone); other targets fall through to the
+    /// exit. Compared one by one: the members are few (`REGION_BLOCKS`), and each compare
+    /// is a branch the host predicts with the jump's history, where a jump-cache hit
+    /// tore the frame down and built the next one.
+    fn indirect_to_members(&mut self, t: Temp) {
+        let v = self.var(t);
+        for k in 0..self.entries.len() {
+            let (pc, dst, n) = self.entries[k];
+            let (hit, next) = (self.b.create_block(), self.b.create_block());
+            let c = self.b.ins().icmp_imm_s(IntCC::Equal, v, pc as i64);
+            self.b.ins().brif(c, hit, &[], next, &[]);
+            self.b.switch_to_block(hit);
+            self.b.seal_block(hit);
+            let er = self.hdr_load(types::I32, offsets::EXIT_REQUEST);
+            let (again, out) = (self.b.create_block(), self.b.create_block());
+            self.b.ins().brif(er, out, &[], again, &[]);
+            self.b.set_cold_block(out);
+            self.b.switch_to_block(out);
+            self.leave(pc, status::EXIT_REQUEST as u64);
+            self.b.switch_to_block(again);
+            let icv = self.promo(offsets::ICOUNT, Ty::I64).expect("loop blocks promote icount");
+            let ic = self.b.use_var(icv);
+            let ic = self.b.ins().iadd_imm_s(ic, n as i64);
+            self.b.def_var(icv, ic);
+            self.b.ins().jump(dst, &[]);
+            self.b.switch_to_block(next);
+            self.b.seal_block(next);
         }
     }
 

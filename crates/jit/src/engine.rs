@@ -811,6 +811,27 @@ impl<C: GuestCpu> Engine<C> {
         let mut seen = vec![head.pc];
         let mut queue: std::collections::VecDeque<u64> = head.goto_targets().collect();
         let mut insns = head.ninsns;
+        // Where the region's dispatches (`Block::dispatch`: plain indirect jumps, not calls
+        // or returns) may go: the blocks on this page entered often enough, as for a
+        // loop's blocks below (a bytecode interpreter's cases, which jump back to its
+        // dispatch). Its code compares the target with them (`codegen`'s indirect exit)
+        // before it leaves. (With returns too, `calls` ran 30% slower: a region of a
+        // recursive function's blocks, and a compare chain before every return's probe.)
+        let thresh = self.opts.thresh.max(1);
+        let indirect: Vec<u64> = {
+            let tbs = &self.ctx().tbs;
+            tbs.on_page(ppage)
+                .filter(|t| t.flags == flags && t.vpc & PAGE_MASK == page)
+                .filter(|t| tbs.entries(t.phys_pc, t.vpc, flags, thresh) >= thresh / REGION_COLD)
+                .map(|t| t.vpc)
+                .take(REGION_BLOCKS)
+                .collect()
+        };
+        let mut indirect_queued = false;
+        if head.dispatch {
+            queue.extend(&indirect);
+            indirect_queued = true;
+        }
         while let Some(t) = queue.pop_front() {
             if nodes.len() >= REGION_BLOCKS || insns >= REGION_INSNS {
                 break;
@@ -833,6 +854,10 @@ impl<C: GuestCpu> Engine<C> {
             kite_ir::opt::fold_constants(&mut block);
             insns += block.ninsns;
             queue.extend(block.goto_targets());
+            if block.dispatch && !indirect_queued {
+                queue.extend(&indirect);
+                indirect_queued = true;
+            }
             nodes.push(block);
         }
         // An inner loop that is one block (it jumps to itself) and runs many times per
@@ -843,7 +868,6 @@ impl<C: GuestCpu> Engine<C> {
         // quicksort's partition loop, whose inner loops run a few times per pass, gained
         // ~9% from its region.
         if head.goto_targets().any(|t| t == head.pc) {
-            let thresh = self.opts.thresh.max(1);
             let tbs = &self.ctx().tbs;
             nodes.retain(|n| tbs.entries(ppage + (n.pc - page), n.pc, flags, thresh) >= thresh / REGION_COLD);
         }
@@ -853,7 +877,9 @@ impl<C: GuestCpu> Engine<C> {
         loop {
             let mut grew = false;
             for (k, n) in nodes.iter().enumerate() {
-                if !keep[k] && n.goto_targets().any(|t| back.contains(&t)) {
+                // (A dispatch may go to any block the region keeps: one leads back if the
+                // head does.)
+                if !keep[k] && (n.goto_targets().any(|t| back.contains(&t)) || n.dispatch) {
                     keep[k] = true;
                     back.push(n.pc);
                     grew = true;

@@ -501,6 +501,11 @@ impl TbCache {
         }
     }
 
+    /// The TBs with code on physical page `ppage`.
+    pub(crate) fn on_page(&self, ppage: u64) -> impl Iterator<Item = &Tb> + '_ {
+        self.pages.get(&ppage).into_iter().flatten().filter_map(|&id| self.get(id))
+    }
+
     pub(crate) fn get(&self, id: TbId) -> Option<&Tb> {
         self.slab.get(id as usize).and_then(|t| t.as_ref())
     }

@@ -1307,6 +1307,155 @@ fn random_memory_walks_match_the_interpreter() {
     assert!(compiled > 400, "the loops must run as Cranelift code ({compiled} compiles)");
 }
 
+/// A random "bytecode interpreter": blocks of random register and memory work, each
+/// ending in an indirect jump to the next address of a table in RAM (r11 walks it; the
+/// table holds block starts, some of them mid-block) or in a direct jump, with a
+/// countdown in r13 to the ecall. Regions then hold blocks that the indirect jumps reach
+/// (`Engine::region`, `codegen`'s `indirect_to_members`). Returns the program and its
+/// table.
+fn random_dispatch_program(rng: &mut Rng, nblocks: usize) -> (Vec<u32>, Vec<u64>) {
+    let data = [1u32, 2, 3, 4, 5, 6];
+    let mut blocks: Vec<Vec<u32>> = Vec::new();
+    for _ in 0..nblocks {
+        let mut b = Vec::new();
+        for _ in 0..1 + rng.below(5) {
+            let rd = rng.pick(&data);
+            b.push(match rng.below(5) {
+                0 => insn(2, rd, rng.pick(&data), rng.next_u64() as i16),
+                1 => insn(0x0c, rd, rng.pick(&data), 0),
+                2 => insn(0x0b, rd, 7, (rng.below(32) * 8) as i16),
+                3 => insn(0x0a, rd, 7, (rng.below(32) * 8) as i16),
+                _ => insn(1, rd, 0, rng.next_u64() as i16),
+            });
+        }
+        blocks.push(b);
+    }
+    // Tail: countdown, leave at 0, then the next block: through the table or direct.
+    const TAIL: usize = 6;
+    let mut starts = Vec::new();
+    let mut at = 0usize;
+    for b in &blocks {
+        starts.push(at);
+        at += b.len() + TAIL;
+    }
+    let exit = at;
+    let mut prog = Vec::new();
+    for b in &blocks {
+        prog.extend_from_slice(b);
+        prog.push(insn(2, 13, 13, -1));
+        prog.push(insn(5, 13, 14, 2));
+        prog.push(insn(6, 0, 0, (exit as i64 - prog.len() as i64) as i16));
+        if rng.chance(80) {
+            prog.push(insn(0x0b, 12, 11, 0));
+            prog.push(insn(2, 11, 11, 8));
+            prog.push(insn(8, 0, 12, 0));
+        } else {
+            let target = starts[rng.below(nblocks as u64) as usize];
+            prog.push(insn(6, 0, 0, (target as i64 - prog.len() as i64) as i16));
+            prog.push(insn(7, 0, 0, 0));
+            prog.push(insn(7, 0, 0, 0));
+        }
+    }
+    prog.push(insn(7, 0, 0, 0));
+    // Mostly a few favourite targets, as an interpreter's hot opcodes.
+    let favourites: Vec<usize> = (0..1 + rng.below(4)).map(|_| rng.below(nblocks as u64) as usize).collect();
+    let table = (0..DISPATCH_TABLE)
+        .map(|_| {
+            let k = if rng.chance(70) { rng.pick(&favourites) } else { rng.below(nblocks as u64) as usize };
+            let mid = if rng.chance(10) { rng.below(blocks[k].len() as u64) as usize } else { 0 };
+            RAM_BASE + 4 * (starts[k] + mid) as u64
+        })
+        .collect();
+    (prog, table)
+}
+
+/// Entries of [`random_dispatch_program`]'s table (at `RAM_BASE + 0x4000`).
+const DISPATCH_TABLE: usize = 600;
+
+#[test]
+fn random_dispatch_loops_match_the_interpreter() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut regions = 0;
+    for _ in 0..200 {
+        let nblocks = 2 + rng.below(9) as usize;
+        let (prog, table) = random_dispatch_program(&mut rng, nblocks);
+        let count = 50 + rng.below(DISPATCH_TABLE as u64 - 60);
+        let go = |opts: JitOptions| {
+            let (mem, _dev) = machine();
+            load_program(&mem, RAM_BASE, &prog);
+            let bytes: Vec<u8> = table.iter().flat_map(|a| a.to_le_bytes()).collect();
+            assert!(mem.write_ram(RAM_BASE + 0x4000, &bytes));
+            let vm = watched_vm();
+            let mut e = Engine::<MockCpu>::new(mem.clone(), vm.clone(), opts).unwrap();
+            let mut cpu = MockCpu::new(vm);
+            cpu.h.pc = RAM_BASE;
+            (cpu.regs[7], cpu.regs[11], cpu.regs[13]) = (RAM_BASE + 0x800, RAM_BASE + 0x4000, count);
+            let code = e.run(&mut cpu);
+            (code, cpu.regs, ram_bytes(&mem), e.stats())
+        };
+        let reference = go(JitOptions { tier: Tier::Interp, ..JitOptions::default() });
+        for (thresh, background) in [(1, false), (2, true)] {
+            let got = go(JitOptions { background, thresh, ..JitOptions::default() });
+            let what = format!("thresh {thresh}, count {count}, program {prog:08x?}, table {table:x?}");
+            assert_eq!(got.0, reference.0, "exit: {what}");
+            assert_eq!(got.1, reference.1, "registers: {what}");
+            assert!(got.2 == reference.2, "RAM: {what}");
+            assert_eq!(got.3.insns, reference.3.insns, "instruction count: {what}");
+            regions += got.3.regions;
+        }
+    }
+    assert!(regions > 100, "regions were formed ({regions})");
+}
+
+/// A loop whose only edges are indirect jumps inside one region (A -> B -> A through
+/// registers) still takes an interrupt: each such jump checks for an exit request. The
+/// loop spins until the interrupt handler has counted one (r15), so without the check it
+/// would never end.
+#[test]
+fn a_region_loop_through_indirect_jumps_takes_interrupts() {
+    // 0: r11 = A; r12 = B; j A
+    // A (3): r2 += 1; bne r15, r14, OUT; jr r12
+    // B (6): r3 += 1; jr r11
+    // OUT (8): ecall (exit code r1 = 7)
+    let a = RAM_BASE + 3 * 4;
+    let b = RAM_BASE + 6 * 4;
+    let prog = [
+        insn(1, 1, 0, 7),
+        insn(6, 0, 0, 2),
+        insn(7, 0, 0, 0),
+        insn(2, 2, 2, 1),
+        insn(5, 15, 14, 5),
+        insn(8, 0, 12, 0),
+        insn(2, 3, 3, 1),
+        insn(8, 0, 11, 0),
+        insn(7, 0, 0, 0),
+        insn(7, 0, 0, 0),
+    ];
+    for background in [false, true] {
+        let (mem, _dev) = machine();
+        load_program(&mem, RAM_BASE, &prog);
+        let vm = watched_vm();
+        let opts = JitOptions { thresh: 4, background, ..JitOptions::default() };
+        let mut e = Engine::<MockCpu>::new(mem, vm.clone(), opts).unwrap();
+        let mut cpu = MockCpu::new(vm.clone());
+        cpu.h.pc = RAM_BASE;
+        (cpu.regs[11], cpu.regs[12]) = (a, b);
+        let irq = cpu.irq.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            irq.store(true, std::sync::atomic::Ordering::SeqCst);
+            vm.kick_all();
+        });
+        assert_eq!(e.run(&mut cpu), ExitCode::Exit(7), "background {background}");
+        t.join().unwrap();
+        let st = e.stats();
+        assert_eq!(cpu.regs[15], 1, "the interrupt was taken");
+        assert!(st.regions >= 1 && cpu.regs[2] > 10_000, "it looped in a region: {st:?}, {:?}", cpu.regs);
+        // The jumps stayed inside the region: few came back to the dispatcher.
+        assert!(st.exits.indirect < 100, "{st:?}");
+    }
+}
+
 #[test]
 fn a_loop_through_two_blocks_runs_as_one_region_and_sees_its_code_change() {
     // r1 = 0; r2 = 1000; r5 = 0 (phase)

@@ -220,7 +220,9 @@ unsafe impl GuestCpu for MockCpu {
                     b.exit(Exit::Raise { cause: ECALL, tval: z });
                 }
                 0x08 => {
+                    // jr: a plain indirect jump (not a call or return: `Block::dispatch`).
                     let t = b.ld_state(Ty::I64, reg(rs));
+                    b.set_dispatch(true);
                     b.exit(Exit::Indirect(t));
                 }
                 0x09 => b.exit(Exit::Halt { next_pc: next }),

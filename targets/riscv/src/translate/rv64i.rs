@@ -35,6 +35,9 @@ pub(super) fn jalr(ctx: &mut Ctx, rd: Reg, rs1: Reg, imm: i64) -> Flow {
     let target = ctx.b.bin(BinOp::And, sum, mask);
     let link = ctx.b.const64(ctx.next_pc());
     ctx.set_gpr(rd, link);
+    // The ISA's return-address hints: no link and not through ra/t0 is a plain jump
+    // (a switch's jump table), neither a call nor a return.
+    ctx.b.set_dispatch(rd == 0 && !matches!(rs1, 1 | 5));
     ctx.b.exit(Exit::Indirect(target));
     Flow::End
 }

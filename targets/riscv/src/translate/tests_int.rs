@@ -100,6 +100,33 @@ fn upper_immediates_x0_and_jumps() {
     assert_eq!((m.cpu.x[5], m.cpu.x[10], m.cpu.x[11]), (RAM_BASE + 4, 0, 2));
 }
 
+/// A `jalr` marks its block a dispatch (`Block::dispatch`) by the ISA's return-address
+/// hints: a plain jump through a register other than ra/t0 (`jr a5`, a switch's jump
+/// table) is one; a return (`ret`, `jr t0`), a call (`jalr ra, a5`) and `c.jr ra` are not.
+#[test]
+fn plain_indirect_jumps_are_dispatches() {
+    let jalr = |rd: u32, rs1: u32| i_type(0, rs1, 0, rd, 0x67);
+    for (code, dispatch) in [
+        (jalr(0, 15), true),
+        (jalr(0, 6), true),
+        (jalr(0, 1), false),
+        (jalr(0, 5), false),
+        (jalr(1, 15), false),
+        (jalr(5, 15), false),
+        (jalr(1, 1), false),
+    ] {
+        let mut m = Machine::new(&[addi(10, 0, 1), code]);
+        assert_eq!(m.translate().dispatch, dispatch, "{code:#010x}");
+    }
+    // c.jr a5 and c.jr ra (compressed: `jalr x0, 0(rs1)`).
+    for (half, dispatch) in [(0x8782u16, true), (0x8082, false)] {
+        let mut m = Machine::with_bytes(&[half as u8, (half >> 8) as u8, 0x13, 0, 0, 0]);
+        assert_eq!(m.translate().dispatch, dispatch, "{half:#06x}");
+    }
+    // No indirect jump at all.
+    assert!(!Machine::new(&[addi(10, 0, 1), j_type(8, 0)]).translate().dispatch);
+}
+
 #[test]
 fn branches_signed_and_unsigned() {
     // Each branch skips `addi a0, zero, 1` when taken.
