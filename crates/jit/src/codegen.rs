@@ -958,21 +958,8 @@ impl<'b> Emit<'_, 'b> {
                     // pass through the region's blocks. A block that calls a helper keeps
                     // it: a CSR write that unmasks an interrupt relies on the next block's
                     // check, and a later one may mask it again.
-                    if t <= self.cur.pc || self.cur.insts.iter().any(|i| matches!(i, Inst::Call { .. })) {
-                        let er = self.hdr_load(types::I32, offsets::EXIT_REQUEST);
-                        let (again, out) = (self.b.create_block(), self.b.create_block());
-                        self.b.ins().brif(er, out, &[], again, &[]);
-                        self.b.set_cold_block(out);
-                        // Leave exactly as the prologue of the next block would have.
-                        self.b.switch_to_block(out);
-                        self.leave(t, status::EXIT_REQUEST as u64);
-                        self.b.switch_to_block(again);
-                    }
-                    let icv = self.promo(offsets::ICOUNT, Ty::I64).expect("loop blocks promote icount");
-                    let ic = self.b.use_var(icv);
-                    let ic = self.b.ins().iadd_imm_s(ic, n as i64);
-                    self.b.def_var(icv, ic);
-                    self.b.ins().jump(dst, &[]);
+                    let check = t <= self.cur.pc || self.cur.insts.iter().any(|i| matches!(i, Inst::Call { .. }));
+                    self.enter_member(t, dst, n, check);
                     self.live = false;
                     return;
                 }
@@ -1057,6 +1044,17 @@ impl<'b> Emit<'_, 'b> {
             self.b.ins().brif(c, hit, &[], next, &[]);
             self.b.switch_to_block(hit);
             self.b.seal_block(hit);
+            self.enter_member(pc, dst, n, true);
+            self.b.switch_to_block(next);
+            self.b.seal_block(next);
+        }
+    }
+
+    /// Jump to the function's block `dst` for guest `pc` (its start or a region member's,
+    /// `n` instructions) without leaving: count the block entered and, with `check`, test
+    /// for an exit request first, as its prologue would (leaving exactly as it would).
+    fn enter_member(&mut self, pc: u64, dst: ir::Block, n: u32, check: bool) {
+        if check {
             let er = self.hdr_load(types::I32, offsets::EXIT_REQUEST);
             let (again, out) = (self.b.create_block(), self.b.create_block());
             self.b.ins().brif(er, out, &[], again, &[]);
@@ -1064,14 +1062,12 @@ impl<'b> Emit<'_, 'b> {
             self.b.switch_to_block(out);
             self.leave(pc, status::EXIT_REQUEST as u64);
             self.b.switch_to_block(again);
-            let icv = self.promo(offsets::ICOUNT, Ty::I64).expect("loop blocks promote icount");
-            let ic = self.b.use_var(icv);
-            let ic = self.b.ins().iadd_imm_s(ic, n as i64);
-            self.b.def_var(icv, ic);
-            self.b.ins().jump(dst, &[]);
-            self.b.switch_to_block(next);
-            self.b.seal_block(next);
         }
+        let icv = self.promo(offsets::ICOUNT, Ty::I64).expect("loop blocks promote icount");
+        let ic = self.b.use_var(icv);
+        let ic = self.b.ins().iadd_imm_s(ic, n as i64);
+        self.b.def_var(icv, ic);
+        self.b.ins().jump(dst, &[]);
     }
 
     /// Inline jump-cache probe for an indirect exit to `pc` (already stored): tail-call
