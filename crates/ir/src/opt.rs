@@ -469,23 +469,21 @@ impl Pass<'_> {
     /// instruction in five). Only this shape: moving the extension to an operand in
     /// general adds instructions without knowing it shortens any chain.
     fn distribute(&self, w: Temp) -> Option<(BinOp, BinOp, Temp, Temp, Temp)> {
-        let free = |t: Temp| self.sign_bits(t) >= 33;
+        // (other, free) for operands of which one is sign-extended already.
+        let split = |a: Temp, b: Temp| {
+            let free = |t: Temp| self.sign_bits(t) >= 33;
+            if free(b) {
+                Some((a, b))
+            } else if free(a) {
+                Some((b, a))
+            } else {
+                None
+            }
+        };
         let (op1, a, b) = self.bit_op(w)?;
-        let (x, y) = if free(b) {
-            (a, b)
-        } else if free(a) {
-            (b, a)
-        } else {
-            return None;
-        };
+        let (x, y) = split(a, b)?;
         let (op2, p, q) = self.bit_op(x)?;
-        let (c, d) = if free(p) {
-            (p, q)
-        } else if free(q) {
-            (q, p)
-        } else {
-            return None;
-        };
+        let (d, c) = split(p, q)?;
         let fd = &self.f[d.0 as usize];
         (fd.def_at == self.stretch && fd.is_once() && self.ty(d) == Ty::I64).then_some((op1, op2, c, d, y))
     }

@@ -1104,18 +1104,24 @@ fn random_looping_program(rng: &mut Rng, nblocks: usize) -> Vec<u32> {
         }
         blocks.push(b);
     }
-    // Block starts, with the three-instruction tail (countdown, branch, jump to exit).
+    link_blocks(&blocks, |_, starts| starts[rng.below(nblocks as u64) as usize])
+}
+
+/// `blocks` one after another, each with a three-instruction tail: count r13 down, branch
+/// to the block `next(k, starts)` returns (an index into the program) while it is not 0
+/// (r14), else jump to the final ecall.
+fn link_blocks(blocks: &[Vec<u32>], mut next: impl FnMut(usize, &[usize]) -> usize) -> Vec<u32> {
     let mut starts = Vec::new();
     let mut at = 0usize;
-    for b in &blocks {
+    for b in blocks {
         starts.push(at);
         at += b.len() + 3;
     }
     let exit = at;
     let mut prog = Vec::new();
-    for b in &blocks {
+    for (k, b) in blocks.iter().enumerate() {
         prog.extend_from_slice(b);
-        let target = starts[rng.below(nblocks as u64) as usize];
+        let target = next(k, &starts);
         prog.push(insn(2, 13, 13, -1));
         let here = prog.len() as i64;
         prog.push(insn(5, 13, 14, (target as i64 - here) as i16));
@@ -1230,25 +1236,11 @@ fn random_walking_program(rng: &mut Rng, nblocks: usize) -> Vec<u32> {
         }
         blocks.push(b);
     }
-    let mut starts = Vec::new();
-    let mut at = 0usize;
-    for b in &blocks {
-        starts.push(at);
-        at += b.len() + 3;
-    }
-    let exit = at;
-    let mut prog = Vec::new();
-    for b in &blocks {
-        prog.extend_from_slice(b);
-        // Mostly back to itself: loops that walk.
-        let target = if rng.chance(60) { prog.len() - b.len() } else { starts[rng.below(nblocks as u64) as usize] };
-        prog.push(insn(2, 13, 13, -1));
-        let here = prog.len() as i64;
-        prog.push(insn(5, 13, 14, (target as i64 - here) as i16));
-        prog.push(insn(6, 0, 0, (exit as i64 - prog.len() as i64) as i16));
-    }
-    prog.push(insn(7, 0, 0, 0));
-    prog
+    // Mostly back to itself: loops that walk.
+    link_blocks(
+        &blocks,
+        |k, starts| if rng.chance(60) { starts[k] } else { starts[rng.below(nblocks as u64) as usize] },
+    )
 }
 
 /// Run `prog` (code at RAM_BASE) from scratch with bases r7, r8 and countdown `count`:
