@@ -1,7 +1,7 @@
 //! The IR's text form: what `-d op` prints and what IR test files are written in.
 //!
 //! ```text
-//! block 0x80000000 insns=2 size=8
+//! block 0x80000000 insns=2 size=8            (` dispatch` after it: `Block::dispatch`)
 //!     insn_start 0x80000000
 //!     t0:i64 = ld_state 0x150
 //!     t1:i64 = const 0x5
@@ -188,7 +188,8 @@ impl Block {
 
 impl fmt::Display for Block {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "block {:#x} insns={} size={}", self.pc, self.ninsns, self.size)?;
+        write!(f, "block {:#x} insns={} size={}", self.pc, self.ninsns, self.size)?;
+        writeln!(f, "{}", if self.dispatch { " dispatch" } else { "" })?;
         for inst in &self.insts {
             self.fmt_inst(f, inst)?;
             writeln!(f)?;
@@ -431,6 +432,7 @@ pub fn parse(text: &str, helpers: &[&'static Helper]) -> Result<Block, IrError> 
                 match kv.split_once('=') {
                     Some(("insns", v)) => block.ninsns = num(v).ok_or_else(|| p.err("bad insns"))? as u32,
                     Some(("size", v)) => block.size = num(v).ok_or_else(|| p.err("bad size"))? as u32,
+                    None if kv == "dispatch" => block.dispatch = true,
                     _ => return Err(p.err(format!("bad block attribute `{kv}`"))),
                 }
             }
@@ -479,11 +481,15 @@ mod tests {
             b.st_state(f, 0x168);
         }
         b.exit(Exit::Raise { cause: 2, tval: m });
-        let blk = b.finish();
-        let text = blk.to_string();
-        let back = parse(&text, &[]).unwrap();
-        assert_eq!(back.to_string(), text);
-        assert_eq!(back, blk);
+        let mut blk = b.finish();
+        for dispatch in [false, true] {
+            blk.dispatch = dispatch;
+            let text = blk.to_string();
+            assert_eq!(text.lines().next().unwrap().ends_with(" dispatch"), dispatch);
+            let back = parse(&text, &[]).unwrap();
+            assert_eq!(back.to_string(), text);
+            assert_eq!(back, blk);
+        }
     }
 
     #[test]
