@@ -7,7 +7,7 @@
 //! chain, and probe the jump cache inline. Hot blocks are recompiled by Cranelift: the
 //! prologue counts entries down in a per-TB counter (a block of `n` instructions counts as
 //! [`entry_weight`]`(n)` entries) and, when it runs out, returns [`ret::HOT`] before running
-//! anything, naming the TB in the engine context's `hot` word.
+//! anything, with the TB's id in the returned value (`ret::HOT | id`).
 //!
 //! Contract (shared with `codegen.rs`, so baseline and Cranelift blocks chain into each
 //! other): `fn(cpu) -> u64` in Cranelift's `tail` convention on x86-64 (cpu in `rdi`,
@@ -171,9 +171,8 @@ impl Baseline {
         }
     }
 
-    /// Compile one TB. `heat` is the address of its entry counter (a `u32`), `hot` the
-    /// address of the context word that names a TB that became hot.
-    pub(crate) fn compile(&mut self, spec: &TbSpec<'_>, heat: u64, hot: u64) -> Result<(), BaselineError> {
+    /// Compile one TB. `heat` is the address of its entry counter (a `u32`).
+    pub(crate) fn compile(&mut self, spec: &TbSpec<'_>, heat: u64) -> Result<(), BaselineError> {
         let mut ops = std::mem::replace(&mut self.ops, VecAssembler::new(0));
         let epilogue = ops.new_dynamic_label();
         let mut labels = std::mem::take(&mut self.labels);
@@ -218,7 +217,7 @@ impl Baseline {
             rax_holds: None,
             rax_avail: None,
         };
-        let r = e.body(heat, hot);
+        let r = e.body(heat);
         self.labels = std::mem::take(&mut e.labels);
         self.stubs = std::mem::take(&mut e.stubs);
         self.uses = std::mem::take(&mut e.uses);
@@ -282,8 +281,8 @@ struct Emit<'a, 'b> {
     placed: Vec<bool>,
     /// Temps currently bound to a state field.
     bound: Vec<Temp>,
-    /// The prologue's out-of-line exits: (exit request, hot, the context's `hot` word).
-    entry_exits: Option<(DynamicLabel, DynamicLabel, u64)>,
+    /// The prologue's out-of-line exits: (exit request, hot).
+    entry_exits: Option<(DynamicLabel, DynamicLabel)>,
     /// Index of the instruction being emitted.
     at: usize,
     /// The temp whose value `rax` holds at the end of the previous instruction (its
@@ -366,7 +365,7 @@ fn fits_i32(v: u64) -> bool {
 }
 
 impl Emit<'_, '_> {
-    fn body(&mut self, heat: u64, hot: u64) -> Result<(), String> {
+    fn body(&mut self, heat: u64) -> Result<(), String> {
         // Forward branches only (see the module pitfall): decline anything else.
         let insts = &self.spec.block.insts;
         self.placed.clear();
@@ -384,7 +383,7 @@ impl Emit<'_, '_> {
         quiet.clear();
         quiet.extend(insts.iter().map(|i| self.silent(i)));
         self.quiet = quiet;
-        self.prologue(heat, hot)?;
+        self.prologue(heat)?;
         for (i, inst) in self.spec.block.insts.iter().enumerate() {
             self.at = i;
             // What rax holds survives only into the next instruction (and across the
@@ -543,7 +542,7 @@ impl Emit<'_, '_> {
         self.spec.block.ninsns.saturating_sub(self.started.saturating_sub(1))
     }
 
-    fn prologue(&mut self, heat: u64, hot: u64) -> Result<(), String> {
+    fn prologue(&mut self, heat: u64) -> Result<(), String> {
         // Temps, rounded so that rsp is 16-byte aligned after `push rbx` (entered with a
         // return address on the stack). No frame pointer: nothing here walks frames, and
         // `push rbp; mov rbp, rsp ... pop rbp` was three of the ~45 host instructions a
@@ -572,7 +571,7 @@ impl Emit<'_, '_> {
         }
         // Out of line (after the body, see `emit_stubs`): the exit request (as codegen's
         // prologue) and the tier-up request.
-        self.entry_exits = Some((xr, hot_l, hot));
+        self.entry_exits = Some((xr, hot_l));
         Ok(())
     }
 
@@ -1284,15 +1283,12 @@ impl Emit<'_, '_> {
 
     /// The out-of-line pieces, then the shared exits.
     fn emit_stubs(&mut self) {
-        if let Some((xr, hot_l, hot)) = self.entry_exits.take() {
+        if let Some((xr, hot_l)) = self.entry_exits.take() {
             let pc = self.spec.block.pc;
             dynasm!(self.ops ; .arch x64 ; =>xr);
             self.leave(pc, status::EXIT_REQUEST as u64);
             dynasm!(self.ops ; .arch x64 ; =>hot_l);
-            self.mov_imm(RAX, hot);
-            let id = self.spec.tb as i32;
-            dynasm!(self.ops ; .arch x64 ; mov DWORD [rax], id);
-            self.leave(pc, ret::HOT);
+            self.leave(pc, ret::HOT | u64::from(self.spec.tb));
         }
         let (pco, ic, sto) = (offsets::PC as i32, offsets::ICOUNT as i32, offsets::STATUS as i32);
         let mut stubs = std::mem::take(&mut self.stubs);

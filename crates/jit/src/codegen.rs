@@ -52,10 +52,14 @@ pub(crate) mod ret {
     pub const NOCHAIN: u64 = 17;
     /// A chainable goto without a slot (interpreter tier): `pc` is set.
     pub const GOTO: u64 = 18;
-    /// A baseline block's entry counter ran out (nothing ran; `pc` is the block's start):
-    /// the context's `hot` word names the TB to recompile with Cranelift.
-    pub const HOT: u64 = 19;
-    /// Values at or above this are chain-slot addresses (an unlinked goto; `pc` is set).
+    /// `HOT | id`: a baseline block's entry counter ran out (nothing ran; `pc` is the
+    /// block's start) and TB `id` (the low 32 bits) is to be recompiled with Cranelift.
+    /// The id travels in the return value, so the code names no per-engine word for it
+    /// (a step toward code that every vCPU thread can run). No chain-slot address has
+    /// bit 63 set: user-space addresses are below 2^47.
+    pub const HOT: u64 = 1 << 63;
+    /// Values at or above this (and below [`HOT`]) are chain-slot addresses (an unlinked
+    /// goto; `pc` is set).
     pub const SLOT_MIN: u64 = 4096;
 }
 

@@ -96,8 +96,6 @@ pub(crate) struct Ctx<C> {
     pub dbg: debug::DebugState,
     /// The page registry shared with the other vCPUs' engines (MTTCG only).
     pub shared: Option<crate::mttcg::Link>,
-    /// Written by a baseline block whose entry counter ran out ([`ret::HOT`]): its TB id.
-    pub hot: u32,
     _cpu: std::marker::PhantomData<fn(C)>,
 }
 
@@ -304,7 +302,6 @@ impl<C: GuestCpu> Engine<C> {
             code_log: std::collections::VecDeque::with_capacity(CODE_LOG),
             dbg: Default::default(),
             shared: None,
-            hot: 0,
             _cpu: std::marker::PhantomData,
         });
         // SAFETY: `Box::into_raw` never returns null.
@@ -1314,9 +1311,6 @@ impl<C: GuestCpu> Engine<C> {
     ) -> Result<Option<(Compiled, BaselineTb)>, ()> {
         let t0 = self.clock();
         let (ctx, slow, slow_keep, jump_cache) = self.spec_consts();
-        let ctx_ptr = self.ctx.as_ptr();
-        // SAFETY: only the address of the boxed context's field is taken.
-        let hot = unsafe { std::ptr::addr_of!((*ctx_ptr).hot) } as u64;
         let Some(n) = self.native.as_mut() else {
             return Ok(None);
         };
@@ -1326,7 +1320,7 @@ impl<C: GuestCpu> Engine<C> {
         let heat = &*counter as *const std::sync::atomic::AtomicU32 as u64;
         let bl = &mut n.bl;
         // An assembler panic is a Kite bug: contain it and interpret the block.
-        let compiled = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bl.compile(&spec, heat, hot))) {
+        let compiled = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bl.compile(&spec, heat))) {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 log::debug!("baseline compiler declined the block at {:#x}: {e}", block.pc);
@@ -1599,6 +1593,7 @@ impl<C: GuestCpu> Engine<C> {
         let cpu = unsafe { &mut *cpu_ptr };
         let exits = &mut self.ctx().stats.exits;
         match r {
+            _ if r & ret::HOT != 0 => self.hot = Some(r as u32),
             _ if r >= ret::SLOT_MIN => {
                 exits.goto_unlinked += 1;
                 // SAFETY: generated code returns the address of one of its own chain
@@ -1615,7 +1610,6 @@ impl<C: GuestCpu> Engine<C> {
             ret::GOTO => exits.goto_unlinked += 1,
             ret::INDIRECT => exits.indirect += 1,
             ret::NOCHAIN => exits.goto_nochain += 1,
-            ret::HOT => self.hot = Some(self.ctx().hot),
             _ if r == status::NONE as u64 => {}
             _ if r == status::LOOKUP as u64 => exits.lookup += 1,
             _ if r == status::EXIT_REQUEST as u64 => exits.exit_request += 1,
