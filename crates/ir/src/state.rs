@@ -165,6 +165,10 @@ pub struct CpuHeader {
     /// generated code at an indirect exit (0: none yet). The accelerator sets it before it
     /// runs the vCPU's code, so one block's code serves every vCPU that runs it.
     pub jc_base: u64,
+    /// The context the accelerator's softmmu slow path gets as its first argument, set
+    /// by the accelerator before it runs generated code (like `jc_base`), so that the
+    /// code names no per-engine context.
+    pub slow_ctx: u64,
     /// The TLBs and their sizing state. Generated code never reads this.
     pub tlbs: Box<[SoftTlb; MMU_MODES]>,
 }
@@ -308,6 +312,7 @@ impl Default for CpuHeader {
             tlb_mask: [0; MMU_MODES],
             tlb_table: [0; MMU_MODES],
             jc_base: 0,
+            slow_ctx: 0,
             tlbs: Box::new(std::array::from_fn(|_| SoftTlb::new(TLB_MIN_ENTRIES))),
         };
         h.tlb_publish();
@@ -468,6 +473,8 @@ pub mod offsets {
     pub const TLB_TABLE: u32 = 128;
     /// The jump-cache base (`CpuHeader::jc_base`).
     pub const JC_BASE: u32 = 160;
+    /// The slow path's context (`CpuHeader::slow_ctx`).
+    pub const SLOW_CTX: u32 = 168;
     /// Size of one TLB entry, in bytes.
     pub const TLB_ENTRY_SIZE: u32 = 32;
     /// Offsets inside a TLB entry.
@@ -476,7 +483,7 @@ pub mod offsets {
     pub const TLB_ADDR_CODE: u32 = 16;
     pub const TLB_ADDEND: u32 = 24;
     /// First byte after the header: where a target's own state may begin.
-    pub const HEADER_END: u32 = 176;
+    pub const HEADER_END: u32 = 184;
 }
 
 #[cfg(test)]
@@ -519,6 +526,7 @@ mod tests {
         assert_eq!(offset_of!(CpuHeader, tlb_mask) as u32, offsets::TLB_MASK);
         assert_eq!(offset_of!(CpuHeader, tlb_table) as u32, offsets::TLB_TABLE);
         assert_eq!(offset_of!(CpuHeader, jc_base) as u32, offsets::JC_BASE);
+        assert_eq!(offset_of!(CpuHeader, slow_ctx) as u32, offsets::SLOW_CTX);
         assert_eq!(size_of::<TlbEntry>() as u32, offsets::TLB_ENTRY_SIZE);
         assert_eq!(std::mem::align_of::<TlbEntry>() as u32, offsets::TLB_ENTRY_SIZE, "an entry is one cache line");
         assert_eq!(size_of::<CpuHeader>() as u32, offsets::HEADER_END);

@@ -1291,6 +1291,7 @@ impl Emit<'_, '_> {
             self.leave(pc, ret::HOT | u64::from(self.spec.tb));
         }
         let (pco, ic, sto) = (offsets::PC as i32, offsets::ICOUNT as i32, offsets::STATUS as i32);
+        let sctx = offsets::SLOW_CTX as i32;
         let mut stubs = std::mem::take(&mut self.stubs);
         for stub in stubs.drain(..) {
             match stub {
@@ -1298,7 +1299,7 @@ impl Emit<'_, '_> {
                     // rax still holds the guest address (the probe only added on a hit).
                     dynasm!(self.ops ; .arch x64 ; =>entry ; mov rdx, rax);
                     self.store_pc(pc);
-                    self.mov_imm(7, self.spec.ctx);
+                    dynasm!(self.ops ; .arch x64 ; mov rdi, QWORD [rbx + sctx]);
                     dynasm!(self.ops ; .arch x64 ; mov rsi, rbx);
                     self.mov_imm(RCX, info);
                     match store {
@@ -1320,7 +1321,7 @@ impl Emit<'_, '_> {
                     // rax holds the guest address.
                     dynasm!(self.ops ; .arch x64 ; =>entry ; mov rdx, rax);
                     self.store_pc(pc);
-                    self.mov_imm(7, self.spec.ctx);
+                    dynasm!(self.ops ; .arch x64 ; mov rdi, QWORD [rbx + sctx]);
                     dynasm!(self.ops ; .arch x64 ; mov rsi, rbx);
                     self.ld_loc(8, src.0, src.1);
                     self.ld_loc(9, expected.0, expected.1);

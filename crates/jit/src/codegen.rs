@@ -78,8 +78,7 @@ pub(crate) struct TbSpec<'a> {
     pub tb: TbId,
     /// Addresses of the chain slots, one per `Exit::Goto` in instruction order.
     pub slots: &'a [u64],
-    /// The engine context pointer and slow-path function passed to the slow path.
-    pub ctx: u64,
+    /// The slow-path function (its context is `CpuHeader::slow_ctx`).
     pub slow: u64,
     /// The same slow path behind [`crate::stub::keep_regs_entry`] (Cranelift code uses
     /// that one).

@@ -320,9 +320,7 @@ impl<C: GuestCpu> Engine<C> {
                     // SAFETY: `p` is the trampoline just compiled for this host with exactly
                     // this signature (SystemV, two pointer-sized arguments, one u64 result).
                     let trampoline = unsafe { std::mem::transmute::<*const u8, Trampoline>(p) };
-                    // The context outlives the code cache (both belong to the engine).
-                    let keep = crate::stub::keep_regs_entry(slow_fn::<C>(), ctx.as_ptr() as u64)
-                        .map_err(JitError::Trampoline)?;
+                    let keep = crate::stub::keep_regs_entry(slow_fn::<C>()).map_err(JitError::Trampoline)?;
                     let slow_keep =
                         cache.add(&keep)?.ok_or_else(|| JitError::CodeCache("too small for the trampoline".into()))?
                             as u64;
@@ -960,9 +958,9 @@ impl<C: GuestCpu> Engine<C> {
     /// Send `block` (TB `id`) and its region `members` to the background compiler;
     /// `false` if it is gone.
     fn submit_bg(&mut self, block: Arc<Block>, members: Vec<Arc<Block>>, id: TbId, mmu: usize) -> bool {
-        let (ctx, slow, slow_keep, jump_cache) = self.spec_consts();
+        let (slow, slow_keep, jump_cache) = self.spec_consts();
         let (slots, addrs) = chain_slots(&block, &members, id);
-        let job = Job { seq: 0, block, members, id, mmu, slots: addrs, ctx, slow, slow_keep, jump_cache };
+        let job = Job { seq: 0, block, members, id, mmu, slots: addrs, slow, slow_keep, jump_cache };
         match self.bg.as_mut() {
             Some(bg) => bg.submit(job, slots),
             None => false,
@@ -1015,11 +1013,12 @@ impl<C: GuestCpu> Engine<C> {
         }
     }
 
-    /// Engine constants baked into generated code: context, slow path (SystemV and
-    /// registers-preserving), whether indirect exits probe the jump cache.
-    fn spec_consts(&self) -> (u64, u64, u64, bool) {
+    /// Engine constants baked into generated code: the slow path (SystemV and
+    /// registers-preserving), whether indirect exits probe the jump cache. (Its context
+    /// travels in the header, `CpuHeader::slow_ctx`.)
+    fn spec_consts(&self) -> (u64, u64, bool) {
         let keep = self.native.as_ref().map_or(0, |n| n.slow_keep);
-        (self.ctx.as_ptr() as u64, slow_fn::<C>(), keep, !self.opts.single_step)
+        (slow_fn::<C>(), keep, !self.opts.single_step)
     }
 
     /// The physical address of instruction fetch `va` (through the fetch TLB, filling it
@@ -1268,12 +1267,12 @@ impl<C: GuestCpu> Engine<C> {
         mmu: usize,
     ) -> Result<Option<Compiled>, ()> {
         let t0 = self.clock();
-        let (ctx, slow, slow_keep, jump_cache) = self.spec_consts();
+        let (slow, slow_keep, jump_cache) = self.spec_consts();
         let Some(n) = self.native.as_mut() else {
             return Ok(None);
         };
         let (slots, addrs) = chain_slots(block, members, id);
-        let spec = TbSpec { block, members, mmu, tb: id, slots: &addrs, ctx, slow, slow_keep, jump_cache };
+        let spec = TbSpec { block, members, mmu, tb: id, slots: &addrs, slow, slow_keep, jump_cache };
         // A Cranelift panic is a Kite bug, not the guest's: contain it and fall back
         // to the interpreter for this block.
         let cg = &mut n.cg;
@@ -1310,12 +1309,12 @@ impl<C: GuestCpu> Engine<C> {
         mmu: usize,
     ) -> Result<Option<(Compiled, BaselineTb)>, ()> {
         let t0 = self.clock();
-        let (ctx, slow, slow_keep, jump_cache) = self.spec_consts();
+        let (slow, slow_keep, jump_cache) = self.spec_consts();
         let Some(n) = self.native.as_mut() else {
             return Ok(None);
         };
         let (slots, addrs) = chain_slots(block, &[], id);
-        let spec = TbSpec { block, members: &[], mmu, tb: id, slots: &addrs, ctx, slow, slow_keep, jump_cache };
+        let spec = TbSpec { block, members: &[], mmu, tb: id, slots: &addrs, slow, slow_keep, jump_cache };
         let counter = Box::new(std::sync::atomic::AtomicU32::new(self.opts.thresh));
         let heat = &*counter as *const std::sync::atomic::AtomicU32 as u64;
         let bl = &mut n.bl;
@@ -1526,6 +1525,8 @@ impl<C: GuestCpu> Engine<C> {
         // No TB is running: interpreted blocks retired by invalidations can go.
         ctx.tbs.reap();
         let jc_base = ctx.tbs.jc_base();
+        let slow_ctx = self.ctx.as_ptr() as u64;
+        let ctx = self.ctx();
         let Some(tb) = ctx.tbs.get(id) else {
             return status::LOOKUP as u64;
         };
@@ -1556,7 +1557,9 @@ impl<C: GuestCpu> Engine<C> {
         match (native, interp_block, self.native.as_ref()) {
             (Some(code), _, Some(n)) => {
                 // SAFETY: no TB is running; the reference ends before the call.
-                unsafe { &mut *cpu_ptr }.header_mut().jc_base = jc_base;
+                let h = unsafe { &mut *cpu_ptr }.header_mut();
+                h.jc_base = jc_base;
+                h.slow_ctx = slow_ctx;
                 // SAFETY: `code` is a TB compiled by this engine for `C`; the CPU and context
                 // pointers are valid and no Rust reference to either is live during the call.
                 unsafe { (n.trampoline)(cpu_ptr as *mut u8, code) }

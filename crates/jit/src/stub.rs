@@ -18,17 +18,18 @@ use dynasmrt::{dynasm, DynasmApi, VecAssembler};
 use kite_ir::state::offsets;
 
 /// Machine code of a function `f(cpu)` that saves every caller-saved register, calls
-/// `target(ctx, cpu, vaddr, info, val, next)` (the SystemV slow path) with the last four
-/// arguments read from the header's `slow_args`, stores its result at `cpu + SLOW_RET` and
+/// `target(ctx, cpu, vaddr, info, val, next)` (the SystemV slow path) with `ctx` read from
+/// the header's `slow_ctx` and the last four arguments from its `slow_args`, stores its
+/// result at `cpu + SLOW_RET` and
 /// restores everything (rax included). The caller's only register argument is `cpu`, which
 /// a TB receives in rdi anyway: no other value has to leave its register at a miss site.
-pub(crate) fn keep_regs_entry(target: u64, ctx: u64) -> Result<Vec<u8>, String> {
-    let a = offsets::SLOW_ARGS as i32;
+pub(crate) fn keep_regs_entry(target: u64) -> Result<Vec<u8>, String> {
+    let (a, c) = (offsets::SLOW_ARGS as i32, offsets::SLOW_CTX as i32);
     keep_regs(|ops| {
         dynasm!(ops
             ; .arch x64
             ; mov rsi, rdi
-            ; mov rdi, QWORD ctx as i64
+            ; mov rdi, [rsi + c]
             ; mov rdx, [rsi + a]
             ; mov rcx, [rsi + a + 8]
             ; mov r8, [rsi + a + 16]
