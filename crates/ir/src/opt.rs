@@ -105,6 +105,7 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
     let mut inserts: Vec<(usize, [Inst; 3])> = Vec::new();
     let mut new_temps: Vec<Ty> = Vec::new();
     let ntemps = block.temps.len() as u32;
+    let mut now_direct = false;
     for (at, inst) in block.insts.iter_mut().enumerate() {
         match inst {
             Inst::InsnStart { .. } => quiet_insn = true,
@@ -166,6 +167,8 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
                 // jump cache checks them; a chained jump does not).
                 if let Some(pc) = p.known(*t).filter(|_| flags_fixed && quiet_insn) {
                     *inst = Inst::Exit(Exit::Goto(pc));
+                    // No indirect jump left to be a dispatch.
+                    now_direct = true;
                 }
             }
             Inst::Bin { op, dst, a, b } => {
@@ -383,6 +386,9 @@ fn fold_with(block: &mut crate::Block, f: &mut Vec<Facts>, stored: &mut Vec<Stor
                 }
             }
         }
+    }
+    if now_direct {
+        block.dispatch &= block.insts.iter().any(|i| matches!(i, Inst::Exit(Exit::Indirect(_))));
     }
     if !inserts.is_empty() {
         block.temps.extend(new_temps);
@@ -861,8 +867,6 @@ mod tests {
         assert!(matches!(def_of(&blk, neg3), Inst::Un { op: UnOp::Sext32, .. }), "{blk}");
     }
 
-    /// `auipc t1, hi` then `jalr lo(t1)` (after `extra`, in the `auipc`'s instruction), as the
-    /// RISC-V frontend emits them; the folded block's exit.
     /// `sext32(trunc(x))` of an `x` that is sign-extended already reads `x`; the extension
     /// moves to an operand only in a CRC step's shape (`Pass::distribute`), and only to a
     /// temp defined in the same stretch.
@@ -936,6 +940,8 @@ mod tests {
         assert_eq!(stored(&blk, 0x108), free);
     }
 
+    /// `auipc t1, hi` then `jalr lo(t1)` (after `extra`, in the `auipc`'s instruction), as the
+    /// RISC-V frontend emits them; the folded block's exit.
     fn far_jump(extra: impl FnOnce(&mut Builder)) -> Exit {
         let mut b = Builder::new(0x1000);
         b.insn_start(0x1000);
@@ -948,6 +954,7 @@ mod tests {
         let sum = b.bin(BinOp::Add, t1, lo);
         let mask = b.const64(!1);
         let target = b.bin(BinOp::And, sum, mask);
+        b.set_dispatch(true);
         b.exit(Exit::Indirect(target));
         let blk = folded(b);
         let Some(Inst::Exit(e)) = blk.insts.last() else { panic!("no exit:\n{blk}") };
@@ -955,6 +962,8 @@ mod tests {
             // The register read became the constant it was just given.
             assert_eq!(def_of(&blk, t1), Inst::Const { dst: t1, val: 0x8020_0000 });
         }
+        // A jump that became direct is no dispatch any more.
+        assert_eq!(blk.dispatch, matches!(e, Exit::Indirect(_)), "{blk}");
         *e
     }
 

@@ -806,26 +806,11 @@ impl<C: GuestCpu> Engine<C> {
         let mut seen = vec![head.pc];
         let mut queue: std::collections::VecDeque<u64> = head.goto_targets().collect();
         let mut insns = head.ninsns;
-        // Where the region's dispatches (`Block::dispatch`: plain indirect jumps, not calls
-        // or returns) may go: the blocks on this page entered often enough, as for a
-        // loop's blocks below (a bytecode interpreter's cases, which jump back to its
-        // dispatch). Its code compares the target with them (`codegen`'s indirect exit)
-        // before it leaves. (With returns too, `calls` ran 30% slower: a region of a
-        // recursive function's blocks, and a compare chain before every return's probe.)
         let thresh = self.opts.thresh.max(1);
-        let indirect: Vec<u64> = {
-            let tbs = &self.ctx().tbs;
-            tbs.on_page(ppage)
-                .filter(|t| t.flags == flags && t.vpc & PAGE_MASK == page)
-                .filter(|t| tbs.entries(t.phys_pc, t.vpc, flags, thresh) >= thresh / REGION_COLD)
-                .map(|t| t.vpc)
-                .take(REGION_BLOCKS)
-                .collect()
-        };
-        let mut indirect_queued = false;
-        if head.dispatch {
-            queue.extend(&indirect);
-            indirect_queued = true;
+        // The first dispatch met (the head's or a member's) queues where it may go.
+        let mut dispatch_seen = head.dispatch;
+        if dispatch_seen {
+            queue.extend(self.dispatch_targets(ppage, page, flags));
         }
         while let Some(t) = queue.pop_front() {
             if nodes.len() >= REGION_BLOCKS || insns >= REGION_INSNS {
@@ -849,9 +834,9 @@ impl<C: GuestCpu> Engine<C> {
             kite_ir::opt::fold_constants(&mut block);
             insns += block.ninsns;
             queue.extend(block.goto_targets());
-            if block.dispatch && !indirect_queued {
-                queue.extend(&indirect);
-                indirect_queued = true;
+            if block.dispatch && !dispatch_seen {
+                dispatch_seen = true;
+                queue.extend(self.dispatch_targets(ppage, page, flags));
             }
             nodes.push(block);
         }
@@ -907,6 +892,24 @@ impl<C: GuestCpu> Engine<C> {
         let pcs = std::iter::once(head.pc).chain(members.iter().map(|m| m.pc));
         self.in_region.extend(pcs.map(|pc| ppage + (pc - page)));
         members
+    }
+
+    /// Where a region's dispatches (`Block::dispatch`: plain indirect jumps, not calls or
+    /// returns) may go: the TBs on physical page `ppage` (virtual page `page`, `flags`)
+    /// entered often enough, by the rule for a loop's blocks (`REGION_COLD`): a bytecode
+    /// interpreter's cases, which jump back to its dispatch. The dispatch compares its
+    /// target with the region's blocks (`codegen`'s indirect exit) before it leaves. (With
+    /// returns too, `calls` ran 30% slower: a recursive function's blocks became a
+    /// region, and every return ran a compare chain before its jump-cache probe.)
+    fn dispatch_targets(&mut self, ppage: u64, page: u64, flags: u32) -> Vec<u64> {
+        let thresh = self.opts.thresh.max(1);
+        let tbs = &self.ctx().tbs;
+        tbs.on_page(ppage)
+            .filter(|t| t.flags == flags && t.vpc & PAGE_MASK == page)
+            .filter(|t| tbs.entries(t.phys_pc, t.vpc, flags, thresh) >= thresh / REGION_COLD)
+            .map(|t| t.vpc)
+            .take(REGION_BLOCKS)
+            .collect()
     }
 
     /// Translate TB `id`'s guest code again (for its Cranelift recompile). The code bytes
@@ -1520,13 +1523,12 @@ impl<C: GuestCpu> Engine<C> {
 
     /// Run TB `id` once; returns its raw exit value.
     pub(crate) fn exec(&mut self, cpu_ptr: *mut C, id: TbId) -> u64 {
+        let slow_ctx = self.ctx.as_ptr() as u64;
         let ctx = self.ctx();
         ctx.stats.dispatches += 1;
         // No TB is running: interpreted blocks retired by invalidations can go.
         ctx.tbs.reap();
         let jc_base = ctx.tbs.jc_base();
-        let slow_ctx = self.ctx.as_ptr() as u64;
-        let ctx = self.ctx();
         let Some(tb) = ctx.tbs.get(id) else {
             return status::LOOKUP as u64;
         };

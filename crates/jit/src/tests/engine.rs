@@ -1131,6 +1131,13 @@ fn link_blocks(blocks: &[Vec<u32>], mut next: impl FnMut(usize, &[usize]) -> usi
     prog
 }
 
+/// A random program's run ended as the reference run did: exit, registers, RAM.
+fn same_end(got: (ExitCode, &[u64; 16], &[u8]), want: (ExitCode, &[u64; 16], &[u8]), what: &str) {
+    assert_eq!(got.0, want.0, "exit: {what}");
+    assert_eq!(got.1, want.1, "registers: {what}");
+    assert!(got.2 == want.2, "RAM: {what}");
+}
+
 /// Run `prog` to its ecall, with an interrupt (and exit request) every `irq_every` (if
 /// any); the exit, the registers (r15, the interrupt count, zeroed), the first 512 bytes of
 /// RAM and the stats.
@@ -1188,9 +1195,7 @@ fn random_loops_through_several_blocks_match_the_interpreter() {
             let opts = JitOptions { background, thresh, ..JitOptions::default() };
             let got = run_program(opts, &prog, count, irq);
             let what = format!("thresh {thresh}, background {background}, count {count}, program {prog:08x?}");
-            assert_eq!(got.0, reference.0, "exit: {what}");
-            assert_eq!(got.1, reference.1, "registers: {what}");
-            assert!(got.2 == reference.2, "RAM: {what}");
+            same_end((got.0, &got.1, &got.2), (reference.0, &reference.1, &reference.2), &what);
             if irq.is_none() {
                 assert_eq!(got.3.insns, reference.3.insns, "instruction count: {what}");
             }
@@ -1286,9 +1291,7 @@ fn random_memory_walks_match_the_interpreter() {
             let opts = JitOptions { background, thresh, ..JitOptions::default() };
             let got = run_walk(opts, &prog, bases, count);
             let what = format!("thresh {thresh}, bases {bases:x?}, count {count}, program {prog:08x?}");
-            assert_eq!(got.0, reference.0, "exit: {what}");
-            assert_eq!(got.1, reference.1, "registers: {what}");
-            assert!(got.2 == reference.2, "RAM: {what}");
+            same_end((got.0, &got.1, &got.2), (reference.0, &reference.1, &reference.2), &what);
             assert_eq!(got.3, reference.3, "device accesses: {what}");
             compiled += got.4.tbs_compiled;
         }
@@ -1389,9 +1392,7 @@ fn random_dispatch_loops_match_the_interpreter() {
         for (thresh, background) in [(1, false), (2, true)] {
             let got = go(JitOptions { background, thresh, ..JitOptions::default() });
             let what = format!("thresh {thresh}, count {count}, program {prog:08x?}, table {table:x?}");
-            assert_eq!(got.0, reference.0, "exit: {what}");
-            assert_eq!(got.1, reference.1, "registers: {what}");
-            assert!(got.2 == reference.2, "RAM: {what}");
+            same_end((got.0, &got.1, &got.2), (reference.0, &reference.1, &reference.2), &what);
             assert_eq!(got.3.insns, reference.3.insns, "instruction count: {what}");
             regions += got.3.regions;
         }
