@@ -80,6 +80,7 @@ spike_test!(fp_state_spike, fp_state_spike_interp, "fp_state");
 spike_test!(bitmanip_spike, bitmanip_spike_interp, "bitmanip");
 isa_test!(priv_sv39, priv_sv39_interp, "priv_sv39");
 isa_test!(priv_modes, priv_modes_interp, "priv_modes");
+isa_test!(direct_loads, direct_loads_interp, "direct_loads");
 
 /// The printf lines of `cprog`, exactly (see tests/guest/cprog.c).
 const CPROG_PRINTF: &str = "\

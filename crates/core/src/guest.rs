@@ -82,6 +82,15 @@ pub unsafe trait GuestCpu: Send + 'static {
         true
     }
 
+    /// Whether data accesses of blocks translated under `tb_flags` use the virtual address
+    /// as the physical one and nothing but the physical memory map can refuse a read
+    /// there (no MMU, no memory protection that applies): generated code may then load
+    /// from guest RAM directly, without the softmmu TLB. A pure function of the flags,
+    /// which must change whenever the answer does. `false` (the default) is always safe.
+    fn identity_mapped(&self, _tb_flags: u32) -> bool {
+        false
+    }
+
     /// The next page (any address in it) a `flush::TLB_PAGE` request asked to flush, or
     /// `None` when all are taken. The accelerator drains this on every flush request.
     fn take_flush_page(&mut self) -> Option<u64> {

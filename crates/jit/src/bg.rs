@@ -43,6 +43,7 @@ pub(crate) struct Job {
     pub slow: u64,
     pub slow_keep: u64,
     pub jump_cache: bool,
+    pub direct: Option<crate::codegen::Direct>,
 }
 
 /// The worker's answer: machine code bytes or the reason compilation failed.
@@ -117,6 +118,7 @@ impl Bg {
                         slow: job.slow,
                         slow_keep: job.slow_keep,
                         jump_cache: job.jump_cache,
+                        direct: job.direct,
                     };
                     // A Cranelift panic is a Kite bug: contain it, the block stays interpreted.
                     let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -217,6 +219,7 @@ mod tests {
             slow: 0,
             slow_keep: 0,
             jump_cache: false,
+            direct: None,
         };
         (job, slots)
     }

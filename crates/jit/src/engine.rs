@@ -42,7 +42,7 @@ use kite_memory::PhysMap;
 use crate::baseline::Baseline;
 use crate::bg::{Bg, Done, Job, Pending};
 use crate::codecache::CodeCache;
-use crate::codegen::{ret, Codegen, TbSpec};
+use crate::codegen::{ret, Codegen, Direct, TbSpec};
 use crate::sched::VcpuState;
 use crate::softmmu::{slow_access, InterpEnv};
 use crate::tb::{BaselineTb, ChainSlot, DirectJump, Exec, Tb, TbCache, TbId};
@@ -180,6 +180,9 @@ pub struct Engine<C: GuestCpu> {
     /// The last baseline-compiled block's IR, whose vectors the next translation reuses
     /// (growing two fresh vectors per block was ~1% of a Linux boot).
     spare_ir: Option<Block>,
+    /// The largest block of guest RAM: what loads of identity-mapped TBs read directly
+    /// (see [`Direct`]).
+    window: Option<Direct>,
 }
 
 // SAFETY: the engine exclusively owns its context, code cache and the pointers into them;
@@ -294,6 +297,15 @@ pub(crate) fn normalise(r: u64) -> u64 {
 
 impl<C: GuestCpu> Engine<C> {
     pub fn new(mem: Arc<PhysMap>, vm: Arc<VmControl>, opts: JitOptions) -> Result<Self, JitError> {
+        let window = mem
+            .regions()
+            .filter_map(|r| match &r.kind {
+                kite_memory::RegionKind::Ram(ram) => {
+                    Some(Direct { base: r.base, size: r.size, host: ram.host_ptr(r.base)?.0 as u64 })
+                }
+                _ => None,
+            })
+            .max_by_key(|d| d.size);
         let ctx = Box::new(Ctx {
             mem,
             tbs: TbCache::new(),
@@ -367,6 +379,7 @@ impl<C: GuestCpu> Engine<C> {
             hot: None,
             in_region: std::collections::HashSet::new(),
             spare_ir: None,
+            window,
         })
     }
 
@@ -696,16 +709,18 @@ impl<C: GuestCpu> Engine<C> {
         if tb.heat < thresh || tb.heat == u32::MAX {
             return Ok(());
         }
-        let (block, mmu) = (block.clone(), tb.mmu);
+        let (block, mmu, flags) = (block.clone(), tb.mmu, tb.flags);
         if background {
             // Submitted once: the TB stays interpreted until `install_bg` (heat saturated).
             tb.heat = u32::MAX;
         }
+        // SAFETY: no TB is running; the dispatcher owns the CPU here (shared use only).
+        let direct = self.direct_for(unsafe { &*cpu_ptr }, flags);
         let members = self.region(cpu_ptr, id, &block);
-        if background && self.submit_bg(block.clone(), members.clone(), id, mmu) {
+        if background && self.submit_bg(block.clone(), members.clone(), id, mmu, direct) {
             return Ok(());
         }
-        if !self.compile_and_promote(&block, &members, id, mmu)? {
+        if !self.compile_and_promote(&block, &members, id, mmu, direct)? {
             // Compile error (logged): never try again.
             if let Some(tb) = self.ctx().tbs.get_mut(id) {
                 tb.heat = u32::MAX;
@@ -740,7 +755,9 @@ impl<C: GuestCpu> Engine<C> {
                 bl.inflight = None;
             }
         }
-        let mmu = tb.mmu;
+        let (mmu, flags) = (tb.mmu, tb.flags);
+        // SAFETY: no TB is running; the dispatcher owns the CPU here (shared use only).
+        let direct = self.direct_for(unsafe { &*cpu_ptr }, flags);
         let Some(block) = self.retranslate(cpu_ptr, id) else {
             // Not reproducible (a debugger's breakpoint shortened it): stays baseline.
             if let Some(bl) = self.ctx().tbs.get_mut(id).and_then(|t| t.baseline.as_mut()) {
@@ -754,11 +771,11 @@ impl<C: GuestCpu> Engine<C> {
             if let Some(bl) = self.ctx().tbs.get_mut(id).and_then(|t| t.baseline.as_mut()) {
                 bl.inflight = Some(block.clone());
             }
-            if self.submit_bg(block.clone(), members.clone(), id, mmu) {
+            if self.submit_bg(block.clone(), members.clone(), id, mmu, direct) {
                 return Ok(());
             }
         }
-        if !self.compile_and_promote(&block, &members, id, mmu)? {
+        if !self.compile_and_promote(&block, &members, id, mmu, direct)? {
             // Compile error (logged): it stays baseline; stop the re-checks.
             if let Some(bl) = self.ctx().tbs.get_mut(id).and_then(|t| t.baseline.as_mut()) {
                 bl.counter.store(u32::MAX, Ordering::Relaxed);
@@ -946,8 +963,15 @@ impl<C: GuestCpu> Engine<C> {
 
     /// Compile `block` (TB `id`) with Cranelift here and now and install it. `Ok(false)`:
     /// Cranelift failed (a Kite bug, logged, counted); `Err(())`: the code cache is full.
-    fn compile_and_promote(&mut self, block: &Block, members: &[Arc<Block>], id: TbId, mmu: usize) -> Result<bool, ()> {
-        let Some((code, slots)) = self.compile_native(block, members, id, mmu)? else {
+    fn compile_and_promote(
+        &mut self,
+        block: &Block,
+        members: &[Arc<Block>],
+        id: TbId,
+        mmu: usize,
+        direct: Option<Direct>,
+    ) -> Result<bool, ()> {
+        let Some((code, slots)) = self.compile_native(block, members, id, mmu, direct)? else {
             self.ctx().stats.compile_fallbacks += 1;
             return Ok(false);
         };
@@ -960,10 +984,17 @@ impl<C: GuestCpu> Engine<C> {
 
     /// Send `block` (TB `id`) and its region `members` to the background compiler;
     /// `false` if it is gone.
-    fn submit_bg(&mut self, block: Arc<Block>, members: Vec<Arc<Block>>, id: TbId, mmu: usize) -> bool {
+    fn submit_bg(
+        &mut self,
+        block: Arc<Block>,
+        members: Vec<Arc<Block>>,
+        id: TbId,
+        mmu: usize,
+        direct: Option<Direct>,
+    ) -> bool {
         let (slow, slow_keep, jump_cache) = self.spec_consts();
         let (slots, addrs) = chain_slots(&block, &members, id);
-        let job = Job { seq: 0, block, members, id, mmu, slots: addrs, slow, slow_keep, jump_cache };
+        let job = Job { seq: 0, block, members, id, mmu, slots: addrs, slow, slow_keep, jump_cache, direct };
         match self.bg.as_mut() {
             Some(bg) => bg.submit(job, slots),
             None => false,
@@ -1022,6 +1053,13 @@ impl<C: GuestCpu> Engine<C> {
     fn spec_consts(&self) -> (u64, u64, bool) {
         let keep = self.native.as_ref().map_or(0, |n| n.slow_keep);
         (slow_fn::<C>(), keep, !self.opts.single_step)
+    }
+
+    /// [`TbSpec::direct`] for a TB translated under `flags`: the RAM window, when the
+    /// vCPU's data accesses are identity-mapped under them and no debugger is attached
+    /// (its watchpoints are flags on the TLB's entries, which direct loads do not read).
+    fn direct_for(&self, cpu: &C, flags: u32) -> Option<Direct> {
+        self.window.filter(|_| self.dbg.is_none() && cpu.identity_mapped(flags))
     }
 
     /// The physical address of instruction fetch `va` (through the fetch TLB, filling it
@@ -1268,6 +1306,7 @@ impl<C: GuestCpu> Engine<C> {
         members: &[Arc<Block>],
         id: TbId,
         mmu: usize,
+        direct: Option<Direct>,
     ) -> Result<Option<Compiled>, ()> {
         let t0 = self.clock();
         let (slow, slow_keep, jump_cache) = self.spec_consts();
@@ -1275,7 +1314,7 @@ impl<C: GuestCpu> Engine<C> {
             return Ok(None);
         };
         let (slots, addrs) = chain_slots(block, members, id);
-        let spec = TbSpec { block, members, mmu, tb: id, slots: &addrs, slow, slow_keep, jump_cache };
+        let spec = TbSpec { block, members, mmu, tb: id, slots: &addrs, slow, slow_keep, jump_cache, direct };
         // A Cranelift panic is a Kite bug, not the guest's: contain it and fall back
         // to the interpreter for this block.
         let cg = &mut n.cg;
@@ -1317,7 +1356,9 @@ impl<C: GuestCpu> Engine<C> {
             return Ok(None);
         };
         let (slots, addrs) = chain_slots(block, &[], id);
-        let spec = TbSpec { block, members: &[], mmu, tb: id, slots: &addrs, slow, slow_keep, jump_cache };
+        // (The baseline compiler probes the TLB for every access.)
+        let spec =
+            TbSpec { block, members: &[], mmu, tb: id, slots: &addrs, slow, slow_keep, jump_cache, direct: None };
         let counter = Box::new(std::sync::atomic::AtomicU32::new(self.opts.thresh));
         let heat = &*counter as *const std::sync::atomic::AtomicU32 as u64;
         let bl = &mut n.bl;
@@ -1399,7 +1440,8 @@ impl<C: GuestCpu> Engine<C> {
         }
         let block = Arc::new(block);
         if compile {
-            match self.compile_native(&block, &[], id, mmu)? {
+            let direct = self.direct_for(cpu, flags);
+            match self.compile_native(&block, &[], id, mmu, direct)? {
                 Some((p, s)) => {
                     exec = Some(Exec::Native(p));
                     slots = s;

@@ -6,9 +6,10 @@
 //!
 //! `header.flags` holds the TB flags: bits 0-1 the privilege level (0 U,
 //! 1 S, 3 M), bits 2-3 the softmmu TLB index data accesses use (U=0, S=1,
-//! S with SUM=2, M=3; under MPRV in M-mode the MPP mode's index). Bits 4.. are
-//! free for FS/VS state etc. Whatever changes privilege, MPRV, MPP or SUM
-//! (traps, mret/sret, mstatus writes) calls [`RiscvCpu::update_flags`].
+//! S with SUM=2, M=3; under MPRV in M-mode the MPP mode's index), bits 4-5
+//! mstatus.FS, bit 6 whether a PMP entry is locked ([`tbflags`]). Whatever
+//! changes privilege, MPRV, MPP, SUM or a PMP lock (traps, mret/sret, mstatus
+//! and pmpcfg writes) calls [`RiscvCpu::update_flags`].
 //!
 //! Interrupt-pending bits driven by devices (MSIP, MTIP, MEIP, SEIP) live in
 //! the shared [`HartIrq`] so other threads can set them; the software-writable
@@ -46,6 +47,9 @@ pub mod tbflags {
     /// and FP register writes in a non-Dirty block set Dirty.
     pub const FS_SHIFT: u32 = 4;
     pub const FS_MASK: u32 = 3 << FS_SHIFT;
+    /// Some PMP entry is locked, so it binds M-mode too: M-mode data accesses are then
+    /// not [`kite_core::GuestCpu::identity_mapped`].
+    pub const PMP_LOCKED: u32 = 1 << 6;
 }
 
 /// Exception causes (mcause values without the interrupt bit).
@@ -290,8 +294,8 @@ impl RiscvCpu {
         }
     }
 
-    /// Recompute the privilege and MMU-index bits of `header.flags` (other
-    /// bits, e.g. FP state, are kept).
+    /// Recompute the privilege, MMU-index, FS and PMP-lock bits of `header.flags`
+    /// (other bits are kept).
     pub fn update_flags(&mut self) {
         let st = self.csr.mstatus;
         let data_priv = if self.privilege == PRV_M && st & ms::MPRV != 0 {
@@ -305,9 +309,16 @@ impl RiscvCpu {
             PRV_S => 1,
             _ => 3,
         };
-        let keep = self.header.flags & !(tbflags::PRIV_MASK | tbflags::MMU_MASK | tbflags::FS_MASK);
+        let keep =
+            self.header.flags & !(tbflags::PRIV_MASK | tbflags::MMU_MASK | tbflags::FS_MASK | tbflags::PMP_LOCKED);
         let fs = (((st & ms::FS) >> 13) as u32) << tbflags::FS_SHIFT;
-        self.header.flags = keep | ((self.privilege as u32) & tbflags::PRIV_MASK) | (idx << tbflags::MMU_SHIFT) | fs;
+        // (Any entry with L set, whatever its address mode: conservative and cheap.)
+        let locked = (self.csr.pmpcfg[0] | self.csr.pmpcfg[1]) & 0x8080_8080_8080_8080 != 0;
+        self.header.flags = keep
+            | ((self.privilege as u32) & tbflags::PRIV_MASK)
+            | (idx << tbflags::MMU_SHIFT)
+            | fs
+            | if locked { tbflags::PMP_LOCKED } else { 0 };
     }
 
     /// Install the Sstc hook and tell it the current effective compare value.
@@ -512,6 +523,12 @@ unsafe impl GuestCpu for RiscvCpu {
         ((tb_flags & tbflags::MMU_MASK) >> tbflags::MMU_SHIFT) as usize
     }
 
+    fn identity_mapped(&self, tb_flags: u32) -> bool {
+        // M-mode data accesses (MPRV included in the index) are never translated, and
+        // PMP binds them only through locked entries.
+        self.mmu_index(tb_flags) == 3 && tb_flags & tbflags::PMP_LOCKED == 0
+    }
+
     fn translate_addr(
         &mut self,
         vaddr: u64,
@@ -628,6 +645,7 @@ unsafe impl GuestCpu for RiscvCpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::CsrOp;
     use std::mem::size_of;
 
     #[test]
@@ -655,6 +673,30 @@ mod tests {
         c.set_x(10, 7);
         c.set_x(40, 1);
         assert_eq!((c.x[0], c.x[10]), (0, 7));
+    }
+
+    #[test]
+    fn only_m_mode_data_accesses_without_a_pmp_lock_are_identity_mapped() {
+        let mut c = RiscvCpu::new(0);
+        assert!(c.identity_mapped(c.header.flags), "M-mode after reset");
+        // MPRV: M-mode loads use MPP's translation and protection.
+        c.csr.mstatus |= ms::MPRV | (PRV_S << ms::MPP_SHIFT);
+        c.update_flags();
+        assert!(!c.identity_mapped(c.header.flags));
+        c.csr.mstatus &= !(ms::MPRV | ms::MPP);
+        c.privilege = PRV_S;
+        c.update_flags();
+        assert!(!c.identity_mapped(c.header.flags), "S-mode, even with satp bare (PMP binds it)");
+        c.privilege = PRV_M;
+        c.update_flags();
+        assert!(c.identity_mapped(c.header.flags));
+        // An unlocked entry binds only S/U; a locked one (here entry 9's) binds M too,
+        // and the pmpcfg write itself updates the flags.
+        crate::csr::access(&mut c, 0x3a0, CsrOp::Rw, 0x1f, false, true, 0).unwrap();
+        assert!(c.identity_mapped(c.header.flags));
+        crate::csr::access(&mut c, 0x3a2, CsrOp::Rw, 0x98 << 8, false, true, 0).unwrap();
+        assert_ne!(c.header.flags & tbflags::PMP_LOCKED, 0);
+        assert!(!c.identity_mapped(c.header.flags));
     }
 
     #[test]

@@ -353,6 +353,8 @@ fn write_pmpcfg(c: &mut RiscvCpu, csr: u16, v: u64, _: u64) {
     }
     c.csr.pmpcfg[reg] = out;
     c.header.flush_request |= flush::TLB_ALL;
+    // A lock binds M-mode too (`tbflags::PMP_LOCKED`).
+    c.update_flags();
 }
 fn read_pmpaddr(c: &RiscvCpu, csr: u16, _: u64) -> u64 {
     c.csr.pmpaddr[(csr - 0x3b0) as usize & 15]

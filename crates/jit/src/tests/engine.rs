@@ -1255,6 +1255,7 @@ fn run_walk(
     prog: &[u32],
     bases: (u64, u64),
     count: u64,
+    flags: u32,
 ) -> (ExitCode, [u64; 16], Vec<u8>, String, Stats) {
     let (mem, dev) = machine();
     load_program(&mem, RAM_BASE, prog);
@@ -1262,6 +1263,7 @@ fn run_walk(
     let mut e = Engine::<MockCpu>::new(mem.clone(), vm.clone(), opts).unwrap();
     let mut cpu = MockCpu::new(vm);
     cpu.h.pc = RAM_BASE;
+    cpu.h.flags = flags;
     (cpu.regs[7], cpu.regs[8], cpu.regs[13]) = (bases.0, bases.1, count);
     let code = e.run(&mut cpu);
     let log = format!("{:x?}", dev.log.lock().unwrap());
@@ -1286,11 +1288,13 @@ fn random_memory_walks_match_the_interpreter() {
         let prog = random_walking_program(&mut rng, nblocks);
         let bases = (rng.pick(&starts), rng.pick(&starts));
         let count = 20 + rng.below(300);
-        let reference = run_walk(JitOptions { tier: Tier::Interp, ..JitOptions::default() }, &prog, bases, count);
-        for (thresh, background) in [(1, false), (4, true)] {
+        let reference = run_walk(JitOptions { tier: Tier::Interp, ..JitOptions::default() }, &prog, bases, count, 0);
+        // Identity-mapped: Cranelift's loads read RAM directly (`codegen::Direct`).
+        for (thresh, background, flags) in [(1, false, 0), (4, true, 0), (1, false, IDENTITY)] {
             let opts = JitOptions { background, thresh, ..JitOptions::default() };
-            let got = run_walk(opts, &prog, bases, count);
-            let what = format!("thresh {thresh}, bases {bases:x?}, count {count}, program {prog:08x?}");
+            let got = run_walk(opts, &prog, bases, count, flags);
+            let what =
+                format!("thresh {thresh}, flags {flags:#x}, bases {bases:x?}, count {count}, program {prog:08x?}");
             same_end((got.0, &got.1, &got.2), (reference.0, &reference.1, &reference.2), &what);
             assert_eq!(got.3, reference.3, "device accesses: {what}");
             compiled += got.4.tbs_compiled;

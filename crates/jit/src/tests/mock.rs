@@ -34,6 +34,11 @@ pub const RAM_SIZE: u64 = 0x10000;
 pub const MMIO_BASE: u64 = 0x2000_0000;
 /// Virtual addresses at or above this fault with a page fault (cause 13/15/12).
 pub const FAULT_VA: u64 = 0xf000_0000_0000;
+/// A TB flag: data accesses are identity-mapped (`GuestCpu::identity_mapped`), so
+/// Cranelift loads RAM directly. Translation is the identity anyway, except for
+/// `FAULT_VA` and up (outside RAM, where direct loads take the probe) and the
+/// `unmapped` page, which tests with this flag must not use.
+pub const IDENTITY: u32 = 1 << 4;
 /// Cause of `ecall`: the mock exits the VM with r1 as the code.
 pub const ECALL: u64 = 100;
 
@@ -106,6 +111,9 @@ unsafe impl GuestCpu for MockCpu {
     }
     fn mmu_index(&self, flags: u32) -> usize {
         flags as usize & 3
+    }
+    fn identity_mapped(&self, flags: u32) -> bool {
+        flags & IDENTITY != 0
     }
     fn translate_addr(&mut self, vaddr: u64, access: Access, _mmu: usize, _mem: &dyn PhysMemory) -> Result<u64, Fault> {
         if vaddr >= FAULT_VA || self.unmapped == Some(vaddr & PAGE_MASK) {
