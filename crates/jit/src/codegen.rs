@@ -1476,7 +1476,8 @@ impl<'b> Emit<'_, 'b> {
 
     /// A load through `TbSpec::direct`: inside the RAM block a host load at a fixed
     /// offset; anywhere else (MMIO, another RAM block, across the block's end) the
-    /// softmmu path, out of line.
+    /// softmmu slow path, out of line. (Not the TLB probe first: it never hits MMIO, and
+    /// its hit path, laid out inline, sat between the check and the load.)
     fn load_direct(&mut self, addr: Value, mop: MemOp, ty: Ty, d: Direct) -> Value {
         let off = self.b.ins().iadd_imm_s(addr, d.base.wrapping_neg() as i64);
         let last = d.size - mop.size.bytes() as u64;
@@ -1489,9 +1490,7 @@ impl<'b> Emit<'_, 'b> {
         let host = self.b.ins().iadd_imm_s(addr, d.host.wrapping_sub(d.base) as i64);
         let v = self.access(host, mop, None, ty);
         self.b.ins().jump(merge, &[BlockArg::Value(v)]);
-        self.b.switch_to_block(other);
-        let v = self.mem(addr, mop, Access::Read, None, ty, 0, None, None);
-        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+        self.mem_slow(other, merge, addr, mop, Access::Read, None, ty, 0);
         self.b.switch_to_block(merge);
         out
     }
@@ -1582,7 +1581,26 @@ impl<'b> Emit<'_, 'b> {
             }
         };
 
-        // Slow path: precise pc, consistent state, then the helper.
+        self.mem_slow(slow, merge, addr, mop, kind, src, ty, next_pc);
+        self.b.switch_to_block(merge);
+        out
+    }
+
+    /// The slow path of [`Emit::mem`] in block `slow`, ending in a jump to `merge` with
+    /// the load's value (a store's source).
+    #[allow(clippy::too_many_arguments)]
+    fn mem_slow(
+        &mut self,
+        slow: ir::Block,
+        merge: ir::Block,
+        addr: Value,
+        mop: MemOp,
+        kind: Access,
+        src: Option<Value>,
+        ty: Ty,
+        next_pc: u64,
+    ) {
+        // Precise pc, consistent state, then the helper.
         self.b.switch_to_block(slow);
         let pc = self.pc;
         self.store_pc(pc);
@@ -1612,8 +1630,6 @@ impl<'b> Emit<'_, 'b> {
             }
         };
         self.b.ins().jump(merge, &[BlockArg::Value(v)]);
-        self.b.switch_to_block(merge);
-        out
     }
 
     /// An atomic read-modify-write. Words and doublewords on a page the TLB holds for
