@@ -131,8 +131,9 @@ fn longloop_interp() {
 
 /// `tests/guest/smp.S` on four vCPUs: AMOs, LR/SC and a spinlock must lose no update, and
 /// code one hart rewrites must run in its new form on another after `fence.i`. Runs on one
-/// host thread per vCPU (`thread=multi`) on both tiers, in the round-robin mode, and in
-/// whichever the host's core count makes the default.
+/// host thread per vCPU (`thread=multi`, sharing one TB cache or each with its own) on
+/// both tiers, in the round-robin mode, and in whichever the host's core count makes the
+/// default.
 fn check_smp(accel: &str) {
     let elf = common::guest("smp").to_string_lossy().into_owned();
     let mut args = vec!["-M", "virt", "-smp", "4", "-nographic", "-bios", "none", "-kernel", &elf];
@@ -165,6 +166,12 @@ fn smp_threads_jit() {
 #[test]
 fn smp_threads_tiered() {
     check_smp("tcg,thread=multi");
+}
+
+/// A TB cache per vCPU thread instead of one shared (`-accel tcg,tb-cache=private`).
+#[test]
+fn smp_threads_private_tb_caches() {
+    check_smp("tcg,thread=multi,tb-cache=private");
 }
 
 #[test]

@@ -139,7 +139,7 @@ struct RawArgs {
     /// Write log output to FILE instead of stderr
     #[arg(short = 'D', value_name = "FILE", allow_hyphen_values = true)]
     logfile: Option<PathBuf>,
-    /// Accelerator: tcg[,tier=interp|jit|tiered][,thresh=N][,first=baseline|interp][,thread=single|multi][,regions=on|off]
+    /// Accelerator: tcg[,tier=interp|jit|tiered][,thresh=N][,first=baseline|interp][,thread=single|multi][,regions=on|off][,tb-cache=shared|private]
     #[arg(long, value_name = "ACCEL", allow_hyphen_values = true)]
     accel: Option<String>,
     /// Use KVM (the same as -accel kvm)
@@ -236,6 +236,10 @@ pub struct Config {
     /// `-accel tcg,thread=single|multi`: one host thread per vCPU (multi, the default
     /// with several vCPUs) or all vCPUs in turns on one thread (deterministic).
     pub mttcg: Option<bool>,
+    /// `-accel tcg,tb-cache=shared|private`: with a thread per vCPU, one TB cache for
+    /// all (shared, the default) or one each (private: nothing shared, every vCPU
+    /// translates for itself).
+    pub shared_tbs: bool,
     /// Accelerators to try, in order (`-accel kvm:tcg`); empty = the default choice.
     pub accels: Vec<AccelKind>,
     /// `-device isa-debug-exit,iobase=..,iosize=..`: (iobase, iosize).
@@ -339,6 +343,7 @@ struct Accel {
     multi: Option<bool>,
     baseline: bool,
     regions: bool,
+    shared_tbs: bool,
 }
 
 impl Default for Accel {
@@ -350,6 +355,7 @@ impl Default for Accel {
             multi: None,
             baseline: true,
             regions: true,
+            shared_tbs: true,
         }
     }
 }
@@ -373,6 +379,7 @@ fn parse_accel(s: &str) -> Result<Accel, String> {
     let mut multi = None;
     let mut baseline = true;
     let mut regions = true;
+    let mut shared_tbs = true;
     for opt in parts {
         match opt.split_once('=') {
             Some(("tier", "interp")) => tier = Tier::Interp,
@@ -394,15 +401,18 @@ fn parse_accel(s: &str) -> Result<Accel, String> {
             Some(("regions", "on")) => regions = true,
             Some(("regions", "off")) => regions = false,
             Some(("regions", v)) => return Err(format!("invalid tcg regions '{v}' (on or off)")),
+            Some(("tb-cache", "shared")) => shared_tbs = true,
+            Some(("tb-cache", "private")) => shared_tbs = false,
+            Some(("tb-cache", v)) => return Err(format!("invalid tcg tb-cache '{v}' (shared or private)")),
             _ => {
                 return Err(format!(
                     "unsupported accelerator option '{opt}' (tcg: tier=interp|jit|tiered, thresh=N, \
-                     first=baseline|interp, thread=single|multi, regions=on|off)"
+                     first=baseline|interp, thread=single|multi, regions=on|off, tb-cache=shared|private)"
                 ))
             }
         }
     }
-    Ok(Accel { kinds, tier, thresh, multi, baseline, regions })
+    Ok(Accel { kinds, tier, thresh, multi, baseline, regions, shared_tbs })
 }
 
 /// `-device` options: only `isa-debug-exit[,iobase=PORT][,iosize=N]` (QEMU's defaults 0x501, 2).
@@ -514,6 +524,7 @@ impl RawArgs {
             thresh: accel.thresh,
             baseline: accel.baseline,
             regions: accel.regions,
+            shared_tbs: accel.shared_tbs,
             mttcg: accel.multi,
             accels: accel.kinds,
             debug_exit: parse_devices(&self.device)?,
@@ -695,6 +706,9 @@ mod tests {
         assert!(!run(&["-accel", "tcg,first=interp"]).unwrap().baseline);
         assert!(run(&["-accel", "tcg"]).unwrap().regions);
         assert!(!run(&["-accel", "tcg,regions=off"]).unwrap().regions);
+        assert!(run(&["-accel", "tcg"]).unwrap().shared_tbs);
+        assert!(!run(&["-accel", "tcg,thread=multi,tb-cache=private"]).unwrap().shared_tbs);
+        assert!(run(&["-accel", "tcg,tb-cache=public"]).is_err());
         assert!(run(&["-accel", "tcg,regions=maybe"]).is_err());
         assert_eq!(run(&["-accel", "tcg,thread=single"]).unwrap().mttcg, Some(false));
         assert_eq!(run(&["-accel", "tcg,thread=multi,tier=jit"]).unwrap().mttcg, Some(true));

@@ -225,6 +225,7 @@ fn run_tcg(
         thresh: cfg.thresh,
         baseline: cfg.baseline,
         regions: cfg.regions,
+        shared_tbs: cfg.shared_tbs,
         timing: cfg.debug.stats,
         ..JitOptions::default()
     };

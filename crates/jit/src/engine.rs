@@ -96,6 +96,9 @@ pub(crate) struct Ctx<C> {
     pub dbg: debug::DebugState,
     /// The page registry shared with the other vCPUs' engines (MTTCG only).
     pub shared: Option<crate::mttcg::Link>,
+    /// The translator lock and the other vCPUs, when several threads share this engine
+    /// (`crate::shared`). Set once, before any vCPU runs.
+    pub mt: Option<Arc<crate::shared::Threads>>,
     _cpu: std::marker::PhantomData<fn(C)>,
 }
 
@@ -134,9 +137,45 @@ pub(crate) enum Stop {
     Preempted,
 }
 
+/// One dispatcher step of a vCPU thread sharing the engine ([`Engine::mt_step`]).
+pub(crate) enum MtStep {
+    /// Run this native TB (without the translator lock); its exit value is the next
+    /// step's input.
+    Run(Run),
+    /// An interpreted TB ran (under the lock): its exit value.
+    Ran(u64),
+    /// `wfi` with nothing pending: sleep until a wake-up ([`mt_halt`]).
+    Halt,
+    /// The guest is spin-waiting: give the host core away.
+    Yield,
+    /// Nothing to run (an exception was taken, or a full flush waits): step again.
+    Again,
+    /// The VM asked to exit.
+    Exit,
+}
+
+/// A native TB ready to run.
+pub(crate) struct Run {
+    trampoline: Trampoline,
+    code: *const u8,
+}
+
+impl Run {
+    /// Run the TB.
+    ///
+    /// # Safety
+    /// `cpu` is the CPU the run was prepared for, with no Rust reference to it live; the
+    /// code must still be in the code cache (no full flush since it was prepared).
+    pub(crate) unsafe fn go<C>(&self, cpu: *mut C) -> u64 {
+        // SAFETY: per this function's contract; the trampoline and code were compiled by
+        // the engine for `C`.
+        unsafe { (self.trampoline)(cpu as *mut u8, self.code) }
+    }
+}
+
 /// A pending chain link: slot `idx` of TB `src` jumped to (pc, flags).
 #[derive(Clone, Copy, Debug)]
-struct PendingLink {
+pub(crate) struct PendingLink {
     src: TbId,
     idx: u32,
     /// The slot's address: the TB may have been recompiled (a region orders its slots
@@ -314,6 +353,7 @@ impl<C: GuestCpu> Engine<C> {
             code_log: std::collections::VecDeque::with_capacity(CODE_LOG),
             dbg: Default::default(),
             shared: None,
+            mt: None,
             _cpu: std::marker::PhantomData,
         });
         // SAFETY: `Box::into_raw` never returns null.
@@ -569,12 +609,19 @@ impl<C: GuestCpu> Engine<C> {
         if cut {
             ctx.tbs.cut_local_links();
         }
-        // Pages that got code while this vCPU was out: its write entries for them need
-        // the CODE flag (a store there must invalidate). The recent ones are marked
-        // where they are mapped; after more, the whole TLB goes.
-        let missed = ctx.code_gen.saturating_sub(state.code_gen);
+        self.mark_code_pages(cpu, &mut state.code_gen);
+        self.pending = None;
+    }
+
+    /// Pages that got code since `cpu` last ran here (`seen` is the `code_gen` it saw):
+    /// its TLB write entries for them need the CODE flag (a store there must
+    /// invalidate). The recent ones are marked where they are mapped; after more, the
+    /// whole TLB goes.
+    fn mark_code_pages(&mut self, cpu: &mut C, seen: &mut u64) {
+        let ctx = self.ctx();
+        let missed = ctx.code_gen.saturating_sub(*seen);
         if missed > 0 {
-            state.code_gen = ctx.code_gen;
+            *seen = ctx.code_gen;
             if missed <= ctx.code_log.len() as u64 {
                 let skip = ctx.code_log.len() - missed as usize;
                 let mut pages: Vec<u64> = ctx.code_log.iter().skip(skip).copied().collect();
@@ -584,7 +631,104 @@ impl<C: GuestCpu> Engine<C> {
                 cpu.header_mut().tlb_flush_all();
             }
         }
-        self.pending = None;
+    }
+
+    /// Join the vCPU threads of a shared engine (see [`crate::shared`]).
+    pub(crate) fn mt_attach(&mut self, sync: Arc<crate::shared::Threads>) {
+        self.ctx().mt = Some(sync);
+    }
+
+    /// Start a dispatcher step of `cpu` on a shared engine (lock held): swap in its jump
+    /// cache, fetch TLB and dispatch state, and mark the pages that got code meanwhile in
+    /// its TLB. [`Engine::mt_leave`] takes them back.
+    pub(crate) fn mt_enter(&mut self, cpu: *mut C, st: &mut VcpuState) {
+        // SAFETY: no TB runs on this CPU (its thread is here); the reference ends here.
+        let cpu = unsafe { &mut *cpu };
+        let ctx = self.ctx();
+        ctx.tbs.swap_jump_cache(&mut st.jc);
+        let flushes = ctx.stats.full_flushes;
+        self.mark_code_pages(cpu, &mut st.code_gen);
+        if st.flushes != flushes {
+            // The link's slot and the hot TB's id are gone with the flush.
+            st.flushes = flushes;
+            st.pending = None;
+            st.hot = None;
+        }
+        self.pending = st.pending.take();
+        self.hot = st.hot.take();
+        self.wfi_spins = st.wfi_spins;
+    }
+
+    /// End a step begun by [`Engine::mt_enter`].
+    pub(crate) fn mt_leave(&mut self, st: &mut VcpuState) {
+        let ctx = self.ctx();
+        ctx.tbs.swap_jump_cache(&mut st.jc);
+        st.code_gen = ctx.code_gen;
+        st.flushes = ctx.stats.full_flushes;
+        st.pending = self.pending.take();
+        st.hot = self.hot.take();
+        st.wfi_spins = self.wfi_spins;
+    }
+
+    /// One dispatcher step of `cpu` on a shared engine, between [`Engine::mt_enter`] and
+    /// [`Engine::mt_leave`] (lock held): act on the last TB's exit value `last`, then as
+    /// one turn of [`Engine::run_loop`]'s loop up to running the next TB, which the
+    /// caller does without the lock (interpreted TBs run here).
+    pub(crate) fn mt_step(&mut self, cpu_ptr: *mut C, last: Option<u64>) -> MtStep {
+        if let Some(sync) = self.ctx().mt.clone() {
+            if sync.flush_wanted() && sync.quiet() && self.full_flush() {
+                sync.flushed();
+            }
+        }
+        if let Some(r) = last {
+            if self.handle_ret(cpu_ptr, r) {
+                return MtStep::Halt;
+            }
+        }
+        if self.vm.exit_requested().is_some() {
+            return MtStep::Exit;
+        }
+        {
+            // SAFETY: no TB is running; this reference ends before the next one does.
+            let cpu = unsafe { &mut *cpu_ptr };
+            if cpu.header().exit_request.load(Ordering::Acquire) != 0 {
+                cpu.header().exit_request.store(0, Ordering::Release);
+                // Look again (see `run_loop`).
+                if self.vm.exit_requested().is_some() {
+                    return MtStep::Exit;
+                }
+                cpu.header_mut().flush_request |= self.handle_flush(cpu) as u32 * flush::YIELD;
+                if cpu.take_interrupt() {
+                    self.wfi_spins = 0;
+                    self.log_int("interrupt", cpu);
+                }
+            }
+            if self.handle_flush(cpu) {
+                self.ctx().stats.yields += 1;
+                return MtStep::Yield;
+            }
+        }
+        let Some(id) = self.find_tb(cpu_ptr) else {
+            return MtStep::Again;
+        };
+        self.link_pending(cpu_ptr, id);
+        let code = match self.ctx().tbs.get(id).map(|t| &t.exec) {
+            Some(Exec::Native(p)) => *p,
+            _ => return MtStep::Ran(self.exec(cpu_ptr, id)),
+        };
+        let Some(trampoline) = self.native.as_ref().map(|n| n.trampoline) else {
+            return MtStep::Again;
+        };
+        let slow_ctx = self.ctx.as_ptr() as u64;
+        let ctx = self.ctx();
+        ctx.stats.dispatches += 1;
+        let jc_base = ctx.tbs.jc_base();
+        self.log_exec(cpu_ptr);
+        // SAFETY: no TB is running; the reference ends here.
+        let h = unsafe { &mut *cpu_ptr }.header_mut();
+        h.jc_base = jc_base;
+        h.slow_ctx = slow_ctx;
+        MtStep::Run(Run { trampoline, code })
     }
 
     /// Undo [`Engine::switch_in`]: take the jump cache back into `state`.
@@ -1259,7 +1403,9 @@ impl<C: GuestCpu> Engine<C> {
                 Some(id)
             }
             Err(()) if may_flush => {
-                self.full_flush();
+                if !self.full_flush() {
+                    return None;
+                }
                 self.translate(cpu, pc, flags, phys, mmu, mem, false)
             }
             Err(()) => {
@@ -1521,11 +1667,24 @@ impl<C: GuestCpu> Engine<C> {
                     ctx.code_gen += 1;
                 }
             }
+            // Threads sharing the engine mark theirs at their next step: make it soon.
+            if let Some(sync) = ctx.mt.as_ref() {
+                sync.kick_others(&cpu.header().exit_request);
+            }
         }
         Ok(id)
     }
 
-    fn full_flush(&mut self) {
+    /// Forget every TB and reset the code cache; `false` if that has to wait because
+    /// other threads sharing the engine are inside generated code (it then happens at a
+    /// later step, once they are out: `crate::shared`).
+    fn full_flush(&mut self) -> bool {
+        if let Some(sync) = self.ctx().mt.clone() {
+            if !sync.quiet() {
+                sync.want_flush(std::ptr::null());
+                return false;
+            }
+        }
         log::debug!("code cache full: flushing every TB");
         let ctx = self.ctx();
         ctx.tbs.clear();
@@ -1538,6 +1697,8 @@ impl<C: GuestCpu> Engine<C> {
             bg.forget_all();
         }
         self.pending = None;
+        self.hot = None;
+        true
     }
 
     fn link_pending(&mut self, cpu_ptr: *mut C, dst: TbId) {
@@ -1558,6 +1719,11 @@ impl<C: GuestCpu> Engine<C> {
         };
         // Same-page links survive TLB flushes; others depend on the current mapping.
         let fragile = (s.vpc & PAGE_MASK) != (p.pc & PAGE_MASK) || d.phys_page2.is_some() || d.vpc != p.pc;
+        // vCPU threads sharing the engine run in different address spaces at once: a
+        // link that holds only in this one's would send another to the wrong code.
+        if fragile && ctx.mt.is_some() && !ctx.tbs.reached_globally(dst) {
+            return;
+        }
         if ctx.tbs.link(p.src, p.idx, p.slot, dst, fragile) {
             ctx.stats.chains_linked += 1;
         }
@@ -1588,16 +1754,7 @@ impl<C: GuestCpu> Engine<C> {
             }
             Exec::Interp(b, None) => (None, Some(Interp::Ref(Arc::as_ptr(b))), tb.mmu),
         };
-        {
-            // SAFETY: no TB is running.
-            let cpu = unsafe { &*cpu_ptr };
-            if log::log_enabled!(target: "exec", log::Level::Info) {
-                log::info!(target: "exec", "Trace {:#x} [flags {:#x}]", cpu.header().pc, cpu.tb_flags());
-            }
-            if log::log_enabled!(target: "cpu", log::Level::Info) {
-                log::info!(target: "cpu", "{}", cpu.dump_state());
-            }
-        }
+        self.log_exec(cpu_ptr);
         match (native, interp_block, self.native.as_ref()) {
             (Some(code), _, Some(n)) => {
                 // SAFETY: no TB is running; the reference ends before the call.
@@ -1631,6 +1788,18 @@ impl<C: GuestCpu> Engine<C> {
                 }
             }
             _ => status::LOOKUP as u64,
+        }
+    }
+
+    /// `-d exec` and `-d cpu` at a TB's start.
+    fn log_exec(&self, cpu_ptr: *mut C) {
+        // SAFETY: no TB is running.
+        let cpu = unsafe { &*cpu_ptr };
+        if log::log_enabled!(target: "exec", log::Level::Info) {
+            log::info!(target: "exec", "Trace {:#x} [flags {:#x}]", cpu.header().pc, cpu.tb_flags());
+        }
+        if log::log_enabled!(target: "cpu", log::Level::Info) {
+            log::info!(target: "cpu", "{}", cpu.dump_state());
         }
     }
 
@@ -1713,4 +1882,26 @@ impl<C: GuestCpu> Engine<C> {
             self.wfi_spins = 0;
         }
     }
+}
+
+/// Sleep a vCPU thread of a shared engine in `wfi` (as `Engine::halt` does, without the
+/// engine or its lock): until an interrupt is pending, the vCPU is kicked or the VM
+/// exits. Its exit request is set on the way out, so the next step takes the interrupt.
+pub(crate) fn mt_halt<C: GuestCpu>(vm: &VmControl, cpu: &C, st: &mut VcpuState) {
+    let idle = || !cpu.has_wakeup() && cpu.header().exit_request.load(Ordering::Acquire) == 0;
+    let mut slept = false;
+    while vm.exit_requested().is_none() && idle() {
+        slept = true;
+        vm.wait(HALT_POLL, idle);
+    }
+    if !slept && cpu.has_wakeup() {
+        // Woken at once by a pending but masked interrupt (see `Engine::halt`).
+        st.wfi_spins = st.wfi_spins.saturating_add(1);
+        if st.wfi_spins > WFI_SPINS {
+            vm.wait(WFI_BACKOFF, || cpu.header().exit_request.load(Ordering::Acquire) == 0);
+        }
+    } else {
+        st.wfi_spins = 0;
+    }
+    cpu.header().exit_request.store(1, Ordering::Release);
 }

@@ -11,10 +11,12 @@
 //! `debug.rs`, a child module of `engine` ([`DebugLink`]).
 //!
 //! Invariants and pitfalls:
-//! - One [`Engine`] per host thread: it runs one vCPU ([`Engine::run`]) or several in
-//!   turns ([`Engine::run_all`], round robin in `sched`, sharing the TB cache with a
-//!   jump cache per vCPU). Generated code bakes in addresses of that engine's private
-//!   context (slow path, chain slots), so code never moves between engines.
+//! - An [`Engine`] runs one vCPU ([`Engine::run`]), several in turns on one thread
+//!   ([`Engine::run_all`], round robin in `sched`, sharing the TB cache with a jump cache
+//!   per vCPU), or several on a thread each behind its translator lock ([`run_shared`],
+//!   `shared`). Generated code bakes in addresses of that engine's TBs (entry counters,
+//!   chain slots), so code never moves between engines; the slow path's context and the
+//!   jump cache come from the running vCPU's header.
 //! - Generated code only runs from inside [`Engine::run`]; while it runs the dispatcher holds
 //!   no Rust reference into the context or the CPU, because slow paths reach both through
 //!   raw pointers.
@@ -40,6 +42,7 @@ mod memgroup;
 mod mttcg;
 pub mod perfmap;
 mod sched;
+mod shared;
 mod softmmu;
 mod stub;
 mod tb;
@@ -50,6 +53,7 @@ mod tests;
 pub use engine::debug::{DebugLink, DEBUG_CAUSE};
 pub use engine::Engine;
 pub use mttcg::{run_parallel, thread_per_vcpu, MAX_VCPUS};
+pub use shared::run_shared;
 
 /// Which executor runs translated blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +103,9 @@ pub struct JitOptions {
     /// Measure translation and compile times for [`Stats`] (`-d stats`); off, those
     /// totals stay 0 and no clock is read per block.
     pub timing: bool,
+    /// [`run_parallel`]: the vCPU threads share one engine and its TB cache
+    /// ([`run_shared`]); `false` gives each its own (the `mttcg` module).
+    pub shared_tbs: bool,
 }
 
 impl Default for JitOptions {
@@ -113,6 +120,7 @@ impl Default for JitOptions {
             baseline: true,
             regions: true,
             timing: false,
+            shared_tbs: true,
         }
     }
 }

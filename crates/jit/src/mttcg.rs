@@ -1,10 +1,12 @@
-//! Multi-threaded TCG: one host thread and one [`Engine`] per vCPU ([`run_parallel`]).
+//! Multi-threaded TCG: one host thread per vCPU ([`run_parallel`]). By default the
+//! threads share one engine ([`crate::shared`]); with `-accel tcg,tb-cache=private`
+//! ([`JitOptions::shared_tbs`] off) each has its own, as described here.
 //!
 //! Each engine owns its TB cache, code cache, jump cache and background compiler, so the
 //! hot paths (dispatch, chaining, TB lookup, tier-up) take no locks and share nothing.
-//! The price is that code both vCPUs run is translated twice; a Linux boot's secondary
-//! harts run little besides the idle loop, and two busy harts running the same hot loop
-//! pay one extra compile each.
+//! The price is that code both vCPUs run is translated twice: a Linux boot's second vCPU
+//! translated the kernel again (59 K blocks for two vCPUs against 41 K shared), and two
+//! busy harts running the same hot loop pay one extra compile each.
 //!
 //! What the engines do share ([`Shared`]) is the knowledge of which physical pages hold
 //! translated code, so that guest stores stay coherent with every vCPU's TBs:
@@ -157,10 +159,10 @@ impl Link {
 }
 
 /// Whether `vcpus` should run one host thread each: as `asked` (`-accel tcg,thread=`),
-/// else only with two host cores per vCPU (each vCPU thread has its own compile thread and
-/// translates for itself, so on fewer cores a translation-heavy guest runs slower than in
-/// turns: docs/performance.md). Never with a debugger (the gdb stub drives one engine), and
-/// never for a single vCPU.
+/// else only with two host cores per vCPU (a vCPU spin-waiting for another keeps its core
+/// busy, and the compile threads need cores too: on this project's 2-core hosts a
+/// 2-vCPU Linux boot runs faster in turns, docs/performance.md). Never with a debugger
+/// (the gdb stub drives one engine), and never for a single vCPU.
 pub fn thread_per_vcpu(vcpus: usize, host_cores: usize, debugger: bool, asked: Option<bool>) -> bool {
     vcpus > 1 && !debugger && asked.unwrap_or(host_cores >= 2 * vcpus)
 }
@@ -181,15 +183,19 @@ pub(crate) fn drain_dropped(tbs: &mut TbCache, link: Option<&Link>) {
     tbs.dropped_pages = pages;
 }
 
-/// Run `cpus` in parallel, one host thread and one engine each, until the VM asks to
-/// exit. Returns the exit code and the engines' summed counters. An engine that cannot
-/// start (e.g. no memory for its code cache) stops the VM with exit status 1.
+/// Run `cpus` in parallel, one host thread each, until the VM asks to exit: on one
+/// shared engine ([`crate::run_shared`]) or, without [`JitOptions::shared_tbs`], one
+/// engine each. Returns the exit code and the engines' summed counters. An engine that
+/// cannot start (e.g. no memory for its code cache) stops the VM with exit status 1.
 pub fn run_parallel<C: GuestCpu>(
     mem: Arc<PhysMap>,
     vm: Arc<VmControl>,
     opts: JitOptions,
     cpus: &mut [Box<C>],
 ) -> (ExitCode, Stats) {
+    if opts.shared_tbs {
+        return crate::shared::run_shared(mem, vm, opts, cpus);
+    }
     let n = cpus.len().min(MAX_VCPUS);
     let cpus = &mut cpus[..n];
     let words = cpus.iter().map(|c| &c.header().exit_request as *const AtomicU32 as usize).collect();

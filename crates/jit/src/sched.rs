@@ -45,6 +45,27 @@ pub(crate) struct VcpuState {
     pub code_gen: u64,
     /// Stopped in `wfi`, waiting for a wake-up.
     pub halted: bool,
+    /// Under a shared engine (`crate::shared`): the engine's per-vCPU dispatch state
+    /// between steps (see `Engine::mt_enter`).
+    pub pending: Option<crate::engine::PendingLink>,
+    pub hot: Option<crate::tb::TbId>,
+    pub wfi_spins: u32,
+    /// `Stats::full_flushes` when it last ran.
+    pub flushes: u64,
+}
+
+impl VcpuState {
+    pub(crate) fn new() -> VcpuState {
+        VcpuState {
+            jc: JumpCache::new(),
+            code_gen: 0,
+            halted: false,
+            pending: None,
+            hot: None,
+            wfi_spins: 0,
+            flushes: 0,
+        }
+    }
 }
 
 /// What the kicker thread shares with the scheduler.
@@ -82,8 +103,7 @@ pub(crate) fn run_round_robin<C: GuestCpu>(engine: &mut Engine<C>, cpus: &mut [B
         preempt: AtomicBool::new(false),
         stop: AtomicBool::new(false),
     };
-    let mut states: Vec<VcpuState> =
-        cpus.iter().map(|_| VcpuState { jc: JumpCache::new(), code_gen: 0, halted: false }).collect();
+    let mut states: Vec<VcpuState> = cpus.iter().map(|_| VcpuState::new()).collect();
     let icount0: Vec<u64> = cpus.iter().map(|c| c.header().icount).collect();
     let code = std::thread::scope(|s| {
         let k = &kicker;

@@ -28,9 +28,7 @@ use kite_ir::{Access, MemOp, RmwOp, Ty};
 use kite_memory::{Hit, PhysMap};
 
 use crate::engine::Ctx;
-use crate::mttcg::Link;
-use crate::tb::{TbCache, TbId, NO_TB};
-use crate::Stats;
+use crate::tb::{TbId, NO_TB};
 
 const ATOMIC_SHIFT: u32 = 56;
 /// Bits 41-50: instructions of the block not yet completed at this access (itself
@@ -74,8 +72,13 @@ pub(crate) unsafe extern "C" fn slow_access<C: GuestCpu>(
     val: u64,
     expected: u64,
 ) -> u64 {
-    // SAFETY: per this function's contract both pointers are valid and unaliased for the
-    // duration of the call.
+    // A context shared by vCPU threads is theirs only under the translator lock
+    // (`crate::shared`; nothing if this thread holds it: interpreted blocks run under it).
+    // SAFETY: `mt` is written once, before any vCPU runs, and only read afterwards.
+    let mt = unsafe { &*std::ptr::addr_of!((*ctx).mt) }.as_deref();
+    let _held = mt.map(crate::shared::Threads::lock);
+    // SAFETY: per this function's contract both pointers are valid, and unaliased for the
+    // duration of the call (a shared context: the lock is held).
     let (ctx, cpu) = unsafe { (&mut *ctx, &mut *(cpu as *mut C)) };
     let r = match RmwOp::from_index(((info >> ATOMIC_SHIFT) as u32 & 15).wrapping_sub(1)) {
         // The old value is extended per the MemOp, as for loads (an `lr.w`/`sc.w` pair
@@ -184,7 +187,7 @@ pub(crate) fn atomic<C: GuestCpu>(
         // aligned and placed at aligned guest addresses, so this only guards a machine
         // model that breaks that rule (the guest then sees a misaligned-access fault).
         Some(Hit::Ram { ptr, left, .. }) if left >= n && (ptr as usize) % n as usize == 0 => {
-            store_to_code(&mut ctx.tbs, &mut ctx.stats, ctx.shared.as_ref(), cpu, paddr, n, info_tb(info));
+            store_to_code(ctx, cpu, paddr, n, info_tb(info));
             // SAFETY: `ptr` points at `left >= n` bytes of guest RAM, aligned to `n`
             // (checked by the match guard).
             Some(unsafe { host_atomic(ptr, n, op, val, expected) })
@@ -258,23 +261,21 @@ unsafe fn host_atomic(p: *mut u8, n: u64, op: RmwOp, val: u64, expected: u64) ->
 /// A store of `n` bytes at `paddr` is about to happen: invalidate this engine's TBs that
 /// it overlaps (flagging the running one) and, under MTTCG, queue it for the other
 /// vCPUs with code on the page. Returns whether any other vCPU has code there.
-fn store_to_code<C: GuestCpu>(
-    tbs: &mut TbCache,
-    stats: &mut Stats,
-    link: Option<&Link>,
-    cpu: &mut C,
-    paddr: u64,
-    n: u64,
-    cur: TbId,
-) -> bool {
+fn store_to_code<C: GuestCpu>(ctx: &mut Ctx<C>, cpu: &mut C, paddr: u64, n: u64, cur: TbId) -> bool {
     let ppage = paddr & PAGE_MASK;
-    if tbs.is_code_page(ppage) {
-        let (k, hit_cur) = tbs.invalidate_range(ppage, paddr, paddr + n, cur);
-        stats.tbs_invalidated += k;
+    let link = ctx.shared.as_ref();
+    if ctx.tbs.is_code_page(ppage) {
+        let (k, hit_cur) = ctx.tbs.invalidate_range(ppage, paddr, paddr + n, cur);
+        ctx.stats.tbs_invalidated += k;
         if hit_cur {
             cpu.header_mut().status = status::LOOKUP;
         }
-        crate::mttcg::drain_dropped(tbs, link);
+        if let (true, Some(mt)) = (k > 0, ctx.mt.as_deref()) {
+            // Other vCPUs may hold the TBs in their jump caches: back to their
+            // dispatchers, which drop them (`crate::shared`).
+            mt.kick_others(&cpu.header().exit_request);
+        }
+        crate::mttcg::drain_dropped(&mut ctx.tbs, link);
     }
     link.is_some_and(|l| l.stored(ppage, paddr, paddr + n))
 }
@@ -328,7 +329,10 @@ fn single<C: GuestCpu>(
     val: u64,
 ) -> Option<u64> {
     let Op { kind, perm } = op;
-    let mem: &PhysMap = &ctx.mem;
+    // SAFETY: the context (and so the map its `Arc` holds) outlives this call; not
+    // borrowed from `ctx`, which a store to code needs whole. (No clone: an atomic count
+    // shared by every vCPU thread would bounce between cores.)
+    let mem: &PhysMap = unsafe { &*std::sync::Arc::as_ptr(&ctx.mem) };
     let paddr = match cpu.translate_addr(vaddr, perm, mmu, mem) {
         Ok(p) => p,
         Err(f) => {
@@ -342,7 +346,7 @@ fn single<C: GuestCpu>(
             let ppage = paddr & PAGE_MASK;
             let mut remote_code = false;
             if kind == Access::Write {
-                remote_code = store_to_code(&mut ctx.tbs, &mut ctx.stats, ctx.shared.as_ref(), cpu, paddr, n, cur);
+                remote_code = store_to_code(ctx, cpu, paddr, n, cur);
             } else if perm == Access::Write {
                 remote_code = ctx.shared.as_ref().is_some_and(|l| l.others_on(ppage) != 0);
             }

@@ -568,7 +568,7 @@ impl TbCache {
 
     /// Whether TB `id` is reached through global mappings only: the fetch TLB holds a
     /// global entry for its page, and it does not run into a second page.
-    fn reached_globally(&self, id: TbId) -> bool {
+    pub(crate) fn reached_globally(&self, id: TbId) -> bool {
         self.get(id).is_some_and(|t| {
             let vpage = t.vpc & PAGE_MASK;
             let e = self.jc.itlb[itlb_index(vpage)];

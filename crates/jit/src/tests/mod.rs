@@ -5,3 +5,4 @@
 mod diff;
 mod engine;
 mod mock;
+mod shared;

@@ -1,0 +1,80 @@
+//! The shared engine (`crate::shared`): several vCPU threads on one TB cache.
+
+use kite_core::{ExitCode, PhysMemory};
+
+use super::mock::*;
+use crate::{run_shared, JitOptions, Tier};
+
+/// Run `prog` (at `RAM_BASE`) on `n` vCPU threads sharing one engine, vCPU `i` starting
+/// at `pcs[i]` with r7 = `RAM_BASE`; `setup` prepares memory first.
+fn run_threads(
+    tier: Tier,
+    opts: JitOptions,
+    prog: &[u32],
+    pcs: &[u64],
+    setup: &dyn Fn(&kite_memory::PhysMap),
+) -> (ExitCode, crate::Stats) {
+    let (mem, _dev) = machine();
+    let bytes: Vec<u8> = prog.iter().flat_map(|w| w.to_le_bytes()).collect();
+    assert!(mem.write_ram(RAM_BASE, &bytes));
+    setup(&mem);
+    let vm = watched_vm();
+    let mut cpus: Vec<Box<MockCpu>> = pcs.iter().map(|_| MockCpu::new(vm.clone())).collect();
+    for (c, &pc) in cpus.iter_mut().zip(pcs) {
+        (c.h.pc, c.regs[7]) = (pc, RAM_BASE);
+    }
+    run_shared(mem, vm, JitOptions { tier, ..opts }, &mut cpus)
+}
+
+/// One vCPU rewrites an instruction of the loop another one is running (its TB, maybe
+/// compiled, maybe chained to itself, held in its jump cache): the looping vCPU must get
+/// to run the new instruction. Without the invalidation reaching it, it loops until the
+/// watchdog ends the run.
+#[test]
+fn a_vcpu_sees_code_another_vcpu_rewrites() {
+    // A, at 0x00: li r1, 1 (becomes li r1, 2) ; li r4, 1 ; sw r4, 0x900(r7) (the loop
+    // runs) ; li r2, 2 ; bne r1, r2, -4 ; ecall (exit code r1)
+    let a = [insn(1, 1, 0, 1), insn(1, 4, 0, 1), insn(3, 4, 7, 0x900), insn(1, 2, 0, 2), insn(5, 1, 2, -4)];
+    // B, at 0x40: wait for A's flag, count r5 down from 20000 (A gets hot meanwhile),
+    // then lw r3, 0x800(r7) ; sw r3, 0(r7) ; then spin: j 0.
+    let b = [
+        insn(1, 6, 0, 1),
+        insn(4, 5, 7, 0x900),
+        insn(5, 5, 6, -1),
+        insn(1, 5, 0, 20000),
+        insn(1, 6, 0, 0),
+        insn(2, 5, 5, -1),
+        insn(5, 5, 6, -1),
+        insn(4, 3, 7, 0x800),
+        insn(3, 3, 7, 0),
+        insn(6, 0, 0, 0),
+    ];
+    let mut prog = vec![0u32; 0x40 / 4];
+    prog[..a.len()].copy_from_slice(&a);
+    prog[a.len()] = insn(7, 0, 0, 0);
+    prog.extend_from_slice(&b);
+    for (tier, thresh) in [(Tier::Tiered, 16), (Tier::Tiered, 16000), (Tier::Jit, 0), (Tier::Interp, 0)] {
+        let opts = JitOptions { thresh, background: false, ..JitOptions::default() };
+        let (code, st) = run_threads(tier, opts, &prog, &[RAM_BASE, RAM_BASE + 0x40], &|mem| {
+            assert!(mem.write_ram(RAM_BASE + 0x800, &insn(1, 1, 0, 2).to_le_bytes()));
+            assert!(mem.write_ram(RAM_BASE + 0x900, &[0; 4]));
+        });
+        assert_eq!(code, ExitCode::Exit(2), "{tier:?}, thresh {thresh}: {st:?}");
+        assert!(st.tbs_invalidated >= 1, "{tier:?}, thresh {thresh}: {st:?}");
+    }
+}
+
+/// Three vCPUs run 3000 single-instruction TBs each through a code cache that holds far
+/// fewer: full flushes happen while other vCPUs are inside generated code, so they wait
+/// for every one to leave it. Each vCPU counts in its own register and the first one
+/// done exits with its count: lost or doubled instructions would change it.
+#[test]
+fn full_flushes_wait_for_every_vcpu_to_leave_generated_code() {
+    let mut prog: Vec<u32> = (0..3000).map(|_| insn(2, 1, 1, 1)).collect();
+    prog.push(insn(7, 0, 0, 0));
+    let opts = JitOptions { single_step: true, code_cache_bytes: 64 * 1024, verify: false, ..JitOptions::default() };
+    let (code, st) = run_threads(Tier::Jit, opts, &prog, &[RAM_BASE; 3], &|_| {});
+    assert_eq!(code, ExitCode::Exit(3000), "{st:?}");
+    assert!(st.full_flushes >= 2, "{st:?}");
+    assert_eq!(st.compile_fallbacks, 0);
+}
