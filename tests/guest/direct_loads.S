@@ -9,7 +9,7 @@
  *    and raise a load access fault once they cross it;
  *  - a locked PMP entry without R denies M-mode loads from its page, also to code
  *    that read the page before the lock.
- * Traps go to m_trap, which records mcause/mtval and resumes at resume_pc.
+ * Faults go to the runtime's recording handler, which skips the faulting load.
  */
 #include "asm_test.h"
 
@@ -18,10 +18,6 @@
 #define MTIME     0x0200bff8
 #define HOT       20000
 
-/* Resume at `label` after the next trap. */
-#define RESUME_AT(label) la t0, label; la t1, resume_pc; sd t0, 0(t1)
-/* Forget the last trap. */
-#define NO_TRAP          la t0, rec_cause; li t1, -1; sd t1, 0(t0)
 /* Call `fn` with a0 = s5 HOT times; the last value is in s2. */
 #define HOT_CALLS(fn)                   \
     li s1, HOT;                         \
@@ -33,8 +29,7 @@
 
 TEST_NAME(direct_loads)
 TEST_BEGIN
-    la t0, m_trap
-    csrw mtvec, t0
+    USE_RECORDING_TRAP
 
     /* ---- an array sum, hot ---- */
     li s1, 2000
@@ -65,11 +60,10 @@ TEST_BEGIN
     sltu s4, s3, s2
     CHECKI(s4, 1)
 
-    /* ---- the end of RAM ---- */
+    /* ---- the end of RAM: loads up to its last byte, none across it ---- */
     li t0, RAM_END - 8
     li t1, 0x1122334455667788
     sd t1, 0(t0)
-    NO_TRAP
     li s5, RAM_END - 8
     HOT_CALLS(load_d)
     CHECKI(s2, 0x1122334455667788)
@@ -79,38 +73,26 @@ TEST_BEGIN
     li s5, RAM_END - 1
     HOT_CALLS(load_bu)
     CHECKI(s2, 0x11)
-    LOAD_VAR(s3, rec_cause)
-    CHECKI(s3, -1)                         /* no trap so far */
-    RESUME_AT(1f)
+    LOAD_VAR(s3, trap_count)
+    CHECKI(s3, 0)
     li a0, RAM_END - 4
-    call load_d
-    j 2f                                   /* not reached: FAIL on the check below */
-1:  LOAD_VAR(s3, rec_cause)
-2:  CHECKI(s3, 5)
-    NO_TRAP
-    RESUME_AT(1f)
+    call load_d                            /* faults, skipped */
     li a0, RAM_END - 1
-    call load_h
-    j 2f
-1:  LOAD_VAR(s3, rec_cause)
-2:  CHECKI(s3, 5)
-    NO_TRAP
-    RESUME_AT(1f)
+    call load_h                            /* faults, skipped */
     li a0, RAM_END
-    call load_w
-    j 2f
-1:  LOAD_VAR(s3, rec_cause)
-2:  CHECKI(s3, 5)
-    LOAD_VAR(s3, rec_tval)
+    call load_w                            /* faults, skipped */
+    LOAD_VAR(s3, trap_count)
+    CHECKI(s3, 3)
+    LOAD_VAR(s3, trap_cause)
+    CHECKI(s3, 5)
+    LOAD_VAR(s3, trap_tval)
     CHECKI(s3, RAM_END)
 
     /* ---- a locked PMP entry without R binds M's loads ---- */
-    la t0, pmp_page
-    li t1, 0x55
-    sd t1, 8(t0)
-    NO_TRAP
     la s5, pmp_page
     addi s5, s5, 8
+    li t1, 0x55
+    sd t1, 0(s5)
     HOT_CALLS(load_d)
     CHECKI(s2, 0x55)
     la t0, pmp_page
@@ -119,13 +101,13 @@ TEST_BEGIN
     csrw pmpaddr0, t0
     li t0, 0x98                            /* L, NAPOT, no R/W/X */
     csrw pmpcfg0, t0
-    RESUME_AT(1f)
     mv a0, s5
-    call load_d
-    j 2f
-1:  LOAD_VAR(s3, rec_cause)
-2:  CHECKI(s3, 5)
-    LOAD_VAR(s3, rec_tval)
+    call load_d                            /* faults, skipped */
+    LOAD_VAR(s3, trap_count)
+    CHECKI(s3, 4)
+    LOAD_VAR(s3, trap_cause)
+    CHECKI(s3, 5)
+    LOAD_VAR(s3, trap_tval)
     CHECK(s3, s5)
     /* Other pages stay readable. */
     li s5, RAM_END - 8
@@ -158,35 +140,8 @@ load_bu:
     lbu a0, 0(a0)
     ret
 
-/* M-mode trap handler: record, then resume in M (MIE = 0) at resume_pc. */
-    .balign 4
-m_trap:
-    csrw mscratch, t0
-    la t0, rec_cause
-    sd t1, 32(t0)
-    csrr t1, mcause
-    sd t1, 0(t0)
-    csrr t1, mepc
-    sd t1, 8(t0)
-    csrr t1, mtval
-    sd t1, 16(t0)
-    ld t1, 24(t0)
-    csrw mepc, t1
-    li t1, 3 << 11                         /* MPP = M */
-    csrs mstatus, t1
-    li t1, 1 << 7                          /* MPIE = 0: stay at MIE = 0 in M */
-    csrc mstatus, t1
-    ld t1, 32(t0)
-    csrr t0, mscratch
-    mret
-
     .data
     .balign 8
-rec_cause: .dword 0
-rec_epc:   .dword 0
-rec_tval:  .dword 0
-resume_pc: .dword 0
-rec_t1:    .dword 0
 array:     .dword 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16
 
     .balign 4096

@@ -238,7 +238,9 @@ pub fn run_parallel<C: GuestCpu>(
     (code, stats)
 }
 
-struct StopOnPanic(Arc<VmControl>);
+/// Asks the VM to stop if its thread unwinds (a panicking vCPU thread, a Kite bug, must
+/// not leave the others running).
+pub(crate) struct StopOnPanic(pub Arc<VmControl>);
 
 impl Drop for StopOnPanic {
     fn drop(&mut self) {

@@ -38,6 +38,7 @@ use kite_core::{ExitCode, GuestCpu, VmControl};
 use kite_memory::PhysMap;
 
 use crate::engine::{Engine, MtStep};
+use crate::mttcg::StopOnPanic;
 use crate::sched::VcpuState;
 use crate::{JitOptions, Stats, MAX_VCPUS};
 
@@ -254,14 +255,4 @@ fn vcpu_thread<C: GuestCpu>(shared: &SharedEngine<C>, cpu: &mut C, vm: &Arc<VmCo
     let ic1 = h.icount;
     vm.unregister(&h.exit_request);
     shared.with(|e| e.add_insns(ic1.wrapping_sub(ic0)));
-}
-
-struct StopOnPanic(Arc<VmControl>);
-
-impl Drop for StopOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.request_exit(ExitCode::Exit(1));
-        }
-    }
 }
