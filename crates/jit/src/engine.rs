@@ -640,15 +640,18 @@ impl<C: GuestCpu> Engine<C> {
 
     /// Start a dispatcher step of `cpu` on a shared engine (lock held): swap in its jump
     /// cache, fetch TLB and dispatch state, and mark the pages that got code meanwhile in
-    /// its TLB. [`Engine::mt_leave`] takes them back.
-    pub(crate) fn mt_enter(&mut self, cpu: *mut C, st: &mut VcpuState) {
+    /// its TLB. [`Engine::mt_leave`] takes them back. Returns whether a full flush
+    /// happened since its last step: the exit value of its last TB run may then name a
+    /// chain slot that is gone (see [`mt_forget`]).
+    pub(crate) fn mt_enter(&mut self, cpu: *mut C, st: &mut VcpuState) -> bool {
         // SAFETY: no TB runs on this CPU (its thread is here); the reference ends here.
         let cpu = unsafe { &mut *cpu };
         let ctx = self.ctx();
         ctx.tbs.swap_jump_cache(&mut st.jc);
         let flushes = ctx.stats.full_flushes;
         self.mark_code_pages(cpu, &mut st.code_gen);
-        if st.flushes != flushes {
+        let flushed = st.flushes != flushes;
+        if flushed {
             // The link's slot and the hot TB's id are gone with the flush.
             st.flushes = flushes;
             st.pending = None;
@@ -657,6 +660,7 @@ impl<C: GuestCpu> Engine<C> {
         self.pending = st.pending.take();
         self.hot = st.hot.take();
         self.wfi_spins = st.wfi_spins;
+        flushed
     }
 
     /// End a step begun by [`Engine::mt_enter`].
@@ -675,14 +679,17 @@ impl<C: GuestCpu> Engine<C> {
     /// one turn of [`Engine::run_loop`]'s loop up to running the next TB, which the
     /// caller does without the lock (interpreted TBs run here).
     pub(crate) fn mt_step(&mut self, cpu_ptr: *mut C, last: Option<u64>) -> MtStep {
-        if let Some(sync) = self.ctx().mt.clone() {
-            if sync.flush_wanted() && sync.quiet() && self.full_flush() {
-                sync.flushed();
-            }
-        }
         if let Some(r) = last {
             if self.handle_ret(cpu_ptr, r) {
                 return MtStep::Halt;
+            }
+        }
+        // A flush another vCPU asked for, once every vCPU is out of generated code (after
+        // the exit value above: it may name a chain slot, which the flush frees).
+        let wanted = self.ctx().mt.as_ref().is_some_and(|s| s.flush_wanted() && s.quiet());
+        if wanted && self.full_flush() {
+            if let Some(sync) = self.ctx().mt.as_ref() {
+                sync.flushed();
             }
         }
         if self.vm.exit_requested().is_some() {
@@ -1679,7 +1686,7 @@ impl<C: GuestCpu> Engine<C> {
     /// other threads sharing the engine are inside generated code (it then happens at a
     /// later step, once they are out: `crate::shared`).
     fn full_flush(&mut self) -> bool {
-        if let Some(sync) = self.ctx().mt.clone() {
+        if let Some(sync) = self.ctx().mt.as_ref() {
             if !sync.quiet() {
                 sync.want_flush(std::ptr::null());
                 return false;
@@ -1881,6 +1888,17 @@ impl<C: GuestCpu> Engine<C> {
         } else {
             self.wfi_spins = 0;
         }
+    }
+}
+
+/// The exit value `r` of a TB run that a full flush followed: a chain-slot address (an
+/// unlinked goto) or a tier-up request names what the flush freed, so it becomes a plain
+/// unlinked goto (no link made; `pc` is set either way).
+pub(crate) fn mt_forget(r: u64) -> u64 {
+    if r >= ret::SLOT_MIN {
+        ret::GOTO
+    } else {
+        r
     }
 }
 

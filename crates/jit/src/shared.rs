@@ -219,8 +219,9 @@ fn vcpu_thread<C: GuestCpu>(shared: &SharedEngine<C>, cpu: &mut C, vm: &Arc<VmCo
             }
             // SAFETY: the lock is held; the reference ends with this block.
             let e = unsafe { &mut *shared.engine.get() };
-            e.mt_enter(cpu, &mut st);
-            let step = e.mt_step(cpu, last.take());
+            let flushed = e.mt_enter(cpu, &mut st);
+            let last = last.take().map(|r| if flushed { crate::engine::mt_forget(r) } else { r });
+            let step = e.mt_step(cpu, last);
             e.mt_leave(&mut st);
             if let MtStep::Run(_) = step {
                 // Counted before the lock goes: a flush must wait for this run.

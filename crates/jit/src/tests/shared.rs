@@ -64,17 +64,20 @@ fn a_vcpu_sees_code_another_vcpu_rewrites() {
     }
 }
 
-/// Three vCPUs run 3000 single-instruction TBs each through a code cache that holds far
-/// fewer: full flushes happen while other vCPUs are inside generated code, so they wait
-/// for every one to leave it. Each vCPU counts in its own register and the first one
-/// done exits with its count: lost or doubled instructions would change it.
+/// Three vCPUs run 1500 two-instruction TBs each (`addi r1, r1, 1 ; j +1`) through a
+/// code cache that holds far fewer: full flushes happen while other vCPUs are inside
+/// generated code, so they wait for every one to leave it, and the vCPUs that were not
+/// the one flushing come back with exit values naming chain slots the flush freed (an
+/// unlinked goto returns its slot). Each vCPU counts in its own register and the first
+/// one done exits with its count: lost or doubled instructions would change it.
 #[test]
 fn full_flushes_wait_for_every_vcpu_to_leave_generated_code() {
-    let mut prog: Vec<u32> = (0..3000).map(|_| insn(2, 1, 1, 1)).collect();
+    let mut prog: Vec<u32> = (0..1500).flat_map(|_| [insn(2, 1, 1, 1), insn(6, 0, 0, 1)]).collect();
     prog.push(insn(7, 0, 0, 0));
-    let opts = JitOptions { single_step: true, code_cache_bytes: 64 * 1024, verify: false, ..JitOptions::default() };
+    let opts = JitOptions { code_cache_bytes: 64 * 1024, verify: false, ..JitOptions::default() };
     let (code, st) = run_threads(Tier::Jit, opts, &prog, &[RAM_BASE; 3], &|_| {});
-    assert_eq!(code, ExitCode::Exit(3000), "{st:?}");
+    assert_eq!(code, ExitCode::Exit(1500), "{st:?}");
     assert!(st.full_flushes >= 2, "{st:?}");
+    assert!(st.exits.goto_unlinked >= 1500, "{st:?}");
     assert_eq!(st.compile_fallbacks, 0);
 }
