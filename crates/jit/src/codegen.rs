@@ -650,8 +650,14 @@ impl<'b> Emit<'_, 'b> {
             self.promos.push(p);
         }
         if !calls_writers {
-            let sites: Vec<(&'b Block, usize)> =
-                all().flat_map(|b| stride_sites(b).into_iter().map(move |i| (b, i))).take(MEMO_MAX).collect();
+            // Loads that go direct (`TbSpec::direct`) need no memo: leave the memos to stores.
+            let direct = self.spec.direct.is_some();
+            let memo_wanted = |b: &Block, i: usize| !(direct && matches!(b.insts[i], Inst::Load { .. }));
+            let sites: Vec<(&'b Block, usize)> = all()
+                .flat_map(|b| stride_sites(b).into_iter().map(move |i| (b, i)))
+                .filter(|&(b, i)| memo_wanted(b, i))
+                .take(MEMO_MAX)
+                .collect();
             for (blk, i) in sites {
                 let (key, add) = (self.b.declare_var(types::I64), self.b.declare_var(types::I64));
                 // No key matches this one: keys have bits 3..=11 clear.
