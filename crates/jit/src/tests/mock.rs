@@ -57,6 +57,9 @@ pub struct MockCpu {
     pub masked: bool,
     /// [`GuestCpu::translation_regime`] (`None`: never shared).
     pub regime: Option<u64>,
+    /// (virtual page, physical page): this vCPU's own mapping of one page (another
+    /// address space), non-global; every other page is the identity.
+    pub remap: Option<(u64, u64)>,
 }
 
 pub const REGS: u32 = offsets::HEADER_END;
@@ -80,6 +83,7 @@ impl MockCpu {
             unmapped: None,
             masked: false,
             regime: None,
+            remap: None,
         })
     }
 
@@ -124,7 +128,10 @@ unsafe impl GuestCpu for MockCpu {
             };
             return Err(Fault { cause, tval: vaddr });
         }
-        Ok(vaddr)
+        match self.remap {
+            Some((v, p)) if vaddr & PAGE_MASK == v => Ok(p | (vaddr & !PAGE_MASK)),
+            _ => Ok(vaddr),
+        }
     }
     fn fault_for(&self, kind: FaultKind, access: Access, vaddr: u64) -> Fault {
         let cause = match (kind, access) {

@@ -14,14 +14,27 @@ fn run_threads(
     pcs: &[u64],
     setup: &dyn Fn(&kite_memory::PhysMap),
 ) -> (ExitCode, crate::Stats) {
+    run_threads_with(tier, opts, prog, pcs, setup, &|_, _| {})
+}
+
+/// [`run_threads`], `cpu_setup(i, cpu)` preparing vCPU `i` last.
+fn run_threads_with(
+    tier: Tier,
+    opts: JitOptions,
+    prog: &[u32],
+    pcs: &[u64],
+    setup: &dyn Fn(&kite_memory::PhysMap),
+    cpu_setup: &dyn Fn(usize, &mut MockCpu),
+) -> (ExitCode, crate::Stats) {
     let (mem, _dev) = machine();
     let bytes: Vec<u8> = prog.iter().flat_map(|w| w.to_le_bytes()).collect();
     assert!(mem.write_ram(RAM_BASE, &bytes));
     setup(&mem);
     let vm = watched_vm();
     let mut cpus: Vec<Box<MockCpu>> = pcs.iter().map(|_| MockCpu::new(vm.clone())).collect();
-    for (c, &pc) in cpus.iter_mut().zip(pcs) {
+    for (i, (c, &pc)) in cpus.iter_mut().zip(pcs).enumerate() {
         (c.h.pc, c.regs[7]) = (pc, RAM_BASE);
+        cpu_setup(i, c);
     }
     run_shared(mem, vm, JitOptions { tier, ..opts }, &mut cpus)
 }
@@ -80,4 +93,50 @@ fn full_flushes_wait_for_every_vcpu_to_leave_generated_code() {
     assert!(st.full_flushes >= 2, "{st:?}");
     assert!(st.exits.goto_unlinked >= 1500, "{st:?}");
     assert_eq!(st.compile_fallbacks, 0);
+}
+
+/// Two vCPUs in different address spaces run one block whose jump leaves its page: a
+/// chain link vCPU A makes there holds for A's mapping of the target page only. vCPU B
+/// maps that page elsewhere and must run its own code there; following A's link it
+/// would run A's loop forever (the watchdog then ends the run).
+#[test]
+fn a_cross_page_link_made_in_one_address_space_is_not_followed_in_another() {
+    const V: u64 = RAM_BASE + 0x1000;
+    // 0x000 (A's start) and 0x004: j V (the shared block). At V for A: li r4, 1 ;
+    // sw r4, 0x900(r7) (A has been there) ; j 0x004. B, at 0x040: wait for A's word,
+    // count r5 down from 20000 (A links 0x004 to its V meanwhile), then j 0x004. B maps V
+    // to RAM_BASE + 0x2000: li r1, 2 ; ecall.
+    let mut prog = vec![0u32; 0x2008 / 4];
+    prog[0] = insn(6, 0, 0, 1);
+    prog[1] = insn(6, 0, 0, (0x1000 - 4) / 4);
+    let b = [
+        insn(1, 6, 0, 1),
+        insn(4, 5, 7, 0x900),
+        insn(5, 5, 6, -1),
+        insn(1, 5, 0, 20000),
+        insn(1, 6, 0, 0),
+        insn(2, 5, 5, -1),
+        insn(5, 5, 6, -1),
+        insn(6, 0, 0, (4 - 0x5c) / 4),
+    ];
+    prog[0x40 / 4..0x40 / 4 + b.len()].copy_from_slice(&b);
+    let a = [insn(1, 4, 0, 1), insn(3, 4, 7, 0x900), insn(6, 0, 0, (4 - 0x1008) / 4)];
+    prog[0x1000 / 4..0x1000 / 4 + a.len()].copy_from_slice(&a);
+    prog[0x2000 / 4] = insn(1, 1, 0, 2);
+    prog[0x2004 / 4] = insn(7, 0, 0, 0);
+    for tier in [Tier::Tiered, Tier::Jit] {
+        let (code, st) = run_threads_with(
+            tier,
+            JitOptions::default(),
+            &prog,
+            &[RAM_BASE, RAM_BASE + 0x40],
+            &|mem| assert!(mem.write_ram(RAM_BASE + 0x900, &[0; 4])),
+            &|i, cpu| {
+                if i == 1 {
+                    cpu.remap = Some((V, RAM_BASE + 0x2000));
+                }
+            },
+        );
+        assert_eq!(code, ExitCode::Exit(2), "{tier:?}: {st:?}");
+    }
 }
