@@ -534,21 +534,8 @@ impl<C: GuestCpu> Engine<C> {
                 // SAFETY: no TB is running; this reference ends before the next one does.
                 let cpu = unsafe { &mut *cpu_ptr };
                 if cpu.header().exit_request.load(Ordering::Acquire) != 0 {
-                    cpu.header().exit_request.store(0, Ordering::Release);
-                    // Look again: a stop request sets its flag before the kick we just
-                    // cleared, possibly after the check above. Running on would leave a
-                    // guest spinning inside one block (or a chained loop) with nothing left
-                    // to stop it (riscv-tests' final `tohost` loop hung ~1 run in 300).
-                    if let Some(code) = self.vm.exit_requested() {
+                    if let Err(code) = self.serve_exit_request(cpu) {
                         return Stop::Exit(code);
-                    }
-                    self.sync_shared(cpu);
-                    self.debug_poll(cpu);
-                    // A yield request is acted on just below.
-                    cpu.header_mut().flush_request |= self.handle_flush(cpu) as u32 * flush::YIELD;
-                    if cpu.take_interrupt() {
-                        self.wfi_spins = 0;
-                        self.log_int("interrupt", cpu);
                     }
                     if let Some(p) = preempt {
                         // An interrupt this vCPU raised during its turn (an IPI) hands over
@@ -591,6 +578,28 @@ impl<C: GuestCpu> Engine<C> {
                 self.halt(cpu_ptr);
             }
         }
+    }
+
+    /// `cpu`'s exit request was set: clear it and act on what may have set it (MTTCG
+    /// registry work, a debugger, TLB flush requests, an interrupt). `Err` when the VM is
+    /// to exit. A yield request stays in `flush_request` for the caller.
+    fn serve_exit_request(&mut self, cpu: &mut C) -> Result<(), ExitCode> {
+        cpu.header().exit_request.store(0, Ordering::Release);
+        // Look again: a stop request sets its flag before the kick we just cleared,
+        // possibly after the caller's check. Running on would leave a guest spinning
+        // inside one block (or a chained loop) with nothing left to stop it (riscv-tests'
+        // final `tohost` loop hung ~1 run in 300).
+        if let Some(code) = self.vm.exit_requested() {
+            return Err(code);
+        }
+        self.sync_shared(cpu);
+        self.debug_poll(cpu);
+        cpu.header_mut().flush_request |= self.handle_flush(cpu) as u32 * flush::YIELD;
+        if cpu.take_interrupt() {
+            self.wfi_spins = 0;
+            self.log_int("interrupt", cpu);
+        }
+        Ok(())
     }
 
     /// Make `cpu` the vCPU this engine runs next: swap in its jump cache (cleared if
@@ -698,17 +707,8 @@ impl<C: GuestCpu> Engine<C> {
         {
             // SAFETY: no TB is running; this reference ends before the next one does.
             let cpu = unsafe { &mut *cpu_ptr };
-            if cpu.header().exit_request.load(Ordering::Acquire) != 0 {
-                cpu.header().exit_request.store(0, Ordering::Release);
-                // Look again (see `run_loop`).
-                if self.vm.exit_requested().is_some() {
-                    return MtStep::Exit;
-                }
-                cpu.header_mut().flush_request |= self.handle_flush(cpu) as u32 * flush::YIELD;
-                if cpu.take_interrupt() {
-                    self.wfi_spins = 0;
-                    self.log_int("interrupt", cpu);
-                }
+            if cpu.header().exit_request.load(Ordering::Acquire) != 0 && self.serve_exit_request(cpu).is_err() {
+                return MtStep::Exit;
             }
             if self.handle_flush(cpu) {
                 self.ctx().stats.yields += 1;
@@ -719,23 +719,10 @@ impl<C: GuestCpu> Engine<C> {
             return MtStep::Again;
         };
         self.link_pending(cpu_ptr, id);
-        let code = match self.ctx().tbs.get(id).map(|t| &t.exec) {
-            Some(Exec::Native(p)) => *p,
-            _ => return MtStep::Ran(self.exec(cpu_ptr, id)),
-        };
-        let Some(trampoline) = self.native.as_ref().map(|n| n.trampoline) else {
-            return MtStep::Again;
-        };
-        let slow_ctx = self.ctx.as_ptr() as u64;
-        let ctx = self.ctx();
-        ctx.stats.dispatches += 1;
-        let jc_base = ctx.tbs.jc_base();
-        self.log_exec(cpu_ptr);
-        // SAFETY: no TB is running; the reference ends here.
-        let h = unsafe { &mut *cpu_ptr }.header_mut();
-        h.jc_base = jc_base;
-        h.slow_ctx = slow_ctx;
-        MtStep::Run(Run { trampoline, code })
+        match self.prepare_native(cpu_ptr, id) {
+            Some(run) => MtStep::Run(run),
+            None => MtStep::Ran(self.exec(cpu_ptr, id)),
+        }
     }
 
     /// Undo [`Engine::switch_in`]: take the jump cache back into `state`.
@@ -1688,7 +1675,7 @@ impl<C: GuestCpu> Engine<C> {
     fn full_flush(&mut self) -> bool {
         if let Some(sync) = self.ctx().mt.as_ref() {
             if !sync.quiet() {
-                sync.want_flush(std::ptr::null());
+                sync.want_flush();
                 return false;
             }
         }
@@ -1738,64 +1725,77 @@ impl<C: GuestCpu> Engine<C> {
 
     /// Run TB `id` once; returns its raw exit value.
     pub(crate) fn exec(&mut self, cpu_ptr: *mut C, id: TbId) -> u64 {
-        let slow_ctx = self.ctx.as_ptr() as u64;
+        if let Some(run) = self.prepare_native(cpu_ptr, id) {
+            // SAFETY: prepared for this CPU just now (no flush since); the CPU and context
+            // pointers are valid and no Rust reference to either is live during the call.
+            return unsafe { run.go(cpu_ptr) };
+        }
         let ctx = self.ctx();
         ctx.stats.dispatches += 1;
         // No TB is running: interpreted blocks retired by invalidations can go.
         ctx.tbs.reap();
-        let jc_base = ctx.tbs.jc_base();
         let Some(tb) = ctx.tbs.get(id) else {
             return status::LOOKUP as u64;
         };
         // Interpreted blocks are borrowed through raw pointers: the TB cache keeps them
         // alive until the next `reap` (see the SAFETY notes below).
-        let (native, interp_block, mmu) = match &tb.exec {
-            Exec::Native(p) => (Some(*p), None, tb.mmu),
+        let (interp_block, mmu) = match &tb.exec {
+            Exec::Native(_) => return status::LOOKUP as u64,
             Exec::Interp(_, Some(f)) => {
                 // SAFETY: the view refers only to the fast block's heap parts, which stay in
                 // place and alive until the next `reap`, even if the TB is invalidated
                 // during the run (see `TbCache::retired`); `promote` and `clear`, which drop
                 // them at once, run only from the dispatcher, between runs.
                 let v = unsafe { std::mem::transmute::<FastView<'_>, FastView<'static>>(f.view()) };
-                (None, Some(Interp::Fast(v)), tb.mmu)
+                (Interp::Fast(v), tb.mmu)
             }
-            Exec::Interp(b, None) => (None, Some(Interp::Ref(Arc::as_ptr(b))), tb.mmu),
+            Exec::Interp(b, None) => (Interp::Ref(Arc::as_ptr(b)), tb.mmu),
         };
         self.log_exec(cpu_ptr);
-        match (native, interp_block, self.native.as_ref()) {
-            (Some(code), _, Some(n)) => {
-                // SAFETY: no TB is running; the reference ends before the call.
-                let h = unsafe { &mut *cpu_ptr }.header_mut();
-                h.jc_base = jc_base;
-                h.slow_ctx = slow_ctx;
-                // SAFETY: `code` is a TB compiled by this engine for `C`; the CPU and context
-                // pointers are valid and no Rust reference to either is live during the call.
-                unsafe { (n.trampoline)(cpu_ptr as *mut u8, code) }
+        // SAFETY: `C` is `#[repr(C)]` with the header first (GuestCpu contract); the byte
+        // view is the only live access to the CPU during the run.
+        let state = unsafe { std::slice::from_raw_parts_mut(cpu_ptr as *mut u8, std::mem::size_of::<C>()) };
+        let mut env = InterpEnv { ctx: self.ctx.as_ptr(), mmu, tb: id };
+        let out = match interp_block {
+            Interp::Fast(v) => v.run(&mut self.fast, state, &mut env),
+            Interp::Ref(b) => {
+                // SAFETY: `b` is the `Arc`'s block, kept alive as the fast view's parts are
+                // (see above): during the run only the slow path touches the TB cache, and
+                // an invalidation moves the `Arc` to `TbCache::retired`.
+                let b = unsafe { &*b };
+                self.scratch.run(b, state, &mut env)
             }
-            (_, Some(block), _) => {
-                // SAFETY: `C` is `#[repr(C)]` with the header first (GuestCpu contract);
-                // the byte view is the only live access to the CPU during the run.
-                let state = unsafe { std::slice::from_raw_parts_mut(cpu_ptr as *mut u8, std::mem::size_of::<C>()) };
-                let mut env = InterpEnv { ctx: self.ctx.as_ptr(), mmu, tb: id };
-                let out = match block {
-                    Interp::Fast(v) => v.run(&mut self.fast, state, &mut env),
-                    Interp::Ref(b) => {
-                        // SAFETY: `b` is the `Arc`'s block, kept alive as the fast view's parts
-                        // are (see above): during the run only the slow path touches the TB
-                        // cache, and an invalidation moves the `Arc` to `TbCache::retired`.
-                        let b = unsafe { &*b };
-                        self.scratch.run(b, state, &mut env)
-                    }
-                };
-                match out {
-                    interp::Outcome::Goto { chain: true, .. } => ret::GOTO,
-                    interp::Outcome::Goto { chain: false, .. } => ret::NOCHAIN,
-                    interp::Outcome::Indirect { .. } => ret::INDIRECT,
-                    interp::Outcome::Status(s) => s as u64,
-                }
-            }
-            _ => status::LOOKUP as u64,
+        };
+        match out {
+            interp::Outcome::Goto { chain: true, .. } => ret::GOTO,
+            interp::Outcome::Goto { chain: false, .. } => ret::NOCHAIN,
+            interp::Outcome::Indirect { .. } => ret::INDIRECT,
+            interp::Outcome::Status(s) => s as u64,
         }
+    }
+
+    /// Get native TB `id` ready to run on `cpu_ptr`: counted, traced, the header's
+    /// jump-cache base and slow-path context set. `None` if it is not native code.
+    fn prepare_native(&mut self, cpu_ptr: *mut C, id: TbId) -> Option<Run> {
+        let trampoline = self.native.as_ref()?.trampoline;
+        let slow_ctx = self.ctx.as_ptr() as u64;
+        let ctx = self.ctx();
+        let Some(Exec::Native(code)) = ctx.tbs.get(id).map(|t| &t.exec) else {
+            return None;
+        };
+        let code = *code;
+        ctx.stats.dispatches += 1;
+        // No TB is running here: interpreted blocks retired by invalidations can go.
+        // (Under a shared engine other vCPUs may be in native code, never in an
+        // interpreted block: those run under the lock.)
+        ctx.tbs.reap();
+        let jc_base = ctx.tbs.jc_base();
+        self.log_exec(cpu_ptr);
+        // SAFETY: no TB is running on this CPU; the reference ends here.
+        let h = unsafe { &mut *cpu_ptr }.header_mut();
+        h.jc_base = jc_base;
+        h.slow_ctx = slow_ctx;
+        Some(Run { trampoline, code })
     }
 
     /// `-d exec` and `-d cpu` at a TB's start.

@@ -117,10 +117,11 @@ impl Threads {
         self.running.load(Ordering::Acquire) == 0
     }
 
-    /// Ask for a full flush once every vCPU is out of generated code (lock held).
-    pub(crate) fn want_flush(&self, me: *const AtomicU32) {
+    /// Ask for a full flush once every vCPU is out of generated code (lock held): kick
+    /// them all out of it.
+    pub(crate) fn want_flush(&self) {
         self.flush_wanted.store(true, Ordering::Release);
-        self.kick_others(me);
+        self.kick_others(std::ptr::null());
     }
 
     pub(crate) fn flush_wanted(&self) -> bool {
