@@ -140,3 +140,65 @@ fn a_cross_page_link_made_in_one_address_space_is_not_followed_in_another() {
         assert_eq!(code, ExitCode::Exit(2), "{tier:?}: {st:?}");
     }
 }
+
+/// A vCPU thread of a shared engine sleeps in `wfi` (`engine::mt_halt`, without the lock)
+/// until its interrupt is pending, then takes it; the other one sleeps throughout.
+#[test]
+fn a_vcpu_thread_sleeps_in_wfi_and_takes_the_interrupt_that_wakes_it() {
+    // A: li r1, 9 ; wfi ; ecall (exit code r1). B, at 0x40: wfi ; j -1.
+    let mut prog = vec![insn(1, 1, 0, 9), insn(9, 0, 0, 0), insn(7, 0, 0, 0)];
+    prog.resize(0x40 / 4, 0);
+    prog.extend([insn(9, 0, 0, 0), insn(6, 0, 0, -1)]);
+    let (mem, _dev) = machine();
+    let bytes: Vec<u8> = prog.iter().flat_map(|w| w.to_le_bytes()).collect();
+    assert!(mem.write_ram(RAM_BASE, &bytes));
+    let vm = watched_vm();
+    let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
+    for (c, pc) in cpus.iter_mut().zip([RAM_BASE, RAM_BASE + 0x40]) {
+        c.h.pc = pc;
+    }
+    let irq = cpus[0].irq.clone();
+    let vm2 = vm.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // No kick: the halt's poll finds the interrupt pending, and must make the next
+        // step take it.
+        irq.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(vm2);
+    });
+    let start = std::time::Instant::now();
+    let (code, st) = run_shared(mem, vm, JitOptions::default(), &mut cpus);
+    t.join().unwrap();
+    assert_eq!(code, ExitCode::Exit(9), "{st:?}");
+    assert_eq!(cpus[0].regs[15], 1, "the interrupt was taken");
+    assert!(start.elapsed() >= std::time::Duration::from_millis(40));
+    // Both halted (A once; B at least once, and not spinning: it has nothing pending).
+    assert!((2..1000).contains(&st.exits.halt), "{st:?}");
+}
+
+/// `wfi` ended at once by a pending but masked interrupt: after a few such wake-ups a
+/// vCPU thread of a shared engine sleeps a little at each (as `Engine::halt` does), so
+/// in 300 ms there are a few hundred halts, not millions.
+#[test]
+fn a_vcpu_thread_woken_by_a_masked_interrupt_backs_off() {
+    let prog = [insn(9, 0, 0, 0), insn(6, 0, 0, -1)];
+    let (mem, _dev) = machine();
+    let bytes: Vec<u8> = prog.iter().flat_map(|w| w.to_le_bytes()).collect();
+    assert!(mem.write_ram(RAM_BASE, &bytes));
+    let vm = watched_vm();
+    let mut cpus = vec![MockCpu::new(vm.clone()), MockCpu::new(vm.clone())];
+    for c in &mut cpus {
+        c.h.pc = RAM_BASE;
+        c.masked = true;
+        c.irq.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    let vm2 = vm.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        vm2.request_exit(ExitCode::Exit(4));
+    });
+    let (code, st) = run_shared(mem, vm, JitOptions { tier: Tier::Jit, ..JitOptions::default() }, &mut cpus);
+    t.join().unwrap();
+    assert_eq!(code, ExitCode::Exit(4));
+    assert!((128..40_000).contains(&st.exits.halt), "{} halts in 300 ms", st.exits.halt);
+}
