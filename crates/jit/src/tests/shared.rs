@@ -202,3 +202,63 @@ fn a_vcpu_thread_woken_by_a_masked_interrupt_backs_off() {
     assert_eq!(code, ExitCode::Exit(4));
     assert!((128..40_000).contains(&st.exits.halt), "{} halts in 300 ms", st.exits.halt);
 }
+
+/// A vCPU whose TLB already maps a page for writing, filled before that page held any
+/// code, must still invalidate another vCPU's first TB there when it stores over it: the
+/// translating vCPU kicks it, so its next step gives its TLB entry the CODE flag. The
+/// writer's last pass runs only chain links made in its first pass, so it meets no
+/// dispatcher step of its own between the other vCPU's translation and its store:
+/// without the kick its store invalidates nothing, and the other vCPU loops on the old
+/// code until the watchdog ends the run.
+#[test]
+fn a_store_through_a_tlb_entry_older_than_the_pages_code_still_invalidates_it() {
+    const P: u64 = RAM_BASE + 0x1000;
+    // A at 0x000: wait for the word at 0x900 to be 1, then j P. At P: li r1, 1 (B makes
+    // it li r1, 2) ; li r2, 2 ; bne r1, r2, -2 ; ecall (exit code r1).
+    let mut prog = vec![0u32; 0x1010 / 4];
+    let a = [insn(1, 6, 0, 1), insn(4, 5, 7, 0x900), insn(5, 5, 6, -1), insn(6, 0, 0, (0x1000 - 0xc) / 4)];
+    prog[..a.len()].copy_from_slice(&a);
+    // B at 0x040 (r8 = P): sw r3, 0x800(r8) (a write entry for P, no code there yet) ;
+    // two passes (r11) of: sw r4, 0x900(r7) (A's word: 0, then 1) ; count r5 down from
+    // 0x4000 << 10 (tens of milliseconds: A translates P meanwhile, even with Cranelift
+    // on a busy host) ; lw r3, 0x800(r7) ; sw r3, 0(r10) (first pass: a word on page 0;
+    // last: P) ; then j 0.
+    let mut b = vec![
+        insn(3, 3, 8, 0x800),
+        insn(1, 11, 0, 2),
+        insn(2, 10, 7, 0x7f0),
+        insn(1, 6, 0, 0),
+        insn(1, 4, 0, 0),
+        insn(6, 0, 0, 1),
+    ];
+    let pass = b.len(); // each pass starts here
+    b.extend([insn(3, 4, 7, 0x900), insn(1, 5, 0, 0x4000)]);
+    b.extend([insn(0x0c, 5, 5, 0); 10]);
+    b.push(insn(6, 0, 0, 1));
+    b.extend([insn(2, 5, 5, -1), insn(5, 5, 6, -1)]); // the countdown
+    b.extend([insn(4, 3, 7, 0x800), insn(3, 3, 10, 0)]); // the store
+    b.extend([insn(2, 11, 11, -1), insn(5, 11, 6, 2), insn(6, 0, 0, 0)]); // then done
+    b.extend([insn(2, 10, 8, 0), insn(1, 4, 0, 1)]); // the last pass stores to P
+    let back = b.len() as i16;
+    b.push(insn(6, 0, 0, pass as i16 - back));
+    prog[0x40 / 4..0x40 / 4 + b.len()].copy_from_slice(&b);
+    let p = [insn(1, 1, 0, 1), insn(1, 2, 0, 2), insn(5, 1, 2, -2), insn(7, 0, 0, 0)];
+    prog[0x1000 / 4..0x1000 / 4 + p.len()].copy_from_slice(&p);
+    for tier in [Tier::Tiered, Tier::Jit] {
+        // No tier-up on the way: its return to the dispatcher would mark the page too.
+        let opts = JitOptions { thresh: 1_000_000, ..JitOptions::default() };
+        let (code, st) = run_threads_with(
+            tier,
+            opts,
+            &prog,
+            &[RAM_BASE, RAM_BASE + 0x40],
+            &|mem| {
+                assert!(mem.write_ram(RAM_BASE + 0x800, &insn(1, 1, 0, 2).to_le_bytes()));
+                assert!(mem.write_ram(RAM_BASE + 0x900, &[0; 4]));
+            },
+            &|_, cpu| cpu.regs[8] = P,
+        );
+        assert_eq!(code, ExitCode::Exit(2), "{tier:?}: {st:?}");
+        assert!(st.tbs_invalidated >= 1, "{tier:?}: {st:?}");
+    }
+}
