@@ -632,10 +632,17 @@ impl<C: GuestCpu> Engine<C> {
         if missed > 0 {
             *seen = ctx.code_gen;
             if missed <= ctx.code_log.len() as u64 {
+                // On the stack: under a shared engine this runs at dispatcher steps, not
+                // just at vCPU switches (the log holds at most `CODE_LOG` pages).
                 let skip = ctx.code_log.len() - missed as usize;
-                let mut pages: Vec<u64> = ctx.code_log.iter().skip(skip).copied().collect();
+                let mut buf = [0u64; CODE_LOG];
+                let n = missed as usize;
+                for (b, &p) in buf.iter_mut().zip(ctx.code_log.iter().skip(skip)) {
+                    *b = p;
+                }
+                let pages = &mut buf[..n];
                 pages.sort_unstable();
-                cpu.header_mut().tlb_mark_code_pages(&pages);
+                cpu.header_mut().tlb_mark_code_pages(pages);
             } else {
                 cpu.header_mut().tlb_flush_all();
             }
