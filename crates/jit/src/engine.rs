@@ -1865,36 +1865,48 @@ impl<C: GuestCpu> Engine<C> {
     /// first sleeps up to [`WFI_BACKOFF`] (any kick, e.g. an IPI, ends the sleep): a
     /// spinning vCPU thread must not take host cores from the others.
     fn halt(&mut self, cpu_ptr: *mut C) {
-        let mut slept = false;
-        loop {
-            if self.vm.exit_requested().is_some() {
-                return;
-            }
-            // SAFETY: no TB is running; shared access only while sleeping.
-            let cpu = unsafe { &*cpu_ptr };
-            let idle = || !cpu.has_wakeup() && cpu.header().exit_request.load(Ordering::Acquire) == 0;
-            if !idle() {
-                break;
-            }
-            slept = true;
-            let t0 = Instant::now();
-            self.vm.wait(HALT_POLL, idle);
-            self.add_idle(t0.elapsed());
+        // SAFETY: no TB is running; shared access only while sleeping.
+        let (slept, idle) = wfi_sleep(&self.vm, unsafe { &*cpu_ptr });
+        self.add_idle(idle);
+        if self.vm.exit_requested().is_some() {
+            return;
         }
         // SAFETY: as above, now exclusive again.
         let cpu = unsafe { &mut *cpu_ptr };
         if cpu.take_interrupt() {
             self.wfi_spins = 0;
             self.log_int("interrupt", cpu);
-        } else if !slept && cpu.has_wakeup() {
-            self.wfi_spins = self.wfi_spins.saturating_add(1);
-            if self.wfi_spins > WFI_SPINS {
-                let cpu = &*cpu;
-                self.vm.wait(WFI_BACKOFF, || cpu.header().exit_request.load(Ordering::Acquire) == 0);
-            }
         } else {
-            self.wfi_spins = 0;
+            wfi_backoff(&self.vm, cpu, &mut self.wfi_spins, slept);
         }
+    }
+}
+
+/// Sleep in `wfi` until `cpu` has a wake-up, is kicked, or the VM is to exit; returns
+/// whether it slept at all, and for how long.
+fn wfi_sleep<C: GuestCpu>(vm: &VmControl, cpu: &C) -> (bool, Duration) {
+    let idle = || !cpu.has_wakeup() && cpu.header().exit_request.load(Ordering::Acquire) == 0;
+    let t0 = Instant::now();
+    let mut slept = false;
+    while vm.exit_requested().is_none() && idle() {
+        slept = true;
+        vm.wait(HALT_POLL, idle);
+    }
+    (slept, if slept { t0.elapsed() } else { Duration::ZERO })
+}
+
+/// After a `wfi` that took no interrupt: one that did not sleep but has a wake-up (a
+/// pending, masked interrupt, see [`Engine::halt`]) counts in `spins`, and past
+/// [`WFI_SPINS`] of them in a row sleeps up to [`WFI_BACKOFF`] (a kick ends it); anything
+/// else starts the count over.
+fn wfi_backoff<C: GuestCpu>(vm: &VmControl, cpu: &C, spins: &mut u32, slept: bool) {
+    if !slept && cpu.has_wakeup() {
+        *spins = spins.saturating_add(1);
+        if *spins > WFI_SPINS {
+            vm.wait(WFI_BACKOFF, || cpu.header().exit_request.load(Ordering::Acquire) == 0);
+        }
+    } else {
+        *spins = 0;
     }
 }
 
@@ -1913,20 +1925,7 @@ pub(crate) fn mt_forget(r: u64) -> u64 {
 /// engine or its lock): until an interrupt is pending, the vCPU is kicked or the VM
 /// exits. Its exit request is set on the way out, so the next step takes the interrupt.
 pub(crate) fn mt_halt<C: GuestCpu>(vm: &VmControl, cpu: &C, st: &mut VcpuState) {
-    let idle = || !cpu.has_wakeup() && cpu.header().exit_request.load(Ordering::Acquire) == 0;
-    let mut slept = false;
-    while vm.exit_requested().is_none() && idle() {
-        slept = true;
-        vm.wait(HALT_POLL, idle);
-    }
-    if !slept && cpu.has_wakeup() {
-        // Woken at once by a pending but masked interrupt (see `Engine::halt`).
-        st.wfi_spins = st.wfi_spins.saturating_add(1);
-        if st.wfi_spins > WFI_SPINS {
-            vm.wait(WFI_BACKOFF, || cpu.header().exit_request.load(Ordering::Acquire) == 0);
-        }
-    } else {
-        st.wfi_spins = 0;
-    }
+    let (slept, _) = wfi_sleep(vm, cpu);
+    wfi_backoff(vm, cpu, &mut st.wfi_spins, slept);
     cpu.header().exit_request.store(1, Ordering::Release);
 }
