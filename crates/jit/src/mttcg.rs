@@ -205,11 +205,8 @@ pub fn run_parallel<C: GuestCpu>(
             .iter_mut()
             .enumerate()
             .map(|(i, cpu)| {
-                let (mem, vm2, shared, opts) = (mem.clone(), vm.clone(), shared.clone(), opts.clone());
-                let spawned = std::thread::Builder::new().name(format!("kite-vcpu{i}")).spawn_scoped(s, move || {
-                    // A panicking vCPU thread (a Kite bug) must not leave the others running.
-                    let _guard = StopOnPanic(vm2.clone());
-                    let vm = vm2;
+                let (mem, shared, opts) = (mem.clone(), shared.clone(), opts.clone());
+                spawn_vcpu_thread(s, i, &vm, move |vm| {
                     let mut e = match Engine::<C>::new(mem, vm.clone(), opts) {
                         Ok(e) => e,
                         Err(err) => {
@@ -221,14 +218,10 @@ pub fn run_parallel<C: GuestCpu>(
                     e.link_shared(Link { shared, me: i, seen_gen: 0 });
                     let code = e.run(cpu);
                     Some((code, e.stats()))
-                });
-                spawned.map_err(|err| {
-                    log::error!("cannot start a vCPU thread: {err}");
-                    vm.request_exit(ExitCode::Exit(1));
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.ok().and_then(|h| h.join().ok().flatten())).collect()
+        handles.into_iter().map(|h| h.and_then(|h| h.join().ok().flatten())).collect()
     });
     let mut stats = Stats::default();
     for (_, s) in results.iter().flatten() {
@@ -238,9 +231,30 @@ pub fn run_parallel<C: GuestCpu>(
     (code, stats)
 }
 
-/// Asks the VM to stop if its thread unwinds (a panicking vCPU thread, a Kite bug, must
-/// not leave the others running).
-pub(crate) struct StopOnPanic(pub Arc<VmControl>);
+/// Start vCPU `i`'s host thread (`kite-vcpuN`) in scope `s`, running `f` with the VM.
+/// A thread that cannot start, or that panics (a Kite bug), stops the VM with exit status
+/// 1 rather than leave the other vCPUs running (or waiting for it).
+pub(crate) fn spawn_vcpu_thread<'s, T: Send + 's>(
+    s: &'s std::thread::Scope<'s, '_>,
+    i: usize,
+    vm: &Arc<VmControl>,
+    f: impl FnOnce(&Arc<VmControl>) -> T + Send + 's,
+) -> Option<std::thread::ScopedJoinHandle<'s, T>> {
+    let vm2 = vm.clone();
+    let spawned = std::thread::Builder::new().name(format!("kite-vcpu{i}")).spawn_scoped(s, move || {
+        let guard = StopOnPanic(vm2);
+        f(&guard.0)
+    });
+    spawned
+        .map_err(|err| {
+            log::error!("cannot start a vCPU thread: {err}");
+            vm.request_exit(ExitCode::Exit(1));
+        })
+        .ok()
+}
+
+/// Asks the VM to stop if its thread unwinds.
+struct StopOnPanic(Arc<VmControl>);
 
 impl Drop for StopOnPanic {
     fn drop(&mut self) {

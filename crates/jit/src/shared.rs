@@ -38,7 +38,7 @@ use kite_core::{ExitCode, GuestCpu, VmControl};
 use kite_memory::PhysMap;
 
 use crate::engine::{Engine, MtStep};
-use crate::mttcg::StopOnPanic;
+use crate::mttcg::spawn_vcpu_thread;
 use crate::sched::VcpuState;
 use crate::{JitOptions, Stats, MAX_VCPUS};
 
@@ -179,17 +179,9 @@ pub fn run_shared<C: GuestCpu>(
     let shared = SharedEngine { engine: UnsafeCell::new(engine), sync };
     std::thread::scope(|s| {
         for (i, cpu) in cpus.iter_mut().enumerate() {
-            let (shared, vm2) = (&shared, vm.clone());
+            let shared = &shared;
             let cpu: &mut C = cpu;
-            let spawned = std::thread::Builder::new().name(format!("kite-vcpu{i}")).spawn_scoped(s, move || {
-                // A panicking vCPU thread (a Kite bug) must not leave the others running.
-                let _guard = StopOnPanic(vm2.clone());
-                vcpu_thread(shared, cpu, &vm2);
-            });
-            if let Err(err) = spawned {
-                log::error!("cannot start a vCPU thread: {err}");
-                vm.request_exit(ExitCode::Exit(1));
-            }
+            spawn_vcpu_thread(s, i, &vm, move |vm| vcpu_thread(shared, cpu, vm));
         }
     });
     let stats = shared.with(|e| e.stats());
